@@ -1,0 +1,47 @@
+// `fleetboot <verb>`: parses, calls into the modules, formats. Exit codes: 0 done, 1 failed,
+// 2 the operator asked for something wrong (a bad flag, config or argument).
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config/load.ts';
+import { UsageError } from './errors.ts';
+import { registerInit } from './init.ts';
+import { registerServe } from './serve.ts';
+import { registerStatus } from './status.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('fleetboot')
+    .description('network-boot a fleet of bare-metal servers from this head node')
+    .option('-c, --config <file>', 'head-node config file (default: ./fleetboot.json, else embedded defaults)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerInit(program);
+  registerServe(program);
+  registerStatus(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version "fail" with exit code 0.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      process.stderr.write(`fleetboot: ${err.message}\n`);
+      return 2;
+    }
+    const sys = err as NodeJS.ErrnoException & { address?: string; port?: number };
+    if (sys.code === 'EADDRINUSE' || sys.code === 'EACCES' || sys.code === 'EADDRNOTAVAIL') {
+      // A listener could not start: say which, without a stack.
+      process.stderr.write(`fleetboot: cannot listen on ${sys.address ?? '?'}:${sys.port ?? '?'}: ${sys.code}\n`);
+      return 1;
+    }
+    process.stderr.write(`fleetboot: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv);
+if (code !== 0) process.exitCode = code;

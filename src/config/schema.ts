@@ -1,0 +1,150 @@
+// The head-node config file: one JSON document, validated by zod at load time so that
+// everything past the loader trusts its types (STYLE.md: parse, don't validate).
+import { isIPv4 } from 'node:net';
+import { z } from 'zod';
+
+const ipv4 = z.string().refine((s) => isIPv4(s), { message: 'expected an IPv4 address like 10.0.0.1' });
+
+/** `10.0.0.0/24`: an IPv4 network in CIDR notation. */
+export const cidrSchema = z.string().refine(
+  (s) => {
+    const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(s);
+    return m !== null && isIPv4(m[1] ?? '') && Number(m[2]) <= 32;
+  },
+  { message: 'expected a CIDR subnet like 10.0.0.0/24' },
+);
+
+export const ipRangeSchema = z
+  .object({ start: ipv4, end: ipv4 })
+  .refine((r) => ipv4ToInt(r.start) <= ipv4ToInt(r.end), { message: 'range start is after its end' });
+
+export const networkSchema = z
+  .object({
+    /** A name operators use in node configs (`admin`, `rack-b-admin`). */
+    name: z.string().regex(/^[a-z][a-z0-9_-]{0,30}$/, 'expected a lowercase name like "admin"'),
+    /** Local interface this network is served on; absent for networks reached only through relays. */
+    interface: z.string().min(1).optional(),
+    subnet: cidrSchema,
+    /** The head node's own address on this network: what nodes are told to fetch from. */
+    serverAddress: ipv4.optional(),
+    gateway: ipv4.optional(),
+    range: ipRangeSchema.optional(),
+    resolvers: z.array(ipv4).default([]),
+    dnsDomain: z.string().optional(),
+    ntpServers: z.array(ipv4).default([]),
+    /** Relay agent addresses (giaddr) whose requests belong to this network (RFC 2131 §4.3.1). */
+    relayAddresses: z.array(ipv4).default([]),
+    leaseSeconds: z.number().int().min(60).max(31_536_000).default(3600),
+    mtu: z.number().int().min(576).max(9216).optional(),
+  })
+  .superRefine((n, ctx) => {
+    const within = (ip: string): boolean => ipInSubnet(ip, n.subnet);
+    for (const [field, ip] of [
+      ['gateway', n.gateway],
+      ['serverAddress', n.serverAddress],
+      ['range.start', n.range?.start],
+      ['range.end', n.range?.end],
+    ] as const) {
+      if (ip !== undefined && cidrSchema.safeParse(n.subnet).success && !within(ip)) {
+        ctx.addIssue({ code: 'custom', path: field.split('.'), message: `${ip} is outside subnet ${n.subnet}` });
+      }
+    }
+  });
+
+export const configSchema = z
+  .object({
+    /** SQLite registry, API token and other state. */
+    dataDir: z.string().min(1).default('./var'),
+    platformImagesDir: z.string().min(1).default('./platform-images'),
+    /** Where the iPXE binaries are (Debian package `ipxe`). */
+    ipxeDir: z.string().min(1).default('/usr/lib/ipxe'),
+    /** Defaults to the boot-templates/ folder shipped with fleetboot. */
+    templatesDir: z.string().min(1).optional(),
+    apiTokenFile: z.string().min(1).default('./var/api-token'),
+    unknownNodePolicy: z.enum(['discover', 'ignore', 'allow-list']).default('discover'),
+    http: z
+      .object({
+        listen: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        /** Base URL nodes use to reach this head node; derived from the network's serverAddress when absent. */
+        publicUrl: z.url().optional(),
+      })
+      .prefault({}),
+    dhcp: z
+      .object({
+        mode: z.enum(['off', 'full', 'proxy']).default('off'),
+        listen: z.string().min(1).default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(67),
+        /** PXE spec §2.2.3: ProxyDHCP also answers on 4011. */
+        proxyPort: z.number().int().min(0).max(65535).default(4011),
+        /** Port replies to relay agents go to (RFC 2131 §4.1 says 67; perfdhcp needs another). */
+        relayReplyPort: z.number().int().min(1).max(65535).default(67),
+      })
+      .prefault({}),
+    tftp: z
+      .object({
+        enabled: z.boolean().default(false),
+        listen: z.string().min(1).default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(69),
+      })
+      .prefault({}),
+    boot: z
+      .object({
+        /** iPXE binary for UEFI x64 firmware (option 93 = 7 or 9). */
+        efiX64: z.string().min(1).default('snponly.efi'),
+        /** iPXE binary for BIOS firmware (option 93 = 0). */
+        bios: z.string().min(1).default('undionly.kpxe'),
+        /** iPXE binary for UEFI arm64 (option 93 = 11); none by default. */
+        efiArm64: z.string().min(1).optional(),
+        /** Serial console nodes boot with: ttya = COM1 on SmartOS. */
+        console: z.string().default('ttya'),
+        consoleSpeed: z.number().int().positive().default(115200),
+      })
+      .prefault({}),
+    nodes: z
+      .object({
+        /** A node not heard from for this long becomes `unknown`. */
+        unknownAfterSeconds: z.number().int().positive().default(900),
+      })
+      .prefault({}),
+    networks: z.array(networkSchema).default([]),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    const names = new Set<string>();
+    c.networks.forEach((n, i) => {
+      if (names.has(n.name)) ctx.addIssue({ code: 'custom', path: ['networks', i, 'name'], message: `duplicate network name "${n.name}"` });
+      names.add(n.name);
+    });
+    if (c.dhcp.mode !== 'off' && c.networks.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['dhcp', 'mode'], message: `"${c.dhcp.mode}" needs at least one entry in networks` });
+    }
+  });
+
+export type FleetbootConfig = z.infer<typeof configSchema>;
+export type NetworkConfig = z.infer<typeof networkSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export function ipv4ToInt(ip: string): number {
+  const parts = ip.split('.').map(Number);
+  return (((parts[0] ?? 0) << 24) | ((parts[1] ?? 0) << 16) | ((parts[2] ?? 0) << 8) | (parts[3] ?? 0)) >>> 0;
+}
+
+export function intToIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/** Network address and prefix length of a CIDR string. */
+export function parseCidr(cidr: string): { network: number; prefix: number; mask: number } {
+  const [addr = '', len = '32'] = cidr.split('/');
+  const prefix = Number(len);
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return { network: (ipv4ToInt(addr) & mask) >>> 0, prefix, mask };
+}
+
+export function ipInSubnet(ip: string, cidr: string): boolean {
+  const { network, mask } = parseCidr(cidr);
+  return ((ipv4ToInt(ip) & mask) >>> 0) === network;
+}

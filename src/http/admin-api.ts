@@ -1,0 +1,44 @@
+// The admin API: what `fleetboot` CLI verbs and operators' scripts read. Every route here
+// sits behind the bearer token.
+import { Router } from 'express';
+import type { Store } from '../store/store.ts';
+import type { NodeRecord } from '../store/nodes.ts';
+import { HttpError } from './errors.ts';
+
+/** The public shape of a node: timestamps as ISO strings, no secrets. */
+export function nodeView(n: NodeRecord): Record<string, unknown> {
+  const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
+  return {
+    id: n.id,
+    uuid: n.uuid,
+    hostname: n.hostname,
+    state: n.state,
+    bootPlatform: n.bootPlatform,
+    currentPlatform: n.currentPlatform,
+    previousPlatform: n.previousPlatform,
+    arch: n.arch,
+    serial: n.serial,
+    lastBoot: iso(n.lastBoot),
+    lastSeen: iso(n.lastSeen),
+    traits: n.traits,
+    nics: n.nics.map((c) => ({ mac: c.mac, nicTag: c.nicTag, ip: c.ip, network: c.network, vlan: c.vlan, mtu: c.mtu, admin: c.isAdmin })),
+    sysinfo: n.sysinfo,
+    networkConfig: n.networkConfig,
+    zpoolConfig: n.zpoolConfig,
+    createdAt: iso(n.createdAt),
+    updatedAt: iso(n.updatedAt),
+  };
+}
+
+export function adminApi(store: Store): Router {
+  const r = Router();
+  r.get('/nodes', (_req, res) => {
+    res.json({ nodes: store.nodes.list().map(nodeView) });
+  });
+  r.get('/nodes/:id', (req, res) => {
+    const node = store.nodes.find(req.params.id);
+    if (!node) throw new HttpError(404, 'not_found', `no node ${JSON.stringify(req.params.id)} (id, UUID, MAC or hostname)`);
+    res.json({ node: nodeView(node), timeline: store.events.timeline(node.id).map((e) => ({ ...e, at: new Date(e.at).toISOString() })) });
+  });
+  return r;
+}

@@ -1,0 +1,63 @@
+// Opening the registry and bringing its schema up to date. Migrations are numbered .sql
+// files; `PRAGMA user_version` records the last one applied, and each runs in its own
+// transaction so a crash mid-upgrade leaves the previous version intact.
+import Database from 'better-sqlite3';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Db = Database.Database;
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrationsDir = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
+
+/** Reads `NNN_name.sql` files in version order. */
+export function loadMigrations(dir = migrationsDir): Migration[] {
+  return readdirSync(dir)
+    .map((file) => /^(\d+)_([\w-]+)\.sql$/.exec(file))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ version: Number(m[1]), name: m[2] ?? '', sql: readFileSync(join(dir, m[0]), 'utf8') }))
+    .sort((a, b) => a.version - b.version);
+}
+
+export class MigrationError extends Error {
+  override readonly name = 'MigrationError';
+}
+
+/** Applies every migration newer than the database; returns the versions applied. */
+export function migrate(db: Db, migrations: Migration[]): number[] {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const newest = migrations.at(-1)?.version ?? 0;
+  if (current > newest) {
+    throw new MigrationError(`database schema version ${current} is newer than this fleetboot knows (${newest}); upgrade fleetboot`);
+  }
+  const applied: number[] = [];
+  for (const m of migrations) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    })();
+    applied.push(m.version);
+  }
+  return applied;
+}
+
+/** Opens (creating if needed) the SQLite registry in WAL mode and migrates it. */
+export function openDatabase(file: string, migrations: Migration[] = loadMigrations()): Db {
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  // WAL: readers never block the writer; synchronous=NORMAL is durable across a process
+  // crash (kill -9) in WAL mode, which is the failure the store must survive.
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db, migrations);
+  return db;
+}

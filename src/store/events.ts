@@ -1,0 +1,82 @@
+// Boot events: every step a node takes on its way up (DESIGN.md "The boot path" §7), kept
+// per node so `node show` can print its boot timeline.
+import type { Mac } from '../mac.ts';
+import type { Db } from './db.ts';
+
+export const bootEventKinds = [
+  'dhcp_discover',
+  'dhcp_offer',
+  'dhcp_request',
+  'dhcp_ack',
+  'dhcp_nak',
+  'dhcp_release',
+  'dhcp_decline',
+  'dhcp_inform',
+  'tftp_get',
+  'script',
+  'kernel',
+  'initrd',
+  'module',
+  'file',
+  'checkin',
+  'state',
+  'power',
+] as const;
+export type BootEventKind = (typeof bootEventKinds)[number];
+
+export interface BootEvent {
+  id: number;
+  nodeId: number | null;
+  mac: Mac | null;
+  event: BootEventKind;
+  detail: Record<string, unknown>;
+  at: number;
+}
+
+interface EventRow {
+  id: number;
+  node_id: number | null;
+  mac: string | null;
+  event: BootEventKind;
+  detail: string;
+  at: number;
+}
+
+const fromRow = (r: EventRow): BootEvent => ({
+  id: r.id,
+  nodeId: r.node_id,
+  mac: r.mac as Mac | null,
+  event: r.event,
+  detail: JSON.parse(r.detail) as Record<string, unknown>,
+  at: r.at,
+});
+
+export class BootEventRepo {
+  private readonly insert;
+  private readonly nodeOfMac;
+  private readonly ofNode;
+
+  constructor(
+    db: Db,
+    private readonly now: () => number,
+  ) {
+    this.insert = db.prepare<[number | null, string | null, string, string, number]>(
+      'INSERT INTO boot_events (node_id, mac, event, detail, at) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.nodeOfMac = db.prepare<[string], { node_id: number }>('SELECT node_id FROM nics WHERE mac = ?');
+    this.ofNode = db.prepare<[number, number], EventRow>(
+      'SELECT * FROM (SELECT * FROM boot_events WHERE node_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id',
+    );
+  }
+
+  /** Records an event; with only a MAC, the node holding that NIC (if any) gets it. */
+  record(e: { event: BootEventKind; nodeId?: number | null; mac?: Mac | null; detail?: Record<string, unknown> }): void {
+    const nodeId = e.nodeId ?? (e.mac ? (this.nodeOfMac.get(e.mac)?.node_id ?? null) : null);
+    this.insert.run(nodeId, e.mac ?? null, e.event, JSON.stringify(e.detail ?? {}), this.now());
+  }
+
+  /** The node's most recent `limit` events, oldest first. */
+  timeline(nodeId: number, limit = 200): BootEvent[] {
+    return this.ofNode.all(nodeId, limit).map(fromRow);
+  }
+}

@@ -1,0 +1,326 @@
+// Nodes and their NICs. JSON documents (sysinfo, network and zpool config) come back as
+// `unknown`: the module that owns each format parses it with its own schema.
+import type { Mac } from '../mac.ts';
+import { parseMac } from '../mac.ts';
+import type { Db } from './db.ts';
+
+export const nodeStates = ['discovered', 'setting_up', 'running', 'rebooting', 'unknown', 'failed', 'retired'] as const;
+export type NodeState = (typeof nodeStates)[number];
+
+export interface Nic {
+  mac: Mac;
+  nodeId: number;
+  nicTag: string | null;
+  ip: string | null;
+  network: string | null;
+  vlan: number | null;
+  mtu: number | null;
+  isAdmin: boolean;
+}
+
+export interface NodeRecord {
+  id: number;
+  uuid: string | null;
+  hostname: string | null;
+  state: NodeState;
+  bootPlatform: string | null;
+  previousPlatform: string | null;
+  currentPlatform: string | null;
+  arch: string | null;
+  serial: string | null;
+  lastBoot: number | null;
+  lastSeen: number | null;
+  sysinfo: unknown;
+  networkConfig: unknown;
+  zpoolConfig: unknown;
+  traits: Record<string, string>;
+  tokenHash: string | null;
+  createdAt: number;
+  updatedAt: number;
+  nics: Nic[];
+}
+
+/** Columns a caller may change through `update`. */
+export interface NodePatch {
+  uuid?: string | null;
+  hostname?: string | null;
+  state?: NodeState;
+  bootPlatform?: string | null;
+  previousPlatform?: string | null;
+  currentPlatform?: string | null;
+  arch?: string | null;
+  serial?: string | null;
+  lastBoot?: number | null;
+  lastSeen?: number | null;
+  sysinfo?: unknown;
+  networkConfig?: unknown;
+  zpoolConfig?: unknown;
+  traits?: Record<string, string>;
+  tokenHash?: string | null;
+}
+
+export interface NicInput {
+  mac: Mac;
+  nicTag?: string | null;
+  ip?: string | null;
+  network?: string | null;
+  vlan?: number | null;
+  mtu?: number | null;
+  isAdmin?: boolean;
+}
+
+interface NodeRow {
+  id: number;
+  uuid: string | null;
+  hostname: string | null;
+  state: NodeState;
+  boot_platform: string | null;
+  previous_platform: string | null;
+  current_platform: string | null;
+  arch: string | null;
+  serial: string | null;
+  last_boot: number | null;
+  last_seen: number | null;
+  sysinfo: string | null;
+  network_config: string | null;
+  zpool_config: string | null;
+  traits: string;
+  token_hash: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+interface NicRow {
+  mac: string;
+  node_id: number;
+  nic_tag: string | null;
+  ip: string | null;
+  network: string | null;
+  vlan: number | null;
+  mtu: number | null;
+  is_admin: number;
+}
+
+const columnOf: Record<keyof NodePatch, string> = {
+  uuid: 'uuid',
+  hostname: 'hostname',
+  state: 'state',
+  bootPlatform: 'boot_platform',
+  previousPlatform: 'previous_platform',
+  currentPlatform: 'current_platform',
+  arch: 'arch',
+  serial: 'serial',
+  lastBoot: 'last_boot',
+  lastSeen: 'last_seen',
+  sysinfo: 'sysinfo',
+  networkConfig: 'network_config',
+  zpoolConfig: 'zpool_config',
+  traits: 'traits',
+  tokenHash: 'token_hash',
+};
+const jsonColumns = new Set<keyof NodePatch>(['sysinfo', 'networkConfig', 'zpoolConfig', 'traits']);
+
+const parseJson = (text: string | null): unknown => (text === null ? null : (JSON.parse(text) as unknown));
+
+function nicFromRow(r: NicRow): Nic {
+  return {
+    mac: r.mac as Mac,
+    nodeId: r.node_id,
+    nicTag: r.nic_tag,
+    ip: r.ip,
+    network: r.network,
+    vlan: r.vlan,
+    mtu: r.mtu,
+    isAdmin: r.is_admin === 1,
+  };
+}
+
+/** An SMBIOS UUID of all zeros (or all ones) is what firmware sends when it has none. */
+export function meaningfulUuid(uuid: string | null | undefined): string | null {
+  if (!uuid) return null;
+  const u = uuid.toLowerCase();
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(u)) return null;
+  if (/^[0-]+$/.test(u) || /^[f-]+$/.test(u)) return null;
+  return u;
+}
+
+export class NodeRepo {
+  private readonly byId;
+  private readonly all;
+  private readonly nicsOf;
+  private readonly allNics;
+  private readonly idByMac;
+  private readonly idByUuid;
+  private readonly idByHostname;
+  private readonly insertNode;
+  private readonly upsertNicStmt;
+  private readonly deleteNicsOf;
+
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number,
+  ) {
+    this.byId = db.prepare<[number], NodeRow>('SELECT * FROM nodes WHERE id = ?');
+    this.all = db.prepare<[], NodeRow>('SELECT * FROM nodes ORDER BY id');
+    this.nicsOf = db.prepare<[number], NicRow>('SELECT * FROM nics WHERE node_id = ? ORDER BY is_admin DESC, mac');
+    this.allNics = db.prepare<[], NicRow>('SELECT * FROM nics ORDER BY is_admin DESC, mac');
+    this.idByMac = db.prepare<[string], { node_id: number }>('SELECT node_id FROM nics WHERE mac = ?');
+    this.idByUuid = db.prepare<[string], { id: number }>('SELECT id FROM nodes WHERE uuid = ?');
+    this.idByHostname = db.prepare<[string], { id: number }>('SELECT id FROM nodes WHERE hostname = ?');
+    this.insertNode = db.prepare<[string | null, string | null, string | null, string | null, number, number], { id: number }>(
+      'INSERT INTO nodes (uuid, hostname, arch, serial, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id',
+    );
+    this.upsertNicStmt = db.prepare(
+      `INSERT INTO nics (mac, node_id, nic_tag, ip, network, vlan, mtu, is_admin)
+       VALUES (@mac, @node_id, @nic_tag, @ip, @network, @vlan, @mtu, @is_admin)
+       ON CONFLICT (mac) DO UPDATE SET node_id = excluded.node_id, nic_tag = excluded.nic_tag, ip = excluded.ip,
+         network = excluded.network, vlan = excluded.vlan, mtu = excluded.mtu, is_admin = excluded.is_admin`,
+    );
+    this.deleteNicsOf = db.prepare<[number]>('DELETE FROM nics WHERE node_id = ?');
+  }
+
+  private fromRow(r: NodeRow, nics: Nic[]): NodeRecord {
+    return {
+      id: r.id,
+      uuid: r.uuid,
+      hostname: r.hostname,
+      state: r.state,
+      bootPlatform: r.boot_platform,
+      previousPlatform: r.previous_platform,
+      currentPlatform: r.current_platform,
+      arch: r.arch,
+      serial: r.serial,
+      lastBoot: r.last_boot,
+      lastSeen: r.last_seen,
+      sysinfo: parseJson(r.sysinfo),
+      networkConfig: parseJson(r.network_config),
+      zpoolConfig: parseJson(r.zpool_config),
+      traits: (parseJson(r.traits) ?? {}) as Record<string, string>,
+      tokenHash: r.token_hash,
+      createdAt: r.created_at,
+      updatedAt: r.updated_at,
+      nics,
+    };
+  }
+
+  get(id: number): NodeRecord | undefined {
+    const row = this.byId.get(id);
+    return row && this.fromRow(row, this.nicsOf.all(id).map(nicFromRow));
+  }
+
+  list(): NodeRecord[] {
+    const nics = new Map<number, Nic[]>();
+    for (const n of this.allNics.all().map(nicFromRow)) {
+      const list = nics.get(n.nodeId) ?? [];
+      list.push(n);
+      nics.set(n.nodeId, list);
+    }
+    return this.all.all().map((r) => this.fromRow(r, nics.get(r.id) ?? []));
+  }
+
+  findByMac(mac: Mac): NodeRecord | undefined {
+    const hit = this.idByMac.get(mac);
+    return hit && this.get(hit.node_id);
+  }
+
+  findByUuid(uuid: string): NodeRecord | undefined {
+    const hit = this.idByUuid.get(uuid.toLowerCase());
+    return hit && this.get(hit.id);
+  }
+
+  /** Resolves what an operator typed: numeric id, UUID, any NIC's MAC, or hostname. */
+  find(ref: string): NodeRecord | undefined {
+    if (/^\d+$/.test(ref)) return this.get(Number(ref));
+    const mac = parseMac(ref);
+    if (mac && /[:.-]/.test(ref)) return this.findByMac(mac);
+    const uuid = meaningfulUuid(ref);
+    if (uuid) return this.findByUuid(uuid);
+    const host = this.idByHostname.get(ref);
+    if (host) return this.get(host.id);
+    return mac ? this.findByMac(mac) : undefined;
+  }
+
+  /**
+   * The node a booting machine is, creating it as `discovered` when neither its MAC nor its
+   * UUID is known. A known UUID seen with a new MAC gains that NIC (a second port booting).
+   */
+  discover(input: { mac: Mac; uuid?: string | null; arch?: string | null; serial?: string | null }): {
+    node: NodeRecord;
+    created: boolean;
+  } {
+    const uuid = meaningfulUuid(input.uuid);
+    return this.db.transaction(() => {
+      const byMac = this.idByMac.get(input.mac);
+      if (byMac) {
+        const node = this.get(byMac.node_id)!;
+        const patch: NodePatch = {};
+        if (uuid && node.uuid === null && !this.idByUuid.get(uuid)) patch.uuid = uuid;
+        if (input.arch && node.arch !== input.arch) patch.arch = input.arch;
+        if (input.serial && node.serial === null) patch.serial = input.serial;
+        return { node: Object.keys(patch).length > 0 ? this.update(node.id, patch) : node, created: false };
+      }
+      const byUuid = uuid ? this.idByUuid.get(uuid) : undefined;
+      if (byUuid) {
+        this.upsertNic(byUuid.id, { mac: input.mac });
+        return { node: this.get(byUuid.id)!, created: false };
+      }
+      const t = this.now();
+      const { id } = this.insertNode.get(uuid, null, input.arch ?? null, input.serial ?? null, t, t)!;
+      this.upsertNic(id, { mac: input.mac, isAdmin: true });
+      return { node: this.get(id)!, created: true };
+    })();
+  }
+
+  /** Creates a node from an operator's declaration (pre-registration by MAC). */
+  create(input: { nics: NicInput[]; uuid?: string | null; hostname?: string | null; state?: NodeState }): NodeRecord {
+    return this.db.transaction(() => {
+      const t = this.now();
+      const { id } = this.insertNode.get(meaningfulUuid(input.uuid), input.hostname ?? null, null, null, t, t)!;
+      for (const nic of input.nics) this.upsertNic(id, nic);
+      if (input.state) this.update(id, { state: input.state });
+      return this.get(id)!;
+    })();
+  }
+
+  update(id: number, patch: NodePatch): NodeRecord {
+    const keys = (Object.keys(patch) as (keyof NodePatch)[]).filter((k) => patch[k] !== undefined);
+    const values = keys.map((k) => {
+      const v = patch[k];
+      return jsonColumns.has(k) ? (v === null ? null : JSON.stringify(v)) : (v as string | number | null);
+    });
+    const sets = keys.map((k) => `${columnOf[k]} = ?`);
+    this.db.prepare(`UPDATE nodes SET ${[...sets, 'updated_at = ?'].join(', ')} WHERE id = ?`).run(...values, this.now(), id);
+    const node = this.get(id);
+    if (!node) throw new Error(`node ${id} does not exist`);
+    return node;
+  }
+
+  upsertNic(nodeId: number, nic: NicInput): void {
+    this.upsertNicStmt.run({
+      mac: nic.mac,
+      node_id: nodeId,
+      nic_tag: nic.nicTag ?? null,
+      ip: nic.ip ?? null,
+      network: nic.network ?? null,
+      vlan: nic.vlan ?? null,
+      mtu: nic.mtu ?? null,
+      is_admin: nic.isAdmin ? 1 : 0,
+    });
+  }
+
+  /** Replaces a node's whole NIC list in one transaction. */
+  replaceNics(nodeId: number, nics: NicInput[]): void {
+    this.db.transaction(() => {
+      this.deleteNicsOf.run(nodeId);
+      for (const nic of nics) this.upsertNic(nodeId, nic);
+    })();
+  }
+
+  countByState(): Record<NodeState, number> {
+    const counts = Object.fromEntries(nodeStates.map((s) => [s, 0])) as Record<NodeState, number>;
+    for (const r of this.db.prepare<[], { state: NodeState; n: number }>('SELECT state, count(*) AS n FROM nodes GROUP BY state').all()) {
+      counts[r.state] = r.n;
+    }
+    return counts;
+  }
+}

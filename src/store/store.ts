@@ -1,0 +1,40 @@
+// The registry: one SQLite database, one repository per table family. Nothing outside
+// src/store/ writes SQL (DESIGN.md "Layout").
+import { join } from 'node:path';
+import { openDatabase, type Db, type Migration, loadMigrations } from './db.ts';
+import { BootEventRepo } from './events.ts';
+import { NodeRepo } from './nodes.ts';
+
+export interface StoreOptions {
+  /** Injected clock (ms since epoch) so tests can move time. */
+  now?: () => number;
+  migrations?: Migration[];
+}
+
+export class Store {
+  readonly nodes: NodeRepo;
+  readonly events: BootEventRepo;
+
+  private constructor(
+    readonly db: Db,
+    readonly now: () => number,
+  ) {
+    this.nodes = new NodeRepo(db, now);
+    this.events = new BootEventRepo(db, now);
+  }
+
+  /** Opens `file` (or `:memory:`) and migrates it to the newest schema. */
+  static open(file: string, options: StoreOptions = {}): Store {
+    const db = openDatabase(file, options.migrations ?? loadMigrations());
+    return new Store(db, options.now ?? Date.now);
+  }
+
+  /** The registry file inside a data dir. */
+  static fileIn(dataDir: string): string {
+    return join(dataDir, 'fleetboot.db');
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

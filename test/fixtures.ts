@@ -1,0 +1,50 @@
+// Shared test fixtures: temporary folders, an in-process head node on ephemeral ports, and
+// the CLI run as a child process exactly as an operator runs it.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { execa, type Result } from 'execa';
+import { parseConfig } from '../src/config/load.ts';
+import type { ConfigInput, FleetbootConfig } from '../src/config/schema.ts';
+import { HeadNode } from '../src/headnode.ts';
+import { silentLogger } from '../src/log.ts';
+
+export const repoRoot = resolve(import.meta.dirname, '..');
+export const cliPath = join(repoRoot, 'bin', 'fleetboot.js');
+
+/** A temporary folder removed when the test ends. */
+export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'fleetboot-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A config rooted in `dir`, HTTP on an ephemeral loopback port, DHCP and TFTP off unless overridden. */
+export function testConfig(dir: string, overrides: ConfigInput = {}): FleetbootConfig {
+  return parseConfig({ http: { listen: '127.0.0.1', port: 0 }, log: { level: 'silent' }, ...overrides }, dir, 'test');
+}
+
+export interface RunningHeadNode {
+  head: HeadNode;
+  url: string;
+  token: string;
+}
+
+/** Starts a head node in-process; stopped when the test ends. */
+export async function startHeadNode(
+  t: { after: (fn: () => Promise<void> | void) => void },
+  dir: string,
+  overrides: ConfigInput = {},
+  now?: () => number,
+): Promise<RunningHeadNode> {
+  const head = new HeadNode(testConfig(dir, overrides), { log: silentLogger, ...(now ? { now } : {}) });
+  await head.start();
+  t.after(() => head.stop());
+  const addr = head.http.address()!;
+  return { head, url: `http://127.0.0.1:${addr.port}`, token: head.apiToken };
+}
+
+/** Runs `fleetboot ARGS` in `cwd`; never throws on a non-zero exit. */
+export function runCli(args: string[], cwd: string, env: Record<string, string> = {}): Promise<Result> {
+  return execa(process.execPath, [cliPath, ...args], { cwd, reject: false, env, timeout: 60_000 });
+}

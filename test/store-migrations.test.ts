@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadMigrations, MigrationError, openDatabase } from '../src/store/db.ts';
+import { Store } from '../src/store/store.ts';
+import { parseMac } from '../src/mac.ts';
+import { tempDir } from './fixtures.ts';
+
+test('a database made by an older migration set is upgraded in place, keeping its rows', (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'fleetboot.db');
+  const all = loadMigrations();
+  assert.ok(all.length >= 2, 'expected at least two migrations');
+  const old = openDatabase(file, all.slice(0, 1));
+  old.prepare('INSERT INTO nodes (uuid, created_at, updated_at) VALUES (?, 1, 1)').run('11111111-2222-3333-4444-555555555555');
+  assert.equal(old.pragma('user_version', { simple: true }), all[0]!.version);
+  assert.throws(() => old.prepare('SELECT * FROM rollouts').all(), /no such table/);
+  old.close();
+
+  const store = Store.open(file);
+  t.after(() => store.close());
+  assert.equal(store.db.pragma('user_version', { simple: true }), all.at(-1)!.version);
+  assert.equal(store.db.pragma('journal_mode', { simple: true }), 'wal');
+  assert.equal(store.nodes.findByUuid('11111111-2222-3333-4444-555555555555')?.id, 1);
+  assert.deepEqual(store.db.prepare('SELECT count(*) AS n FROM rollouts').get(), { n: 0 });
+});
+
+test('a database newer than this fleetboot is refused, not downgraded', (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'fleetboot.db');
+  const db = openDatabase(file);
+  db.pragma('user_version = 999');
+  db.close();
+  assert.throws(() => Store.open(file), MigrationError);
+});
+
+test('a failing migration leaves the previous schema version intact', (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'fleetboot.db');
+  const good = loadMigrations();
+  const bad = [...good, { version: 99, name: 'broken', sql: 'CREATE TABLE half (x); INSERT INTO nowhere VALUES (1);' }];
+  assert.throws(() => openDatabase(file, bad), /no such table: nowhere/);
+  const db = openDatabase(file, good);
+  assert.equal(db.pragma('user_version', { simple: true }), good.at(-1)!.version);
+  assert.throws(() => db.prepare('SELECT * FROM half').all(), /no such table/);
+  db.close();
+});
+
+test('discovering a machine creates one node per machine, matched by MAC or UUID', (t) => {
+  const store = Store.open(join(tempDir(t), 'r.db'));
+  t.after(() => store.close());
+  const mac1 = parseMac('52:54:00:AA:BB:01')!;
+  const mac2 = parseMac('52-54-00-aa-bb-02')!;
+  const uuid = '6b4a3e5c-0d3f-4f0e-9d7a-2f6c1b2a3c4d';
+  const a = store.nodes.discover({ mac: mac1, uuid, arch: 'x86_64' });
+  assert.equal(a.created, true);
+  assert.equal(a.node.state, 'discovered');
+  const again = store.nodes.discover({ mac: mac1 });
+  assert.equal(again.created, false);
+  assert.equal(again.node.id, a.node.id);
+  const secondPort = store.nodes.discover({ mac: mac2, uuid: uuid.toUpperCase() });
+  assert.equal(secondPort.node.id, a.node.id);
+  assert.deepEqual(secondPort.node.nics.map((n) => n.mac).sort(), [mac1, mac2]);
+  // Firmware with no SMBIOS UUID sends zeros: that is not an identity.
+  const z1 = store.nodes.discover({ mac: parseMac('52:54:00:00:00:01')!, uuid: '00000000-0000-0000-0000-000000000000' });
+  const z2 = store.nodes.discover({ mac: parseMac('52:54:00:00:00:02')!, uuid: '00000000-0000-0000-0000-000000000000' });
+  assert.notEqual(z1.node.id, z2.node.id);
+  assert.equal(store.nodes.find('52:54:00:aa:bb:02')?.id, a.node.id);
+  assert.equal(store.nodes.find(uuid)?.id, a.node.id);
+  assert.equal(store.nodes.find(String(a.node.id))?.id, a.node.id);
+  store.events.record({ event: 'dhcp_discover', mac: mac2, detail: { xid: 1 } });
+  assert.deepEqual(store.events.timeline(a.node.id).map((e) => e.event), ['dhcp_discover']);
+});
