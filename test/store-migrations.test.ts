@@ -71,3 +71,19 @@ test('discovering a machine creates one node per machine, matched by MAC or UUID
   store.events.record({ event: 'dhcp_discover', mac: mac2, detail: { xid: 1 } });
   assert.deepEqual(store.events.timeline(a.node.id).map((e) => e.event), ['dhcp_discover']);
 });
+
+test('the node holding an address is found by static NIC address or by a bound, unexpired lease', (t) => {
+  let now = 1_000_000;
+  const store = Store.open(join(tempDir(t), 'r.db'), { now: () => now });
+  t.after(() => store.close());
+  const a = store.nodes.discover({ mac: parseMac('52:54:00:00:00:0a')! }).node;
+  store.nodes.upsertNic(a.id, { mac: parseMac('52:54:00:00:00:0a')!, ip: '10.0.0.10', isAdmin: true });
+  const b = store.nodes.discover({ mac: parseMac('52:54:00:00:00:0b')! }).node;
+  store.db.prepare("INSERT INTO leases (ip, network, mac, state, expires_at, updated_at) VALUES ('10.0.0.150', 'admin', '52:54:00:00:00:0b', 'bound', ?, ?)").run(now + 60_000, now);
+  assert.equal(store.nodes.findByAddress('10.0.0.10')?.node.id, a.id);
+  assert.equal(store.nodes.findByAddress('10.0.0.150')?.node.id, b.id);
+  assert.equal(store.nodes.findByAddress('10.0.0.150')?.mac, '52:54:00:00:00:0b');
+  now += 61_000;
+  assert.equal(store.nodes.findByAddress('10.0.0.150'), undefined);
+  assert.equal(store.nodes.findByAddress('10.0.0.99'), undefined);
+});

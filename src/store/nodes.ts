@@ -155,6 +155,7 @@ export class NodeRepo {
   private readonly insertNode;
   private readonly upsertNicStmt;
   private readonly deleteNicsOf;
+  private readonly idByAddress;
 
   constructor(
     private readonly db: Db,
@@ -177,6 +178,14 @@ export class NodeRepo {
          network = excluded.network, vlan = excluded.vlan, mtu = excluded.mtu, is_admin = excluded.is_admin`,
     );
     this.deleteNicsOf = db.prepare<[number]>('DELETE FROM nics WHERE node_id = ?');
+    // A static NIC address wins; else the NIC holding a bound, unexpired lease on it.
+    this.idByAddress = db.prepare<[string, string, number], { node_id: number; mac: string }>(
+      `SELECT node_id, mac FROM nics WHERE ip = ?
+       UNION ALL
+       SELECT n.node_id, n.mac FROM leases l JOIN nics n ON n.mac = l.mac
+        WHERE l.ip = ? AND l.state = 'bound' AND l.expires_at > ?
+       LIMIT 1`,
+    );
   }
 
   private fromRow(r: NodeRow, nics: Nic[]): NodeRecord {
@@ -226,6 +235,13 @@ export class NodeRepo {
   findByUuid(uuid: string): NodeRecord | undefined {
     const hit = this.idByUuid.get(uuid.toLowerCase());
     return hit && this.get(hit.id);
+  }
+
+  /** The node that holds `ip` right now (static NIC address or a bound lease), and through which NIC. */
+  findByAddress(ip: string): { node: NodeRecord; mac: Mac } | undefined {
+    const hit = this.idByAddress.get(ip, ip, this.now());
+    const node = hit && this.get(hit.node_id);
+    return node && hit ? { node, mac: hit.mac as Mac } : undefined;
   }
 
   /** Resolves what an operator typed: numeric id, UUID, any NIC's MAC, or hostname. */
