@@ -4,9 +4,15 @@ import { mkdirSync } from 'node:fs';
 import { BootTemplates } from './boot/templates.ts';
 import type { FleetbootConfig } from './config/schema.ts';
 import { ensureTokenFile } from './config/token.ts';
+import { DhcpServer } from './dhcp/server.ts';
 import { HttpServer } from './http/server.ts';
+import { nodeConfigProvider } from './nodeconfig/boot-modules.ts';
+import { nodeKeysIn } from './nodeconfig/secrets.ts';
+import { sweepPlatformFolders } from './platforms/layout.ts';
+import { UnknownNodeSweeper } from './nodeconfig/lifecycle.ts';
 import type { Logger } from './log.ts';
 import { Store } from './store/store.ts';
+import { TftpServer } from './tftp/server.ts';
 
 /** Something the head node starts and stops (DHCP, TFTP, HTTP, background jobs). */
 export interface Service {
@@ -24,7 +30,13 @@ export class HeadNode {
   readonly store: Store;
   readonly templates: BootTemplates;
   readonly http: HttpServer;
+  /** Always built so modules can register TFTP providers; started only when config.tftp.enabled. */
+  readonly tftp: TftpServer;
   readonly apiToken: string;
+  /** The DHCP server (full or ProxyDHCP); null when config.dhcp.mode is "off". */
+  readonly dhcp: DhcpServer | null;
+  /** Marks nodes that missed their check-ins `unknown` (nodeconfig). */
+  readonly nodeSweeper: UnknownNodeSweeper;
   private readonly services: Service[] = [];
   private started: Service[] = [];
 
@@ -37,8 +49,26 @@ export class HeadNode {
     this.apiToken = ensureTokenFile(config.apiTokenFile);
     this.store = Store.open(Store.fileIn(config.dataDir), options.now ? { now: options.now } : {});
     this.templates = new BootTemplates(config.templatesDir ?? 'boot-templates');
-    this.http = new HttpServer({ config, store: this.store, templates: this.templates, log: options.log, apiToken: this.apiToken });
+    // Leftovers of an interrupted platform import (kill -9) go before anything serves them.
+    sweepPlatformFolders(this.store, config.platformImagesDir, options.log);
+    this.http = new HttpServer({
+      config,
+      store: this.store,
+      templates: this.templates,
+      log: options.log,
+      apiToken: this.apiToken,
+      nodeContribution: nodeConfigProvider(nodeKeysIn(config.dataDir)),
+    });
     this.services.push({ name: 'http', start: () => this.http.start(), stop: () => this.http.stop() });
+    this.tftp = new TftpServer({ listen: config.tftp.listen, port: config.tftp.port, dir: config.ipxeDir, log: options.log, store: this.store });
+    if (config.tftp.enabled) this.services.push(this.tftp);
+    this.dhcp =
+      config.dhcp.mode === 'off'
+        ? null
+        : new DhcpServer({ config, store: this.store, log: options.log, httpPort: () => this.http.address()?.port ?? config.http.port });
+    if (this.dhcp) this.services.push(this.dhcp);
+    this.nodeSweeper = new UnknownNodeSweeper(this.store, config.nodes.unknownAfterSeconds, options.log);
+    this.services.push(this.nodeSweeper);
   }
 
   get log(): Logger {

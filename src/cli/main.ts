@@ -4,6 +4,10 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { UsageError } from './errors.ts';
 import { registerInit } from './init.ts';
+import { registerLab } from './lab.ts';
+import { registerNode } from './node.ts';
+import { registerNodePlatform } from './node-platform.ts';
+import { registerPlatform } from './platform.ts';
 import { registerServe } from './serve.ts';
 import { registerStatus } from './status.ts';
 
@@ -16,6 +20,10 @@ export function buildProgram(): Command {
   registerInit(program);
   registerServe(program);
   registerStatus(program);
+  registerLab(program);
+  registerNode(program);
+  registerNodePlatform(program);
+  registerPlatform(program);
   return program;
 }
 

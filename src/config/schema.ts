@@ -41,7 +41,8 @@ export const networkSchema = z
     const within = (ip: string): boolean => ipInSubnet(ip, n.subnet);
     for (const [field, ip] of [
       ['gateway', n.gateway],
-      ['serverAddress', n.serverAddress],
+      // A network reached only through relays has the head node's address on another subnet.
+      ['serverAddress', n.interface === undefined && n.relayAddresses.length > 0 ? undefined : n.serverAddress],
       ['range.start', n.range?.start],
       ['range.end', n.range?.end],
     ] as const) {
@@ -79,6 +80,12 @@ export const configSchema = z
         proxyPort: z.number().int().min(0).max(65535).default(4011),
         /** Port replies to relay agents go to (RFC 2131 §4.1 says 67; perfdhcp needs another). */
         relayReplyPort: z.number().int().min(1).max(65535).default(67),
+        /** Port replies to clients go to (RFC 2131 §4.1: 68); tests move it. */
+        clientPort: z.number().int().min(1).max(65535).default(68),
+        /** How long an OFFERed address stays reserved for its client (RFC 2131 §4.3.1 leaves it to the server). */
+        offerSeconds: z.number().int().min(5).max(3600).default(60),
+        /** How long a DECLINEd address stays out of the pool (RFC 2131 §4.3.3: marked not available). */
+        declineSeconds: z.number().int().min(60).max(31_536_000).default(3600),
       })
       .prefault({}),
     tftp: z

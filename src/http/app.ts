@@ -1,14 +1,20 @@
 // The express app: boot routes for nodes, the admin API for operators. `http/` only
 // parses, calls and formats; decisions live in the modules it calls.
 import express, { type Express } from 'express';
+import { noContribution, type NodeContributionProvider } from '../boot/plan.ts';
+import { nodeScriptRoutes } from '../boot/script-route.ts';
 import type { BootTemplates } from '../boot/templates.ts';
+import { platformFileRoutes } from '../platforms/file-routes.ts';
 import type { FleetbootConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { Store } from '../store/store.ts';
 import { adminApi } from './admin-api.ts';
 import { requireBearer } from './auth.ts';
 import { bootRoutes } from './boot-routes.ts';
+import { ipxeRoutes } from './ipxe-routes.ts';
 import { errorHandler, sendError } from './errors.ts';
+import { nodeAdminRoutes, nodeRoutes } from './node-api.ts';
+import { nodeKeysIn } from '../nodeconfig/secrets.ts';
 
 export interface HttpDeps {
   config: FleetbootConfig;
@@ -16,6 +22,8 @@ export interface HttpDeps {
   templates: BootTemplates;
   log: Logger;
   apiToken: string;
+  /** Per-node boot args and modules for the boot plan (nodeconfig); none when absent. */
+  nodeContribution?: NodeContributionProvider;
 }
 
 export function createApp(deps: HttpDeps): Express {
@@ -26,7 +34,13 @@ export function createApp(deps: HttpDeps): Express {
     res.json({ status: 'ok' });
   });
   app.use(bootRoutes(deps));
-  app.use('/api/v1', express.json({ limit: '1mb' }), requireBearer(deps.apiToken), adminApi(deps.store));
+  app.use(nodeScriptRoutes({ ...deps, nodeContribution: deps.nodeContribution ?? noContribution }));
+  app.use(platformFileRoutes(deps));
+  app.use(ipxeRoutes(deps));
+  // Node-facing routes (agent, config modules, check-in) before the bearer-token admin API.
+  const nodeKeys = nodeKeysIn(deps.config.dataDir);
+  app.use(nodeRoutes(deps, nodeKeys));
+  app.use('/api/v1', express.json({ limit: '1mb' }), requireBearer(deps.apiToken), adminApi(deps.store), nodeAdminRoutes(deps, nodeKeys));
   app.use((req, res) => sendError(res, 404, 'not_found', `no route for ${req.method} ${req.path}`));
   app.use(errorHandler(deps.log));
   return app;

@@ -3,7 +3,9 @@
 import { join } from 'node:path';
 import { openDatabase, type Db, type Migration, loadMigrations } from './db.ts';
 import { BootEventRepo } from './events.ts';
+import { LeaseRepo } from './leases.ts';
 import { NodeRepo } from './nodes.ts';
+import { PlatformRepo } from './platforms.ts';
 
 export interface StoreOptions {
   /** Injected clock (ms since epoch) so tests can move time. */
@@ -14,6 +16,8 @@ export interface StoreOptions {
 export class Store {
   readonly nodes: NodeRepo;
   readonly events: BootEventRepo;
+  readonly leases: LeaseRepo;
+  readonly platforms: PlatformRepo;
 
   private constructor(
     readonly db: Db,
@@ -21,6 +25,8 @@ export class Store {
   ) {
     this.nodes = new NodeRepo(db, now);
     this.events = new BootEventRepo(db, now);
+    this.leases = new LeaseRepo(db);
+    this.platforms = new PlatformRepo(db, now);
   }
 
   /** Opens `file` (or `:memory:`) and migrates it to the newest schema. */

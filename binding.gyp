@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "bind_device",
+      "sources": ["src/dhcp/native/bind_device.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "fleetboot_sendfile",
+      "sources": ["src/platforms/native/sendfile.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    }
+  ]
+}

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Builds the lab's Linux test platform: a Debian kernel plus a busybox-static initramfs whose
+# init brings up the network, fetches the node agent from the head node and runs it (the agent
+# checks in and reports the SHA-1 of the config modules iPXE put in / with `initrd --name`).
+#
+#   lab/build-test-platform.sh [--version A] [--stamp STAMP] [--build-dir ./lab-build] [--out DIR]
+#
+# Writes DIR/{vmlinuz,initrd.img,platform.json} (default DIR: BUILD/platforms/<stamp>), a folder
+# `fleetboot platform import DIR` accepts. The kernel .deb is downloaded once into BUILD/cache and
+# unpacked once into BUILD/kernel-<package>; after that a build takes a few seconds.
+# Needs: apt-get (download only), dpkg, busybox-static, cpio, gzip. Root is not needed once the
+# .deb is cached.
+set -euo pipefail
+
+version=A
+stamp=
+build_dir=./lab-build
+out=
+kernel_pkg=${FLEETBOOT_LAB_KERNEL_PKG:-}
+
+usage() {
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --version) version=${2:?--version needs a value}; shift 2 ;;
+    --stamp) stamp=${2:?--stamp needs a value}; shift 2 ;;
+    --build-dir) build_dir=${2:?--build-dir needs a value}; shift 2 ;;
+    --out) out=${2:?--out needs a value}; shift 2 ;;
+    --kernel-package) kernel_pkg=${2:?--kernel-package needs a value}; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "build-test-platform: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if ! [[ "$version" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$ ]]; then
+  echo "build-test-platform: --version '$version': use letters, digits, '.', '_' or '-' (at most 32)" >&2
+  exit 2
+fi
+stamp=${stamp:-fleetboot-test-$version}
+if ! [[ "$stamp" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then
+  echo "build-test-platform: --stamp '$stamp': use letters, digits, '.', '_' or '-' (at most 64)" >&2
+  exit 2
+fi
+
+for tool in dpkg busybox cpio gzip; do
+  command -v "$tool" >/dev/null || { echo "build-test-platform: '$tool' is missing (apt-get install dpkg busybox-static cpio gzip)" >&2; exit 1; }
+done
+busybox_bin=$(command -v busybox)
+if LC_ALL=C ldd "$busybox_bin" >/dev/null 2>&1; then  # ldd fails on a static binary
+  echo "build-test-platform: $busybox_bin is not statically linked (apt-get install busybox-static)" >&2
+  exit 1
+fi
+
+mkdir -p "$build_dir/cache"
+build_dir=$(cd "$build_dir" && pwd)
+
+# 1. The kernel package: the one Debian's linux-image-amd64 points at, unless named.
+if [ -z "$kernel_pkg" ]; then
+  cached=$(ls "$build_dir"/cache/linux-image-*-amd64_*_amd64.deb 2>/dev/null | grep -v -- '-cloud-amd64_' | sort -V | tail -n1 || true)
+  if [ -n "$cached" ]; then
+    kernel_pkg=$(basename "$cached" | cut -d_ -f1)
+  else
+    kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+    [ -n "$kernel_pkg" ] || { echo "build-test-platform: cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
+  fi
+fi
+deb=$(ls "$build_dir"/cache/"$kernel_pkg"_*_amd64.deb 2>/dev/null | sort -V | tail -n1 || true)
+if [ -z "$deb" ]; then
+  echo "build-test-platform: downloading $kernel_pkg (once; cached in $build_dir/cache)" >&2
+  (cd "$build_dir/cache" && apt-get download -q "$kernel_pkg" 2>&1 | grep -v 'unsandboxed' >&2 || true)
+  deb=$(ls "$build_dir"/cache/"$kernel_pkg"_*_amd64.deb 2>/dev/null | sort -V | tail -n1 || true)
+  [ -n "$deb" ] || { echo "build-test-platform: apt-get download $kernel_pkg failed" >&2; exit 1; }
+fi
+kdir="$build_dir/kernel-$kernel_pkg"
+if [ ! -f "$kdir/.complete" ]; then
+  rm -rf "$kdir" "$kdir.tmp"
+  dpkg -x "$deb" "$kdir.tmp"
+  touch "$kdir.tmp/.complete"
+  mv "$kdir.tmp" "$kdir"
+fi
+kver=$(ls "$kdir/lib/modules" | head -n1)
+vmlinuz="$kdir/boot/vmlinuz-$kver"
+[ -f "$vmlinuz" ] || { echo "build-test-platform: $deb holds no kernel at boot/vmlinuz-$kver" >&2; exit 1; }
+
+# 2. The initramfs. Module order matters: each needs the ones before it (NETBOOT-NOTES.md).
+# evdev + button: the ACPI power button (QMP system_powerdown) reaches busybox acpid.
+modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk e1000 evdev button"
+stage=$(mktemp -d "$build_dir/initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,run,etc/udhcpc,lib/modules,var/run,root}
+cp "$busybox_bin" "$stage/bin/busybox"
+ln -s busybox "$stage/bin/sh"
+: >"$stage/etc/modules-order"
+for m in $modules; do
+  src=$(find "$kdir/lib/modules/$kver/kernel" -name "$m.ko" -o -name "$m.ko.xz" | head -n1)
+  [ -n "$src" ] || { echo "build-test-platform: module $m not found in $kernel_pkg" >&2; exit 1; }
+  case "$src" in
+    *.xz) xz -dc "$src" >"$stage/lib/modules/$m.ko" ;;
+    *) cp "$src" "$stage/lib/modules/$m.ko" ;;
+  esac
+  echo "$m" >>"$stage/etc/modules-order"
+done
+printf '%s\n' "$version" >"$stage/etc/fleetboot-test-platform"
+# The agent reports this as the running platform (boot-templates/agent.sh.hbs).
+printf "%s\n" "$stamp" >"$stage/etc/fleetboot-platform"
+
+cat >"$stage/etc/udhcpc/default.script" <<'EOF'
+#!/bin/sh
+# udhcpc calls this with deconfig | bound | renew | leasefail | nak; the lease is in the environment.
+case "$1" in
+  deconfig)
+    ip -4 addr flush dev "$interface"
+    ip link set dev "$interface" up
+    ;;
+  bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    if [ -n "$router" ]; then
+      ip route del default 2>/dev/null
+      for r in $router; do ip route add default via "$r" dev "$interface" && break; done
+    fi
+    : >/etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
+    echo "fleetboot-test-platform: $1 $ip/${mask:-24} on $interface (server $serverid)"
+    ;;
+esac
+exit 0
+EOF
+chmod 0755 "$stage/etc/udhcpc/default.script"
+
+cat >"$stage/init" <<'EOF'
+#!/bin/sh
+# fleetboot lab test platform: network up, fetch and run the node agent, then stay up.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+say() { echo "fleetboot-test-platform: $*"; }
+say "version $(cat /etc/fleetboot-test-platform) up, kernel $(uname -r)"
+
+for m in $(cat /etc/modules-order); do
+  insmod "/lib/modules/$m.ko" 2>/dev/null || true
+done
+
+# Kernel arguments key=value (fleetboot_url, fleetboot_node, ...) become variables for the agent.
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    fleetboot_*=*) export "$arg" ;;
+  esac
+done
+
+ip link set lo up
+iface=
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  for p in /sys/class/net/*; do
+    n=${p##*/}
+    [ "$n" = lo ] && continue
+    iface=$n; break
+  done
+  [ -n "$iface" ] && break
+  sleep 1
+done
+[ -n "$iface" ] || say "no network interface found"
+export fleetboot_iface="$iface"
+ip link set "$iface" up
+if udhcpc -i "$iface" -s /etc/udhcpc/default.script -t 20 -T 2 -A 2 -n -S; then
+  if [ -z "${fleetboot_url:-}" ]; then
+    say "no fleetboot_url on the kernel command line"
+  else
+    tries=0
+    until wget -q -O /tmp/agent.sh "$fleetboot_url/agent.sh"; do
+      tries=$((tries + 1))
+      [ "$tries" -ge 10 ] && break
+      sleep 2
+    done
+    if [ -s /tmp/agent.sh ]; then
+      say "running agent from $fleetboot_url/agent.sh"
+      sh /tmp/agent.sh
+      say "agent exited with $?"
+    else
+      say "could not fetch $fleetboot_url/agent.sh"
+    fi
+  fi
+else
+  say "no DHCP lease on $iface"
+fi
+
+# Stay up until the power button (QMP system_powerdown) or a reset.
+acpid_conf=/etc/acpi
+mkdir -p "$acpid_conf/PWRF"
+printf '#!/bin/sh\npoweroff -f\n' >"$acpid_conf/PWRF/00000080"
+chmod 0755 "$acpid_conf/PWRF/00000080"
+acpid -d -c "$acpid_conf" >/dev/console 2>&1 &
+say "ready"
+while true; do sleep 3600; done
+EOF
+chmod 0755 "$stage/init"
+
+out=${out:-$build_dir/platforms/$stamp}
+mkdir -p "$(dirname "$out")"
+tmp_out=$(mktemp -d "$(dirname "$out")/.build.XXXXXX")
+chmod 0755 "$tmp_out"
+(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) | gzip -6 >"$tmp_out/initrd.img"
+cp "$vmlinuz" "$tmp_out/vmlinuz"
+# initrd=initrd.img: under UEFI, iPXE (Debian's 2019 build) hands initrds to the kernel's EFI
+# stub only by name (Documentation/admin-guide/efi-stub.rst); BIOS boots ignore it.
+cat >"$tmp_out/platform.json" <<EOF
+{
+  "os": "linux",
+  "stamp": "$stamp",
+  "version": "$version",
+  "kernel": "vmlinuz",
+  "initrds": ["initrd.img"],
+  "cmdline": "console=ttyS0 panic=5 initrd=initrd.img",
+  "sha256": {
+    "vmlinuz": "$(sha256sum "$tmp_out/vmlinuz" | cut -d' ' -f1)",
+    "initrd.img": "$(sha256sum "$tmp_out/initrd.img" | cut -d' ' -f1)"
+  }
+}
+EOF
+rm -rf "$out"
+mv "$tmp_out" "$out"
+echo "$out"

@@ -1,0 +1,92 @@
+// GET /boot/node.ipxe?mac=..&uuid=..&serial=..&arch=..: the per-node script stage1.ipxe
+// chains to (DESIGN.md "The boot path" §3-4). Registers an unknown machine under the
+// `discover` policy, plans its boot, renders it, and records a `script` boot event.
+import { Router } from 'express';
+import { z } from 'zod';
+import type { FleetbootConfig } from '../config/schema.ts';
+import { baseUrlFor } from '../http/boot-routes.ts';
+import type { Logger } from '../log.ts';
+import { parseMac, type Mac } from '../mac.ts';
+import type { NodeRecord } from '../store/nodes.ts';
+import type { Store } from '../store/store.ts';
+import { bootPlanFor, type NodeBootContribution, type NodeContributionProvider } from './plan.ts';
+import { renderBootScript } from './render.ts';
+import type { BootTemplates } from './templates.ts';
+
+// iPXE sends an empty string for a setting it does not have (${serial} on most VMs).
+const optionalText = z
+  .string()
+  .max(128)
+  .optional()
+  .transform((s) => (s === undefined || s.trim() === '' ? null : s.trim()));
+
+export const nodeScriptQuery = z.object({
+  mac: z.string().transform((s, ctx): Mac => {
+    const mac = parseMac(s);
+    if (!mac) {
+      ctx.addIssue({ code: 'custom', message: `mac: ${JSON.stringify(s)} is not a MAC address` });
+      return z.NEVER;
+    }
+    return mac;
+  }),
+  uuid: optionalText,
+  serial: optionalText,
+  arch: optionalText.refine((a) => a === null || /^[\w.-]+$/.test(a), { message: 'arch: expected a name like x86_64' }),
+});
+
+export interface NodeScriptDeps {
+  config: FleetbootConfig;
+  store: Store;
+  templates: BootTemplates;
+  log: Logger;
+  nodeContribution: NodeContributionProvider;
+}
+
+export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
+  const r = Router();
+  r.get('/boot/node.ipxe', (req, res) => {
+    const parsed = nodeScriptQuery.safeParse(req.query);
+    if (!parsed.success) {
+      const message = parsed.error.issues[0]?.message ?? 'bad query';
+      // A plain-text iPXE script, so a console shows why; the 4xx makes stage1 retry.
+      res.status(400).type('text/plain').send(`#!ipxe\necho fleetboot: ${message.replace(/\$/g, '')}\nexit 1\n`);
+      return;
+    }
+    const q = parsed.data;
+    let node: NodeRecord | null = deps.store.nodes.findByMac(q.mac) ?? null;
+    let created = false;
+    // Unknown machines are only written to the registry under `discover`; a known one
+    // learns its UUID / arch / serial from what iPXE reports.
+    if (node || deps.config.unknownNodePolicy === 'discover') {
+      const hit = deps.store.nodes.discover({ mac: q.mac, uuid: q.uuid, arch: q.arch, serial: q.serial });
+      node = hit.node;
+      created = hit.created;
+    }
+    let contribution: NodeBootContribution | null = null;
+    if (node) {
+      try {
+        contribution = deps.nodeContribution(node);
+      } catch (err) {
+        // The node still boots (sdc-booter's rule: a lookup failure must not strand a node);
+        // it just boots without its per-node modules this time.
+        deps.log.error({ event: 'script', mac: q.mac, node: node.id, err }, 'node contribution failed; booting without it');
+      }
+    }
+    const baseUrl = baseUrlFor(req, deps.config);
+    const plan = bootPlanFor(node, deps.store.platforms.list(), deps.config, contribution, { mac: q.mac, baseUrl });
+    const script = renderBootScript(deps.templates, plan, baseUrl);
+    const detail = {
+      action: plan.action,
+      ...(plan.action === 'boot' ? { mode: plan.mode, stamp: plan.entries[0]!.stamp, rescue: plan.entries[1]?.stamp ?? null } : { reason: plan.reason }),
+      uuid: q.uuid,
+      arch: q.arch,
+      created,
+    };
+    deps.store.events.record({ event: 'script', nodeId: node?.id ?? null, mac: q.mac, detail });
+    deps.log.info({ event: 'script', mac: q.mac, node: node?.id ?? null, ...detail, warnings: plan.warnings }, 'boot script served');
+    for (const w of plan.warnings) deps.log.warn({ event: 'script', mac: q.mac, node: node?.id ?? null }, w);
+    res.setHeader('Cache-Control', 'no-store');
+    res.type('text/plain').send(script);
+  });
+  return r;
+}

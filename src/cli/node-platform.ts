@@ -1,0 +1,32 @@
+// `fleetboot node set-platform NODE STAMP`: what a node boots next. The platform it was
+// assigned before becomes its previous_platform (the rescue entry and rollback target).
+import type { Command } from 'commander';
+import { withStore } from './context.ts';
+import { UsageError } from './errors.ts';
+import { nodeCommand } from './node.ts';
+import { printJson } from './output.ts';
+
+export function registerNodePlatform(program: Command): void {
+  nodeCommand(program)
+    .command('set-platform')
+    .description('assign the platform a node boots next (takes effect at its next boot)')
+    .argument('<node>', 'node id, UUID, MAC or hostname')
+    .argument('<stamp>', 'an imported platform (see fleetboot platform list)')
+    .option('--json', 'print the assignment as JSON')
+    .addHelpText('after', '\nExamples:\n  fleetboot node set-platform 52:54:00:12:34:56 20240101T000000Z\n  fleetboot node set-platform cn-07 lab-6.1')
+    .action(async (ref: string, stamp: string, o: { json?: boolean }, cmd: Command) => {
+      await withStore(cmd, (store) => {
+        const node = store.nodes.find(ref);
+        if (!node) throw new UsageError(`no node ${JSON.stringify(ref)} (give a node id, UUID, MAC or hostname; see fleetboot node list)`);
+        if (!store.platforms.get(stamp)) throw new UsageError(`no platform ${stamp} (see fleetboot platform list)`);
+        const changed = node.bootPlatform !== stamp;
+        const updated = changed ? store.nodes.update(node.id, { bootPlatform: stamp, previousPlatform: node.bootPlatform }) : node;
+        if (o.json) return printJson({ node: updated.id, bootPlatform: updated.bootPlatform, previousPlatform: updated.previousPlatform, changed });
+        process.stdout.write(
+          changed
+            ? `node ${updated.id} boots ${stamp} next${updated.previousPlatform ? ` (previous: ${updated.previousPlatform})` : ''}\n`
+            : `node ${updated.id} already boots ${stamp}\n`,
+        );
+      });
+    });
+}

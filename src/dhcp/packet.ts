@@ -1,0 +1,476 @@
+// DHCPv4 packet codec (RFC 2131 §2 message format, RFC 2132 options).
+//
+// Why our own codec and not the design card's npm `dhcp` package: it was measured unfit
+// for PXE (../shared/NETBOOT-NOTES.md): it never replies to relays, drops options 77, 82,
+// 93, 94, 97 and 175 as unknown, leaves the BOOTP `file` field empty and allocates in
+// O(n²). This codec is small, typed at the edge (STYLE.md "parse, don't validate") and
+// keeps every option it does not know as raw bytes, so nothing a client sent is lost.
+//
+// decodePacket never throws: a malformed packet comes back as `{ ok: false, reason }` so
+// the socket loop can count it and move on.
+
+export const MAGIC_COOKIE = 0x63825363; // RFC 2131 §3: 99.130.83.99
+const FIXED_LEN = 236; // op..file, RFC 2131 §2 figure 1
+const MIN_BOOTP_LEN = 300; // RFC 1542 §2.1: relays may drop BOOTP messages shorter than 300 bytes
+
+export const BootOp = { request: 1, reply: 2 } as const;
+
+/** RFC 2132 §9.6 option 53 values. */
+export const MessageType = {
+  discover: 1,
+  offer: 2,
+  request: 3,
+  decline: 4,
+  ack: 5,
+  nak: 6,
+  release: 7,
+  inform: 8,
+} as const;
+export type MessageTypeName = keyof typeof MessageType;
+const messageTypeNames = new Map<number, MessageTypeName>(
+  (Object.entries(MessageType) as [MessageTypeName, number][]).map(([k, v]) => [v, k]),
+);
+
+/** Option codes this codec types (the rest travel as bytes in `other`). */
+export const Opt = {
+  pad: 0,
+  subnetMask: 1,
+  routers: 3,
+  domainServers: 6,
+  hostname: 12,
+  domainName: 15,
+  interfaceMtu: 26,
+  broadcastAddress: 28,
+  ntpServers: 42,
+  vendorSpecific: 43,
+  requestedAddress: 50,
+  leaseSeconds: 51,
+  overload: 52,
+  messageType: 53,
+  serverId: 54,
+  parameterRequestList: 55,
+  message: 56,
+  maxMessageSize: 57,
+  renewalSeconds: 58,
+  rebindingSeconds: 59,
+  vendorClassId: 60,
+  clientId: 61,
+  tftpServerName: 66,
+  bootfileName: 67,
+  userClass: 77,
+  relayAgentInfo: 82,
+  clientArch: 93,
+  clientNdi: 94,
+  clientUuid: 97,
+  ipxeEncap: 175,
+  end: 255,
+} as const;
+
+/** RFC 3046 §2.0: option 82 as received; `raw` is echoed back verbatim (§2.2). */
+export interface RelayAgentInfo {
+  circuitId: Buffer | null;
+  remoteId: Buffer | null;
+  raw: Buffer;
+}
+
+/** RFC 4578 §2.2 option 94: UNDI version of the client's network interface. */
+export interface ClientNdi {
+  type: number;
+  major: number;
+  minor: number;
+}
+
+export interface DhcpOptions {
+  subnetMask?: string;
+  routers?: string[];
+  domainServers?: string[];
+  hostname?: string;
+  domainName?: string;
+  interfaceMtu?: number;
+  broadcastAddress?: string;
+  ntpServers?: string[];
+  /** Option 43 content; for PXE it holds PXE sub-options (PXE spec §2.4). */
+  vendorSpecific?: Buffer;
+  requestedAddress?: string;
+  leaseSeconds?: number;
+  messageType?: MessageTypeName;
+  serverId?: string;
+  parameterRequestList?: number[];
+  message?: string;
+  maxMessageSize?: number;
+  renewalSeconds?: number;
+  rebindingSeconds?: number;
+  vendorClassId?: string;
+  clientId?: Buffer;
+  tftpServerName?: string;
+  bootfileName?: string;
+  /** Option 77. iPXE sends the raw string `iPXE`, not RFC 3004's length-prefixed list (NETBOOT-NOTES). */
+  userClass?: Buffer;
+  relayAgentInfo?: RelayAgentInfo;
+  /** RFC 4578 §2.1 option 93: a list of 16-bit architecture types. */
+  clientArch?: number[];
+  clientNdi?: ClientNdi;
+  /** RFC 4578 §2.3 option 97: type 0 + 16-byte UUID, as a lowercase UUID string. */
+  clientUuid?: string;
+  /** Option 175: iPXE encapsulated options (features / settings), kept as bytes. */
+  ipxeEncap?: Buffer;
+  /** Every option not typed above, by code, content bytes as received. */
+  other: Map<number, Buffer>;
+}
+
+export interface DhcpPacket {
+  op: number;
+  htype: number;
+  hlen: number;
+  hops: number;
+  xid: number;
+  secs: number;
+  flags: number;
+  ciaddr: string;
+  yiaddr: string;
+  siaddr: string;
+  giaddr: string;
+  /** Client hardware address, `hlen` bytes. */
+  chaddr: Buffer;
+  sname: string;
+  file: string;
+  options: DhcpOptions;
+}
+
+export const BROADCAST_FLAG = 0x8000; // RFC 2131 §2 figure 2
+
+export type DecodeResult = { ok: true; packet: DhcpPacket } | { ok: false; reason: string };
+
+class Malformed extends Error {}
+
+const ipAt = (b: Buffer, o: number): string => `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+
+function ipList(code: number, v: Buffer): string[] {
+  if (v.length === 0 || v.length % 4 !== 0) throw new Malformed(`option ${code}: length ${v.length} is not a multiple of 4`);
+  const out: string[] = [];
+  for (let i = 0; i < v.length; i += 4) out.push(ipAt(v, i));
+  return out;
+}
+
+function oneIp(code: number, v: Buffer): string {
+  if (v.length !== 4) throw new Malformed(`option ${code}: length ${v.length}, expected 4`);
+  return ipAt(v, 0);
+}
+
+function u32(code: number, v: Buffer): number {
+  if (v.length !== 4) throw new Malformed(`option ${code}: length ${v.length}, expected 4`);
+  return v.readUInt32BE(0);
+}
+
+function u16(code: number, v: Buffer): number {
+  if (v.length !== 2) throw new Malformed(`option ${code}: length ${v.length}, expected 2`);
+  return v.readUInt16BE(0);
+}
+
+function text(v: Buffer): string {
+  // RFC 2132 §2: strings are not NUL-terminated, but some clients add one anyway.
+  let end = v.length;
+  while (end > 0 && v[end - 1] === 0) end--;
+  return v.toString('latin1', 0, end);
+}
+
+/** Sub-options in RFC 2132 §8.4 / RFC 3046 §2.0 form: code, length, data. */
+export function parseSubOptions(v: Buffer): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  let i = 0;
+  while (i < v.length) {
+    const code = v[i]!;
+    if (code === 0) {
+      i++;
+      continue;
+    }
+    if (code === 255) break;
+    if (i + 1 >= v.length) throw new Malformed('sub-option header past the end');
+    const len = v[i + 1]!;
+    if (i + 2 + len > v.length) throw new Malformed(`sub-option ${code} runs past the end`);
+    out.set(code, v.subarray(i + 2, i + 2 + len));
+    i += 2 + len;
+  }
+  return out;
+}
+
+/** Builds code/length/value sub-options (used for option 43 and 175 content). */
+export function encodeSubOptions(subs: [number, Buffer][]): Buffer {
+  return Buffer.concat(subs.flatMap(([code, v]) => [Buffer.from([code, v.length]), v]));
+}
+
+function formatUuid(b: Buffer): string {
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+/** Walks one options area, appending each option's bytes to `raw` (RFC 3396 §6: same code concatenates). */
+function scanOptions(b: Buffer, start: number, end: number, raw: Map<number, Buffer[]>, order: number[]): void {
+  let i = start;
+  while (i < end) {
+    const code = b[i]!;
+    if (code === Opt.pad) {
+      i++;
+      continue;
+    }
+    if (code === Opt.end) return;
+    if (i + 1 >= end) throw new Malformed(`option ${code}: length byte past the end`);
+    const len = b[i + 1]!;
+    if (i + 2 + len > end) throw new Malformed(`option ${code}: length ${len} runs past the end`);
+    const parts = raw.get(code);
+    const value = b.subarray(i + 2, i + 2 + len);
+    if (parts) parts.push(value);
+    else {
+      raw.set(code, [value]);
+      order.push(code);
+    }
+    i += 2 + len;
+  }
+  // RFC 2131 §3: the options field ends with option 255; running off the end without it is
+  // tolerated in the sname/file overload areas but not in the main area (checked by caller).
+}
+
+function typeOptions(raw: Map<number, Buffer[]>, order: number[]): DhcpOptions {
+  const o: DhcpOptions = { other: new Map() };
+  for (const code of order) {
+    const parts = raw.get(code)!;
+    const v = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    switch (code) {
+      case Opt.subnetMask: o.subnetMask = oneIp(code, v); break;
+      case Opt.routers: o.routers = ipList(code, v); break;
+      case Opt.domainServers: o.domainServers = ipList(code, v); break;
+      case Opt.hostname: o.hostname = text(v); break;
+      case Opt.domainName: o.domainName = text(v); break;
+      case Opt.interfaceMtu: o.interfaceMtu = u16(code, v); break;
+      case Opt.broadcastAddress: o.broadcastAddress = oneIp(code, v); break;
+      case Opt.ntpServers: o.ntpServers = ipList(code, v); break;
+      case Opt.vendorSpecific: o.vendorSpecific = Buffer.from(v); break;
+      case Opt.requestedAddress: o.requestedAddress = oneIp(code, v); break;
+      case Opt.leaseSeconds: o.leaseSeconds = u32(code, v); break;
+      case Opt.overload: break; // consumed by decodePacket
+      case Opt.messageType: {
+        const name = v.length === 1 ? messageTypeNames.get(v[0]!) : undefined;
+        if (!name) throw new Malformed(`option 53: unknown message type ${v.toString('hex')}`);
+        o.messageType = name;
+        break;
+      }
+      case Opt.serverId: o.serverId = oneIp(code, v); break;
+      case Opt.parameterRequestList: o.parameterRequestList = [...v]; break;
+      case Opt.message: o.message = text(v); break;
+      case Opt.maxMessageSize: {
+        const n = u16(code, v);
+        if (n < 576) throw new Malformed(`option 57: ${n} is below the 576-byte minimum (RFC 2132 §9.10)`);
+        o.maxMessageSize = n;
+        break;
+      }
+      case Opt.renewalSeconds: o.renewalSeconds = u32(code, v); break;
+      case Opt.rebindingSeconds: o.rebindingSeconds = u32(code, v); break;
+      case Opt.vendorClassId: o.vendorClassId = text(v); break;
+      case Opt.clientId:
+        if (v.length < 2) throw new Malformed('option 61: shorter than 2 bytes (RFC 2132 §9.14)');
+        o.clientId = Buffer.from(v);
+        break;
+      case Opt.tftpServerName: o.tftpServerName = text(v); break;
+      case Opt.bootfileName: o.bootfileName = text(v); break;
+      case Opt.userClass: o.userClass = Buffer.from(v); break;
+      case Opt.relayAgentInfo: {
+        const subs = parseSubOptions(v);
+        o.relayAgentInfo = { circuitId: subs.get(1) ?? null, remoteId: subs.get(2) ?? null, raw: Buffer.from(v) };
+        break;
+      }
+      case Opt.clientArch: {
+        if (v.length === 0 || v.length % 2 !== 0) throw new Malformed(`option 93: length ${v.length} is not a multiple of 2`);
+        const archs: number[] = [];
+        for (let i = 0; i < v.length; i += 2) archs.push(v.readUInt16BE(i));
+        o.clientArch = archs;
+        break;
+      }
+      case Opt.clientNdi:
+        if (v.length !== 3) throw new Malformed(`option 94: length ${v.length}, expected 3`);
+        o.clientNdi = { type: v[0]!, major: v[1]!, minor: v[2]! };
+        break;
+      case Opt.clientUuid:
+        // RFC 4578 §2.3: type 0 then 16 bytes. Some firmware sends only the 16 bytes.
+        if (v.length === 17) o.clientUuid = formatUuid(v.subarray(1));
+        else if (v.length === 16) o.clientUuid = formatUuid(v);
+        else throw new Malformed(`option 97: length ${v.length}, expected 17`);
+        break;
+      case Opt.ipxeEncap: o.ipxeEncap = Buffer.from(v); break;
+      default: o.other.set(code, Buffer.from(v));
+    }
+  }
+  return o;
+}
+
+/** Parses one UDP payload; never throws. */
+export function decodePacket(b: Buffer): DecodeResult {
+  try {
+    if (b.length < FIXED_LEN + 4) return { ok: false, reason: `truncated: ${b.length} bytes` };
+    if (b.readUInt32BE(FIXED_LEN) !== MAGIC_COOKIE) return { ok: false, reason: 'wrong magic cookie' };
+    const op = b[0]!;
+    if (op !== BootOp.request && op !== BootOp.reply) return { ok: false, reason: `bad op ${op}` };
+    const hlen = b[2]!;
+    if (hlen === 0 || hlen > 16) return { ok: false, reason: `bad hlen ${hlen}` };
+    const raw = new Map<number, Buffer[]>();
+    const order: number[] = [];
+    const optStart = FIXED_LEN + 4;
+    // The main area must end with option 255 (RFC 2131 §4.1); find it while scanning.
+    scanOptions(b, optStart, b.length, raw, order);
+    if (!hasEnd(b, optStart, b.length)) return { ok: false, reason: 'options area has no end option' };
+    // RFC 2132 §9.3: option 52 says the file (1), sname (2) or both (3) fields hold options too.
+    const overload = raw.get(Opt.overload);
+    let fileUsed = false;
+    let snameUsed = false;
+    if (overload) {
+      const v = overload[0]!;
+      if (v.length !== 1 || v[0]! < 1 || v[0]! > 3) return { ok: false, reason: 'option 52: bad overload value' };
+      fileUsed = (v[0]! & 1) !== 0;
+      snameUsed = (v[0]! & 2) !== 0;
+      // RFC 2131 §4.1: file is read before sname.
+      if (fileUsed) scanOptions(b, 108, 236, raw, order);
+      if (snameUsed) scanOptions(b, 44, 108, raw, order);
+    }
+    const packet: DhcpPacket = {
+      op,
+      htype: b[1]!,
+      hlen,
+      hops: b[3]!,
+      xid: b.readUInt32BE(4),
+      secs: b.readUInt16BE(8),
+      flags: b.readUInt16BE(10),
+      ciaddr: ipAt(b, 12),
+      yiaddr: ipAt(b, 16),
+      siaddr: ipAt(b, 20),
+      giaddr: ipAt(b, 24),
+      chaddr: Buffer.from(b.subarray(28, 28 + hlen)),
+      sname: snameUsed ? '' : text(cstr(b, 44, 108)),
+      file: fileUsed ? '' : text(cstr(b, 108, 236)),
+      options: typeOptions(raw, order),
+    };
+    return { ok: true, packet };
+  } catch (err) {
+    if (err instanceof Malformed) return { ok: false, reason: err.message };
+    return { ok: false, reason: `undecodable: ${(err as Error).message}` };
+  }
+}
+
+function hasEnd(b: Buffer, start: number, end: number): boolean {
+  let i = start;
+  while (i < end) {
+    const code = b[i]!;
+    if (code === Opt.end) return true;
+    if (code === Opt.pad) i++;
+    else i += 2 + b[i + 1]!;
+  }
+  return false;
+}
+
+function cstr(b: Buffer, start: number, end: number): Buffer {
+  const nul = b.indexOf(0, start);
+  return b.subarray(start, nul === -1 || nul > end ? end : nul);
+}
+
+const ipBytes = (ip: string): Buffer => Buffer.from(ip.split('.').map(Number));
+const ipsBytes = (ips: string[]): Buffer => Buffer.concat(ips.map(ipBytes));
+const u32Bytes = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
+const u16Bytes = (n: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+};
+
+function uuidBytes(uuid: string): Buffer {
+  return Buffer.concat([Buffer.from([0]), Buffer.from(uuid.replace(/-/g, ''), 'hex')]);
+}
+
+/** Options as (code, bytes) in the order they are written: 53 and 54 first, as clients expect. */
+export function optionList(o: DhcpOptions): [number, Buffer][] {
+  const out: [number, Buffer][] = [];
+  const put = (code: number, v: Buffer | undefined): void => {
+    if (v !== undefined) out.push([code, v]);
+  };
+  if (o.messageType) put(Opt.messageType, Buffer.from([MessageType[o.messageType]]));
+  if (o.serverId) put(Opt.serverId, ipBytes(o.serverId));
+  if (o.leaseSeconds !== undefined) put(Opt.leaseSeconds, u32Bytes(o.leaseSeconds));
+  if (o.renewalSeconds !== undefined) put(Opt.renewalSeconds, u32Bytes(o.renewalSeconds));
+  if (o.rebindingSeconds !== undefined) put(Opt.rebindingSeconds, u32Bytes(o.rebindingSeconds));
+  if (o.subnetMask) put(Opt.subnetMask, ipBytes(o.subnetMask));
+  if (o.routers?.length) put(Opt.routers, ipsBytes(o.routers));
+  if (o.domainServers?.length) put(Opt.domainServers, ipsBytes(o.domainServers));
+  if (o.hostname !== undefined) put(Opt.hostname, Buffer.from(o.hostname, 'latin1'));
+  if (o.domainName !== undefined) put(Opt.domainName, Buffer.from(o.domainName, 'latin1'));
+  if (o.interfaceMtu !== undefined) put(Opt.interfaceMtu, u16Bytes(o.interfaceMtu));
+  if (o.broadcastAddress) put(Opt.broadcastAddress, ipBytes(o.broadcastAddress));
+  if (o.ntpServers?.length) put(Opt.ntpServers, ipsBytes(o.ntpServers));
+  if (o.requestedAddress) put(Opt.requestedAddress, ipBytes(o.requestedAddress));
+  if (o.parameterRequestList) put(Opt.parameterRequestList, Buffer.from(o.parameterRequestList));
+  if (o.message !== undefined) put(Opt.message, Buffer.from(o.message, 'latin1'));
+  if (o.maxMessageSize !== undefined) put(Opt.maxMessageSize, u16Bytes(o.maxMessageSize));
+  if (o.vendorClassId !== undefined) put(Opt.vendorClassId, Buffer.from(o.vendorClassId, 'latin1'));
+  if (o.clientId) put(Opt.clientId, o.clientId);
+  if (o.vendorSpecific) put(Opt.vendorSpecific, o.vendorSpecific);
+  if (o.tftpServerName !== undefined) put(Opt.tftpServerName, Buffer.from(o.tftpServerName, 'latin1'));
+  if (o.bootfileName !== undefined) put(Opt.bootfileName, Buffer.from(o.bootfileName, 'latin1'));
+  if (o.userClass) put(Opt.userClass, o.userClass);
+  if (o.clientArch) put(Opt.clientArch, Buffer.concat(o.clientArch.map(u16Bytes)));
+  if (o.clientNdi) put(Opt.clientNdi, Buffer.from([o.clientNdi.type, o.clientNdi.major, o.clientNdi.minor]));
+  if (o.clientUuid) put(Opt.clientUuid, uuidBytes(o.clientUuid));
+  if (o.ipxeEncap) put(Opt.ipxeEncap, o.ipxeEncap);
+  for (const [code, v] of o.other) put(code, v);
+  // RFC 3046 §2.1: the relay agent option is the last option before end.
+  if (o.relayAgentInfo) put(Opt.relayAgentInfo, o.relayAgentInfo.raw);
+  return out;
+}
+
+/** Serialises a packet; pads to the 300-byte BOOTP minimum (RFC 1542 §2.1). */
+export function encodePacket(p: DhcpPacket): Buffer {
+  const list = optionList(p.options);
+  let optLen = 1; // end option
+  for (const [, v] of list) optLen += v.length === 0 ? 2 : v.length + 2 * Math.ceil(v.length / 255);
+  const b = Buffer.alloc(Math.max(MIN_BOOTP_LEN, FIXED_LEN + 4 + optLen));
+  b[0] = p.op;
+  b[1] = p.htype;
+  b[2] = p.hlen;
+  b[3] = p.hops;
+  b.writeUInt32BE(p.xid >>> 0, 4);
+  b.writeUInt16BE(p.secs, 8);
+  b.writeUInt16BE(p.flags, 10);
+  writeIp(b, 12, p.ciaddr);
+  writeIp(b, 16, p.yiaddr);
+  writeIp(b, 20, p.siaddr);
+  writeIp(b, 24, p.giaddr);
+  p.chaddr.copy(b, 28, 0, Math.min(16, p.chaddr.length));
+  if (p.sname) b.write(p.sname.slice(0, 63), 44, 'latin1');
+  if (p.file) b.write(p.file.slice(0, 127), 108, 'latin1');
+  b.writeUInt32BE(MAGIC_COOKIE, FIXED_LEN);
+  let o = FIXED_LEN + 4;
+  for (const [code, v] of list) {
+    if (v.length === 0) {
+      b[o++] = code;
+      b[o++] = 0;
+    }
+    // RFC 3396 §7: an option longer than 255 bytes is split into consecutive instances.
+    for (let i = 0; i < v.length; i += 255) {
+      const n = Math.min(255, v.length - i);
+      b[o++] = code;
+      b[o++] = n;
+      v.copy(b, o, i, i + n);
+      o += n;
+    }
+  }
+  b[o] = Opt.end;
+  return b;
+}
+
+function writeIp(b: Buffer, at: number, ip: string): void {
+  if (ip === '0.0.0.0') return; // already zero
+  const parts = ip.split('.');
+  for (let i = 0; i < 4; i++) b[at + i] = Number(parts[i]);
+}
+
+/** An empty options record (only `other`). */
+export const noOptions = (): DhcpOptions => ({ other: new Map() });

@@ -1,0 +1,680 @@
+// The DHCP server: full mode (RFC 2131 address allocation plus PXE boot fields) or
+// ProxyDHCP mode (PXE spec §2.2.3: boot fields only, no address, on ports 67 and 4011).
+//
+// Interfaces (NETBOOT-NOTES pitfall 8): one socket per admin interface, each bound to its
+// device with SO_BINDTODEVICE (./bind-device.ts), so a packet's socket says which network it
+// came from and replies leave by that interface. Networks without an interface are reached
+// through relays only: an unbound socket takes their relayed (giaddr != 0) requests.
+//
+// Durability: leases and boot events produced while handling packets are queued and
+// written in one SQLite transaction per event-loop turn; replies are sent only after that
+// transaction commits, so an address promised on the wire is always on disk first.
+import dgram, { type RemoteInfo, type Socket } from 'node:dgram';
+import { ipInSubnet, parseCidr, intToIpv4, type FleetbootConfig, type NetworkConfig } from '../config/schema.ts';
+import type { Service } from '../headnode.ts';
+import type { Logger } from '../log.ts';
+import { macFromBytes, type Mac } from '../mac.ts';
+import type { BootEventKind } from '../store/events.ts';
+import type { Lease } from '../store/leases.ts';
+import type { Store } from '../store/store.ts';
+import { bindSocketToDevice } from './bind-device.ts';
+import { archName, bootAnswerFor, classifyClient, ipxeNoPxeDhcp, pxeDiscoveryControl, type BootSettings, type ClientKind } from './boot.ts';
+import { clientKey, LeaseBook, leaseClientKey } from './lease-book.ts';
+import {
+  BootOp,
+  BROADCAST_FLAG,
+  decodePacket,
+  encodePacket,
+  noOptions,
+  type DhcpOptions,
+  type DhcpPacket,
+  type MessageTypeName,
+} from './packet.ts';
+
+export interface DhcpServerDeps {
+  config: FleetbootConfig;
+  store: Store;
+  log: Logger;
+  /** The HTTP port nodes fetch from (the bound one when config.http.port is 0). */
+  httpPort?: () => number;
+}
+
+/** Counters a test or `status` can read; malformed and ignored packets only move these. */
+export interface DhcpStats {
+  received: number;
+  malformed: number;
+  ignored: number;
+  replies: number;
+  sendErrors: number;
+  writeErrors: number;
+}
+
+type Port = 'dhcp' | 'proxy';
+
+interface Listener {
+  socket: Socket;
+  /** The device this socket is bound to; null for the relay-only socket. */
+  iface: string | null;
+  port: Port;
+}
+
+interface Outgoing {
+  bytes: Buffer;
+  socket: Socket;
+  address: string;
+  port: number;
+  log: Record<string, unknown>;
+}
+
+interface PendingEvent {
+  event: BootEventKind;
+  nodeId: number | null;
+  mac: Mac;
+  detail: Record<string, unknown>;
+}
+
+const ZERO = '0.0.0.0';
+const BROADCAST = '255.255.255.255';
+
+export class DhcpServer implements Service {
+  readonly name = 'dhcp';
+  readonly stats: DhcpStats = { received: 0, malformed: 0, ignored: 0, replies: 0, sendErrors: 0, writeErrors: 0 };
+  private listeners: Listener[] = [];
+  private book: LeaseBook | null = null;
+  private pendingLeases = new Map<string, Lease>();
+  private pendingEvents: PendingEvent[] = [];
+  private pendingReplies: Outgoing[] = [];
+  private flushScheduled = false;
+  private lastFlushAt = -Infinity;
+  private httpPortCache: number | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly nicOf;
+  private readonly staticOwner;
+  private boundPorts: { dhcp: number; proxy: number | null } = { dhcp: 0, proxy: null };
+
+  constructor(private readonly deps: DhcpServerDeps) {
+    const db = deps.store.db;
+    // Read-only lookups in the registry's NIC table (owned by store/nodes.ts).
+    this.nicOf = db.prepare<[string], { node_id: number; ip: string | null }>('SELECT node_id, ip FROM nics WHERE mac = ?');
+    this.staticOwner = db.prepare<[string], { mac: string }>('SELECT mac FROM nics WHERE ip = ?');
+  }
+
+  private get config(): FleetbootConfig {
+    return this.deps.config;
+  }
+
+  private get log(): Logger {
+    return this.deps.log;
+  }
+
+  /** Ports actually bound (tests bind port 0). */
+  ports(): { dhcp: number; proxy: number | null } {
+    return { ...this.boundPorts };
+  }
+
+  async start(): Promise<{ dhcp: number; proxy: number | null }> {
+    const mode = this.config.dhcp.mode;
+    if (mode === 'off') throw new Error('dhcp.mode is "off"');
+    for (const n of this.config.networks) {
+      if (!n.serverAddress) throw new Error(`networks.${n.name}.serverAddress is needed for DHCP (option 54, siaddr)`);
+    }
+    this.book = new LeaseBook(this.deps.store.leases.list());
+    const ifaces = [...new Set(this.config.networks.flatMap((n) => (n.interface ? [n.interface] : [])))];
+    // One unbound socket serves networks without an interface (relayed requests, or the single
+    // unnamed network of a one-segment setup).
+    const needUnbound = ifaces.length === 0 || this.config.networks.some((n) => !n.interface);
+    if (ifaces.length === 0 && this.config.networks.length === 1 && this.config.networks[0]!.relayAddresses.length === 0) {
+      this.log.warn(
+        { event: 'dhcp_unbound', network: this.config.networks[0]!.name },
+        'no networks[].interface set: DHCP answers direct requests arriving on any interface; name the admin interface to restrict it',
+      );
+    }
+    const ports: Port[] = mode === 'proxy' ? ['dhcp', 'proxy'] : ['dhcp'];
+    try {
+      for (const port of ports) {
+        let bound = port === 'dhcp' ? this.config.dhcp.port : this.config.dhcp.proxyPort;
+        for (const iface of [...ifaces, ...(needUnbound ? [null] : [])]) {
+          const l = await this.listen(port, bound, iface);
+          bound = l.socket.address().port;
+          if (port === 'dhcp') this.boundPorts.dhcp = bound;
+          else this.boundPorts.proxy = bound;
+        }
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    this.sweepTimer = setInterval(() => this.expireLeases(), 30_000);
+    this.sweepTimer.unref();
+    this.log.info({ event: 'dhcp_started', mode, ports: this.boundPorts, interfaces: ifaces, leases: this.book.size }, 'DHCP server listening');
+    return this.ports();
+  }
+
+  private listen(port: Port, portNumber: number, iface: string | null): Promise<Listener> {
+    return new Promise((resolve, reject) => {
+      // reuseAddr: several sockets (one per interface) share :67 (socket(7) SO_REUSEADDR).
+      const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+      const l: Listener = { socket, iface, port };
+      socket.once('error', reject);
+      socket.bind({ port: portNumber, address: this.config.dhcp.listen }, () => {
+        socket.removeListener('error', reject);
+        try {
+          if (iface) bindSocketToDevice(socket, iface);
+          socket.setBroadcast(true);
+          // Bursts of PXE clients (a rack powering on) must not overflow the default ~200 KiB buffer.
+          socket.setRecvBufferSize(4 << 20);
+        } catch (err) {
+          socket.close();
+          reject(err instanceof Error ? new Error(`DHCP on ${iface}: ${err.message}`) : err);
+          return;
+        }
+        socket.on('error', (err) => this.log.error({ err, iface, event: 'dhcp_socket_error' }, 'DHCP socket error'));
+        socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo, l));
+        this.listeners.push(l);
+        resolve(l);
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    this.flush();
+    const ls = this.listeners;
+    this.listeners = [];
+    await Promise.all(ls.map((l) => new Promise<void>((resolve) => l.socket.close(() => resolve()))));
+  }
+
+  private onMessage(msg: Buffer, rinfo: RemoteInfo, l: Listener): void {
+    this.stats.received++;
+    try {
+      const decoded = decodePacket(msg);
+      if (!decoded.ok) {
+        this.stats.malformed++;
+        this.log.debug({ event: 'dhcp_malformed', from: rinfo.address, reason: decoded.reason }, 'dropped malformed DHCP packet');
+        return;
+      }
+      const p = decoded.packet;
+      if (p.op !== BootOp.request || !p.options.messageType || p.htype !== 1 || p.hlen !== 6) {
+        this.ignore(p, rinfo, 'not an Ethernet BOOTREQUEST with option 53');
+        return;
+      }
+      this.handle(p, rinfo, l);
+    } catch (err) {
+      // Never let one packet take the socket loop down (STYLE.md "Errors").
+      this.stats.malformed++;
+      this.log.warn({ err, event: 'dhcp_error', from: rinfo.address }, 'DHCP packet handling failed');
+    }
+  }
+
+  private ignore(p: DhcpPacket | null, rinfo: RemoteInfo, reason: string, mac?: Mac): void {
+    this.stats.ignored++;
+    this.log.debug({ event: 'dhcp_ignored', mac, from: rinfo.address, type: p?.options.messageType, reason }, 'DHCP packet ignored');
+  }
+
+  /** RFC 2131 §4.3.1: giaddr names the network of a relayed request; else the arrival interface does. */
+  private networkFor(p: DhcpPacket, l: Listener): NetworkConfig | undefined {
+    const nets = this.config.networks;
+    if (p.giaddr !== ZERO) {
+      return nets.find((n) => n.relayAddresses.includes(p.giaddr)) ?? nets.find((n) => ipInSubnet(p.giaddr, n.subnet));
+    }
+    if (l.iface) return nets.find((n) => n.interface === l.iface);
+    // Unbound socket: a direct request can only be placed when there is one network and no interfaces.
+    const unnamed = nets.filter((n) => !n.interface);
+    return unnamed.length === 1 && nets.length === 1 ? unnamed[0] : undefined;
+  }
+
+  private handle(p: DhcpPacket, rinfo: RemoteInfo, l: Listener): void {
+    const mac = macFromBytes(p.chaddr);
+    const type = p.options.messageType!;
+    const net = this.networkFor(p, l);
+    if (!net) return this.ignore(p, rinfo, p.giaddr !== ZERO ? `no network for relay ${p.giaddr}` : 'no network on this interface', mac);
+    const client = classifyClient(p.options);
+    const mode = this.config.dhcp.mode;
+    if (mode === 'proxy' && client.kind === 'os') return this.ignore(p, rinfo, 'proxy mode answers PXE clients only', mac);
+
+    // Unknown-node policy: allow-list answers only MACs in the registry; the others let
+    // the boot script decide (DESIGN.md "The boot path" §4).
+    let nic = this.nicOf.get(mac);
+    if (!nic) {
+      if (this.config.unknownNodePolicy === 'allow-list') return this.ignore(p, rinfo, 'MAC not in the registry (allow-list)', mac);
+      if (type === 'discover' || type === 'request' || type === 'inform') {
+        const arch = p.options.clientArch?.[0];
+        const { node, created } = this.deps.store.nodes.discover({
+          mac,
+          uuid: p.options.clientUuid ?? null,
+          arch: arch === undefined ? null : archName(arch),
+        });
+        if (created) this.log.info({ event: 'node_discovered', mac, node: node.id }, 'new node discovered by DHCP');
+        nic = { node_id: node.id, ip: node.nics.find((n) => n.mac === mac)?.ip ?? null };
+      }
+    }
+    const nodeId = nic?.node_id ?? null;
+    const ctx: Ctx = { p, rinfo, l, net, mac, nodeId, client, key: clientKey(mac, p.options.clientId) };
+
+    if (mode === 'proxy') return this.handleProxy(ctx);
+    switch (type) {
+      case 'discover':
+        return this.onDiscover(ctx, nic?.ip ?? null);
+      case 'request':
+        return this.onRequest(ctx, nic?.ip ?? null);
+      case 'release':
+        return this.onRelease(ctx);
+      case 'decline':
+        return this.onDecline(ctx);
+      case 'inform':
+        return this.onInform(ctx);
+      default:
+        return this.ignore(p, rinfo, `unexpected ${type} from a client`, mac);
+    }
+  }
+
+  // ---- full mode -------------------------------------------------------------------------
+
+  private now(): number {
+    return this.deps.store.now();
+  }
+
+  /**
+   * A registered NIC's static address counts when it lies in the network it booted on and no
+   * other client holds a live lease on it (an address is never given to two clients; the
+   * NIC gets a dynamic one until that lease ends).
+   */
+  private staticFor(ctx: Ctx, staticIp: string | null): string | null {
+    if (!staticIp || !ipInSubnet(staticIp, ctx.net.subnet)) return null;
+    if (!this.book!.availableTo(staticIp, ctx.key, this.now())) {
+      this.log.warn({ event: 'dhcp_static_in_use', mac: ctx.mac, node: ctx.nodeId, ip: staticIp }, 'static address is leased to another client');
+      return null;
+    }
+    return staticIp;
+  }
+
+  private reservedFor(mac: Mac): (ip: string) => boolean {
+    return (ip) => {
+      const owner = this.staticOwner.get(ip);
+      return owner !== undefined && owner.mac !== mac;
+    };
+  }
+
+  private leaseSecondsFor(ctx: Ctx): number {
+    const asked = ctx.p.options.leaseSeconds;
+    // RFC 2131 §4.3.1: the client may ask for a lease time; the server may give less.
+    return asked !== undefined && asked >= 60 ? Math.min(asked, ctx.net.leaseSeconds) : ctx.net.leaseSeconds;
+  }
+
+  private onDiscover(ctx: Ctx, staticIp: string | null): void {
+    const { p, net, mac, key } = ctx;
+    const book = this.book!;
+    const now = this.now();
+    this.event(ctx, 'dhcp_discover', { network: net.name, arch: p.options.clientArch?.[0] ?? null, vendorClass: p.options.vendorClassId ?? null });
+    // RFC 2131 §4.3.1 order: static binding, current/previous binding, requested address, a free one.
+    let ip = this.staticFor(ctx, staticIp);
+    if (!ip) {
+      const prev = book.forClient(key, net.name);
+      // A live binding stays put even if the address became another NIC's static one since.
+      const live = prev !== undefined && prev.state === 'bound' && prev.expiresAt > now;
+      if (prev && book.availableTo(prev.ip, key, now) && (live || !this.reservedFor(mac)(prev.ip)) && inRange(prev.ip, net)) ip = prev.ip;
+    }
+    const req = p.options.requestedAddress;
+    if (!ip && req && inRange(req, net) && book.availableTo(req, key, now) && !this.reservedFor(mac)(req)) ip = req;
+    ip ??= book.allocate(net, key, now, this.reservedFor(mac));
+    if (!ip) {
+      this.log.warn({ event: 'dhcp_pool_exhausted', mac, node: ctx.nodeId, network: net.name }, 'no free address to offer');
+      return;
+    }
+    const held = book.get(ip);
+    const seconds = this.leaseSecondsFor(ctx);
+    // A bound lease renewed by DISCOVER keeps its state; otherwise the address is held for the offer.
+    const keepBound = held && held.state === 'bound' && leaseClientKey(held) === key && held.expiresAt > now;
+    this.putLease(ctx, ip, keepBound ? 'bound' : 'offered', keepBound ? held.expiresAt : now + this.config.dhcp.offerSeconds * 1000);
+    this.reply(ctx, 'offer', ip, seconds);
+  }
+
+  private onRequest(ctx: Ctx, staticIp: string | null): void {
+    const { p, net, key } = ctx;
+    const book = this.book!;
+    const now = this.now();
+    const o = p.options;
+    this.event(ctx, 'dhcp_request', { network: net.name, requested: o.requestedAddress ?? null, ciaddr: p.ciaddr, serverId: o.serverId ?? null });
+    const fixed = this.staticFor(ctx, staticIp);
+    if (o.serverId !== undefined) {
+      // SELECTING (RFC 2131 §4.3.2): the client chose a server; if not us, free our offer.
+      if (o.serverId !== net.serverAddress) {
+        const mine = book.forClient(key, net.name);
+        if (mine && mine.state === 'offered') this.putLease(ctx, mine.ip, 'released', now, mine);
+        return;
+      }
+      const ip = o.requestedAddress ?? (p.ciaddr !== ZERO ? p.ciaddr : undefined);
+      const lease = ip ? book.get(ip) : undefined;
+      const ok = ip !== undefined && (ip === fixed || (lease !== undefined && leaseClientKey(lease) === key && lease.state !== 'declined'));
+      if (!ok || !ip) return this.nak(ctx, 'requested address was not offered to this client');
+      return this.ack(ctx, ip);
+    }
+    // INIT-REBOOT (option 50, no ciaddr) or RENEWING/REBINDING (ciaddr, no option 50): §4.3.2.
+    const ip = o.requestedAddress ?? (p.ciaddr !== ZERO ? p.ciaddr : undefined);
+    if (!ip) return this.ignore(p, ctx.rinfo, 'REQUEST without an address', ctx.mac);
+    if (!ipInSubnet(ip, net.subnet)) return this.nak(ctx, `${ip} is not on network ${net.name}`);
+    if (fixed && ip !== fixed) return this.nak(ctx, `this NIC's address is ${fixed}`);
+    if (ip === fixed) return this.ack(ctx, ip);
+    const lease = book.get(ip);
+    if (lease && leaseClientKey(lease) === key && lease.state !== 'declined') return this.ack(ctx, ip);
+    if (!inRange(ip, net) || !book.availableTo(ip, key, now) || this.reservedFor(ctx.mac)(ip)) {
+      return this.nak(ctx, `${ip} belongs to another client`);
+    }
+    // INIT-REBOOT with no record of the client: RFC 2131 §4.3.2 says remain silent.
+    if (p.ciaddr === ZERO) return this.ignore(p, ctx.rinfo, 'INIT-REBOOT for an address we have no record of', ctx.mac);
+    // RENEWING/REBINDING for a free address in our range: grant it (e.g. after a database loss).
+    return this.ack(ctx, ip);
+  }
+
+  private ack(ctx: Ctx, ip: string): void {
+    const seconds = this.leaseSecondsFor(ctx);
+    this.putLease(ctx, ip, 'bound', this.now() + seconds * 1000);
+    this.reply(ctx, 'ack', ip, seconds);
+  }
+
+  private nak(ctx: Ctx, reason: string): void {
+    this.event(ctx, 'dhcp_nak', { reason });
+    this.log.info({ event: 'dhcp_nak', mac: ctx.mac, node: ctx.nodeId, reason }, 'DHCPNAK');
+    this.send(ctx, this.baseReply(ctx, 'nak', ZERO, { message: reason }), true);
+  }
+
+  private onRelease(ctx: Ctx): void {
+    const ip = ctx.p.ciaddr;
+    const lease = this.book!.get(ip);
+    this.event(ctx, 'dhcp_release', { ip });
+    this.log.info({ event: 'dhcp_release', mac: ctx.mac, node: ctx.nodeId, ip }, 'DHCPRELEASE');
+    // RFC 2131 §4.3.4: mark the address free, but remember the client for its next DISCOVER.
+    if (lease && leaseClientKey(lease) === ctx.key && lease.state === 'bound') this.putLease(ctx, ip, 'released', this.now(), lease);
+  }
+
+  private onDecline(ctx: Ctx): void {
+    const ip = ctx.p.options.requestedAddress;
+    if (!ip) return this.ignore(ctx.p, ctx.rinfo, 'DECLINE without option 50', ctx.mac);
+    const lease = this.book!.get(ip);
+    this.event(ctx, 'dhcp_decline', { ip });
+    this.log.warn({ event: 'dhcp_decline', mac: ctx.mac, node: ctx.nodeId, ip }, 'client declined an address (in use on the wire?)');
+    // RFC 2131 §4.3.3: the address is marked not available for a while.
+    if (lease && leaseClientKey(lease) === ctx.key) {
+      this.putLease(ctx, ip, 'declined', this.now() + this.config.dhcp.declineSeconds * 1000, { ...lease, mac: null, clientId: null });
+    }
+  }
+
+  private onInform(ctx: Ctx): void {
+    this.event(ctx, 'dhcp_inform', { ciaddr: ctx.p.ciaddr });
+    // RFC 2131 §4.3.5: DHCPACK with configuration, no lease time, no yiaddr, sent to ciaddr.
+    const r = this.baseReply(ctx, 'ack', ZERO, {});
+    this.addNetworkOptions(r.options, ctx.net);
+    this.addBoot(ctx, r, 'full');
+    this.send(ctx, r, false);
+  }
+
+  private putLease(ctx: Ctx, ip: string, state: Lease['state'], expiresAt: number, base?: Lease): void {
+    const now = this.now();
+    const l: Lease = {
+      ip,
+      network: ctx.net.name,
+      mac: base ? base.mac : ctx.mac,
+      clientId: base ? base.clientId : (ctx.p.options.clientId?.toString('hex') ?? null),
+      hostname: base ? base.hostname : (ctx.p.options.hostname ?? null),
+      state,
+      expiresAt,
+      // RFC 3046 §2.2: the relay info is stored with the lease (leases.relay_info).
+      relayInfo: base ? base.relayInfo : (ctx.p.options.relayAgentInfo?.raw ?? null),
+      updatedAt: now,
+    };
+    const old = this.book!.get(ip);
+    // A DISCOVER from a client already bound to the address changes nothing: no write.
+    if (old && sameLease(old, l)) return;
+    this.book!.put(l);
+    this.pendingLeases.set(ip, l);
+    this.scheduleFlush();
+  }
+
+  /** Marks bound and offered leases past their time `expired` (RFC 2131 §4.4.5: the client must stop using it). */
+  expireLeases(): number {
+    const now = this.now();
+    let n = 0;
+    for (const l of this.book?.values() ?? []) {
+      if ((l.state === 'bound' || l.state === 'offered') && l.expiresAt <= now) {
+        const expired: Lease = { ...l, state: 'expired', updatedAt: now };
+        this.book!.put(expired);
+        this.pendingLeases.set(l.ip, expired);
+        n++;
+      }
+    }
+    if (n > 0) {
+      this.log.info({ event: 'dhcp_leases_expired', count: n }, 'leases expired');
+      this.scheduleFlush();
+    }
+    return n;
+  }
+
+  private addNetworkOptions(o: DhcpOptions, net: NetworkConfig): void {
+    o.subnetMask = intToIpv4(parseCidr(net.subnet).mask);
+    if (net.gateway) o.routers = [net.gateway];
+    if (net.resolvers.length) o.domainServers = net.resolvers;
+    if (net.dnsDomain) o.domainName = net.dnsDomain;
+    if (net.ntpServers.length) o.ntpServers = net.ntpServers;
+    if (net.mtu) o.interfaceMtu = net.mtu;
+  }
+
+  private reply(ctx: Ctx, type: 'offer' | 'ack', ip: string, seconds: number): void {
+    const r = this.baseReply(ctx, type, ip, {});
+    // RFC 2131 §4.4.5: T1 = 0.5 and T2 = 0.875 of the lease time.
+    r.options.leaseSeconds = seconds;
+    r.options.renewalSeconds = Math.floor(seconds * 0.5);
+    r.options.rebindingSeconds = Math.floor(seconds * 0.875);
+    this.addNetworkOptions(r.options, ctx.net);
+    const boot = this.addBoot(ctx, r, 'full');
+    if (type === 'ack') this.event(ctx, 'dhcp_ack', { ip, network: ctx.net.name, leaseSeconds: seconds, boot: boot ?? null });
+    // OFFERs are logged, not stored: the timeline keeps DISCOVER, REQUEST and ACK (one row
+    // fewer per exchange on the hot path).
+    this.log.info({ event: `dhcp_${type}`, mac: ctx.mac, node: ctx.nodeId, ip, network: ctx.net.name, boot }, `DHCP${type.toUpperCase()}`);
+    this.send(ctx, r, false);
+  }
+
+  private baseReply(ctx: Ctx, type: MessageTypeName, yiaddr: string, extra: Partial<DhcpOptions>): DhcpPacket {
+    const { p, net } = ctx;
+    const options: DhcpOptions = { ...noOptions(), ...extra, messageType: type, serverId: net.serverAddress! };
+    // RFC 3046 §2.2: echo option 82 unchanged in replies to the relay.
+    if (p.giaddr !== ZERO && p.options.relayAgentInfo) options.relayAgentInfo = p.options.relayAgentInfo;
+    return {
+      op: BootOp.reply,
+      htype: p.htype,
+      hlen: p.hlen,
+      hops: 0,
+      xid: p.xid,
+      secs: 0,
+      flags: p.flags,
+      // RFC 2131 table 3: ciaddr is echoed only in ACKs to INFORM/renewals.
+      ciaddr: type === 'ack' ? p.ciaddr : ZERO,
+      yiaddr,
+      siaddr: ZERO,
+      giaddr: p.giaddr,
+      chaddr: p.chaddr,
+      sname: '',
+      file: '',
+      options,
+    };
+  }
+
+  /** config.http.publicUrl, else http://<serverAddress>:<HTTP port> (team contract "Base URL"). */
+  private httpBaseFor(net: NetworkConfig): string {
+    if (this.config.http.publicUrl) return this.config.http.publicUrl.replace(/\/+$/, '');
+    this.httpPortCache ??= this.deps.httpPort?.() ?? this.config.http.port;
+    return `http://${net.serverAddress}:${this.httpPortCache}`;
+  }
+
+  /** Fills in the boot fields per the client table (NETBOOT-NOTES); returns the decision. */
+  private addBoot(ctx: Ctx, r: DhcpPacket, mode: 'full' | 'proxy'): string | undefined {
+    const net = ctx.net;
+    const settings: BootSettings = {
+      httpBase: this.httpBaseFor(net),
+      serverAddress: net.serverAddress!,
+      bios: this.config.boot.bios,
+      efiX64: this.config.boot.efiX64,
+      efiArm64: this.config.boot.efiArm64,
+    };
+    const answer = bootAnswerFor(ctx.client, settings);
+    if (!answer) return undefined;
+    const o = r.options;
+    r.file = answer.bootfile.length <= 127 ? answer.bootfile : '';
+    o.bootfileName = answer.bootfile;
+    if (answer.tftp) {
+      // NETBOOT-NOTES pitfall 4 (OVMF): siaddr + BOOTP file + option 67 + option 66.
+      r.siaddr = net.serverAddress!;
+      o.tftpServerName = net.serverAddress!;
+    } else {
+      r.siaddr = net.serverAddress!;
+    }
+    if (answer.vendorClass) o.vendorClassId = answer.vendorClass;
+    if (mode === 'proxy') {
+      // PXE spec §2.2.3: a ProxyDHCP reply carries option 60 PXEClient and option 43, and the client's UUID.
+      o.vendorClassId = answer.vendorClass ?? 'PXEClient';
+      o.vendorSpecific = pxeDiscoveryControl;
+      if (ctx.p.options.clientUuid) o.clientUuid = ctx.p.options.clientUuid;
+    } else if (ctx.client.kind === 'ipxe' || ctx.client.kind === 'pxe') {
+      // Pitfall 3: tell iPXE no ProxyDHCP is coming. Pitfall 4: never 60 without 43 in full mode.
+      o.ipxeEncap = ipxeNoPxeDhcp;
+    }
+    return answer.reason;
+  }
+
+  // ---- ProxyDHCP -------------------------------------------------------------------------
+
+  private handleProxy(ctx: Ctx): void {
+    const type = ctx.p.options.messageType;
+    // PXE spec §2.2.3: answer DISCOVER on 67 with a proxy OFFER, REQUEST on 4011 with an ACK.
+    const want = ctx.l.port === 'dhcp' ? 'discover' : 'request';
+    if (type !== want) return this.ignore(ctx.p, ctx.rinfo, `proxy: ${type} on the ${ctx.l.port} port`, ctx.mac);
+    this.event(ctx, type === 'discover' ? 'dhcp_discover' : 'dhcp_request', { network: ctx.net.name, proxy: true, arch: ctx.p.options.clientArch?.[0] ?? null });
+    const r = this.baseReply(ctx, type === 'discover' ? 'offer' : 'ack', ZERO, {});
+    r.ciaddr = ctx.p.ciaddr;
+    const boot = this.addBoot(ctx, r, 'proxy');
+    if (!boot) return this.ignore(ctx.p, ctx.rinfo, 'no boot file for this client architecture', ctx.mac);
+    if (type === 'request') this.event(ctx, 'dhcp_ack', { proxy: true, boot });
+    this.log.info({ event: type === 'discover' ? 'dhcp_proxy_offer' : 'dhcp_proxy_ack', mac: ctx.mac, node: ctx.nodeId, boot }, 'ProxyDHCP reply');
+    if (ctx.l.port === 'proxy') {
+      // The client already has an address and asked us directly: reply to where it came from.
+      this.queueSend(ctx, r, ctx.rinfo.address, ctx.rinfo.port);
+      return;
+    }
+    this.send(ctx, r, false);
+  }
+
+  // ---- sending ---------------------------------------------------------------------------
+
+  /** RFC 2131 §4.1 reply addressing: relay, then ciaddr, then broadcast. */
+  private send(ctx: Ctx, r: DhcpPacket, isNak: boolean): void {
+    const { p } = ctx;
+    if (p.giaddr !== ZERO) {
+      if (isNak) r.flags |= BROADCAST_FLAG; // §4.1: a NAK via a relay asks it to broadcast
+      return this.queueSend(ctx, r, p.giaddr, this.config.dhcp.relayReplyPort);
+    }
+    if (!isNak && p.ciaddr !== ZERO) return this.queueSend(ctx, r, p.ciaddr, this.config.dhcp.clientPort);
+    // Unicast to yiaddr would need an ARP entry for chaddr, which a UDP socket cannot
+    // install; §4.1 allows broadcasting instead.
+    this.queueSend(ctx, r, BROADCAST, this.config.dhcp.clientPort);
+  }
+
+  private queueSend(ctx: Ctx, r: DhcpPacket, address: string, port: number): void {
+    this.pendingReplies.push({
+      bytes: encodePacket(r),
+      socket: ctx.l.socket,
+      address,
+      port,
+      log: { mac: ctx.mac, node: ctx.nodeId, type: r.options.messageType, to: address },
+    });
+    this.scheduleFlush();
+  }
+
+  private event(ctx: Ctx, event: BootEventKind, detail: Record<string, unknown>): void {
+    this.pendingEvents.push({ event, nodeId: ctx.nodeId, mac: ctx.mac, detail });
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // Under load, group up to 4 ms of packets into one commit (a WAL commit costs far more
+    // than a row; DHCP clients wait seconds); when idle, answer on the next turn.
+    if (performance.now() - this.lastFlushAt < 8) setTimeout(() => this.flush(), 4);
+    else setImmediate(() => this.flush());
+  }
+
+  /** Writes this turn's leases and events in one transaction, then sends the replies. */
+  private flush(): void {
+    this.flushScheduled = false;
+    this.lastFlushAt = performance.now();
+    const leases = [...this.pendingLeases.values()];
+    const events = this.pendingEvents;
+    const replies = this.pendingReplies;
+    this.pendingLeases = new Map();
+    this.pendingEvents = [];
+    this.pendingReplies = [];
+    if (leases.length === 0 && events.length === 0 && replies.length === 0) return;
+    const store = this.deps.store;
+    if (!store.db.open) return;
+    try {
+      store.db.transaction(() => {
+        for (const l of leases) store.leases.save(l);
+        for (const e of events) store.events.record(e);
+      })();
+    } catch (err) {
+      // Nothing promised on the wire unless it is on disk: drop the replies; clients retry.
+      this.stats.writeErrors++;
+      this.log.error({ err, event: 'dhcp_write_failed', leases: leases.length }, 'lease write failed; replies dropped');
+      for (const l of leases) this.reloadLease(l.ip);
+      return;
+    }
+    for (const out of replies) {
+      out.socket.send(out.bytes, out.port, out.address, (err) => {
+        if (err) {
+          this.stats.sendErrors++;
+          this.log.warn({ err, event: 'dhcp_send_failed', ...out.log }, 'DHCP reply not sent');
+        }
+      });
+      this.stats.replies++;
+    }
+  }
+
+  private reloadLease(ip: string): void {
+    const l = this.deps.store.leases.get(ip);
+    if (l) this.book?.put(l);
+  }
+}
+
+interface Ctx {
+  p: DhcpPacket;
+  rinfo: RemoteInfo;
+  l: Listener;
+  net: NetworkConfig;
+  mac: Mac;
+  nodeId: number | null;
+  client: ClientKind;
+  key: string;
+}
+
+function sameLease(a: Lease, b: Lease): boolean {
+  return (
+    a.state === b.state &&
+    a.expiresAt === b.expiresAt &&
+    a.network === b.network &&
+    a.mac === b.mac &&
+    a.clientId === b.clientId &&
+    a.hostname === b.hostname &&
+    (a.relayInfo === b.relayInfo || (a.relayInfo !== null && b.relayInfo !== null && a.relayInfo.equals(b.relayInfo)))
+  );
+}
+
+function inRange(ip: string, net: NetworkConfig): boolean {
+  if (!net.range) return false;
+  const n = ipToNum(ip);
+  return n >= ipToNum(net.range.start) && n <= ipToNum(net.range.end);
+}
+
+function ipToNum(ip: string): number {
+  const [a = 0, b = 0, c = 0, d = 0] = ip.split('.').map(Number);
+  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+}

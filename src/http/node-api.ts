@@ -1,0 +1,168 @@
+// Routes a node talks to (no admin token): the agent script, its own config modules under
+// /nodes/<mac>/, and check-in. A node proves who it is by its source address (a static NIC
+// address or a bound lease: store.nodes.findByAddress) or by its per-node token
+// (`Authorization: Bearer` or `?token=`); it never reads another node's config. Also the
+// operator routes for setup / set / retire, mounted behind the bearer token in app.ts.
+import express, { Router, type Request } from 'express';
+import type { BootTemplates } from '../boot/templates.ts';
+import type { FleetbootConfig } from '../config/schema.ts';
+import type { Logger } from '../log.ts';
+import { parseMac } from '../mac.ts';
+import { nodeConfigContribution } from '../nodeconfig/boot-modules.ts';
+import { applyCheckin, nodeOfRequest, retireNode, setNodeFields, setupNode } from '../nodeconfig/lifecycle.ts';
+import { describeIssues, NodeConfigError } from '../nodeconfig/network.ts';
+import { configModuleNames, renderConfigModule, zpoolPlanOf, type ConfigModuleName } from '../nodeconfig/render.ts';
+import { nodeKeysIn, rootPassword, type NodeKeys } from '../nodeconfig/secrets.ts';
+import { checkinSchema } from '../nodeconfig/sysinfo.ts';
+import { parseZpoolLayout, parseZpoolSpec } from '../nodeconfig/zpool.ts';
+import type { NodeRecord } from '../store/nodes.ts';
+import type { Store } from '../store/store.ts';
+import { nodeView } from './admin-api.ts';
+import { baseUrlFor } from './boot-routes.ts';
+import { HttpError } from './errors.ts';
+
+export interface NodeApiDeps {
+  config: FleetbootConfig;
+  store: Store;
+  templates: BootTemplates;
+  log: Logger;
+}
+
+/** The request's source address as the registry stores it (IPv4-mapped IPv6 unwrapped). */
+export function sourceAddress(req: Request): string {
+  const ip = req.socket.remoteAddress ?? '';
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}
+
+function presentedToken(req: Request): string | null {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
+  if (m?.[1]) return m[1];
+  const q = req.query.token;
+  return typeof q === 'string' && q !== '' ? q : null;
+}
+
+/** NTP server named in answers.json when the node's network names none: the admin network's, else the head node itself. */
+function defaultNtpHost(config: FleetbootConfig): string | null {
+  const net = config.networks[0];
+  return net?.ntpServers[0] ?? net?.serverAddress ?? null;
+}
+
+export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.config.dataDir)): Router {
+  const { store, log } = deps;
+  const r = Router();
+
+  r.get('/agent.sh', (req, res) => {
+    const script = deps.templates.render('agent.sh', { baseUrl: baseUrlFor(req, deps.config) });
+    res.type('text/x-shellscript').send(script);
+  });
+
+  r.get('/nodes/:mac/:file', (req, res) => {
+    const file = req.params.file;
+    if (!(configModuleNames as readonly string[]).includes(file)) throw new HttpError(404, 'not_found', `no config module ${JSON.stringify(file)}`);
+    const mac = parseMac(req.params.mac);
+    if (!mac) throw new HttpError(400, 'bad_request', `mac: expected a MAC address, got ${JSON.stringify(req.params.mac)}`);
+    const node = store.nodes.findByMac(mac);
+    const ip = sourceAddress(req);
+    const auth = nodeOfRequest(store, ip, presentedToken(req), node);
+    // Same answer for "no such node" and "not yours": a node learns nothing about others.
+    if (!node || !auth || auth.node.id !== node.id) {
+      log.warn({ event: 'config_refused', mac, ip, file, requester: auth?.node.id ?? null }, 'config module refused');
+      throw new HttpError(403, 'forbidden', `only node ${mac} itself may read its config (from its own address or with its token)`);
+    }
+    const body = renderConfigModule(file as ConfigModuleName, node, { rootPassword: rootPassword(keys, node), ntpHost: defaultNtpHost(deps.config) });
+    if (body === null) throw new HttpError(404, 'not_found', `node ${node.id} has no ${file} (state ${node.state}${node.networkConfig ? '' : ', not set up'})`);
+    store.events.record({ event: 'module', nodeId: node.id, mac, detail: { name: file, ip, auth: auth.by } });
+    log.info({ event: 'config_module', node: node.id, mac, file, auth: auth.by }, 'config module served');
+    res.type(file.endsWith('.json') ? 'application/json' : 'text/plain').send(body);
+  });
+
+  r.post('/api/v1/nodes/checkin', express.json({ limit: '256kb' }), (req, res) => {
+    const parsed = checkinSchema.safeParse(req.body);
+    if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
+    const report = parsed.data;
+    const ip = sourceAddress(req);
+    const claimed =
+      (report.node && /^\d+$/.test(report.node) ? store.nodes.get(Number(report.node)) : undefined) ??
+      (report.uuid ? store.nodes.findByUuid(report.uuid) : undefined) ??
+      report.nics.map((n) => store.nodes.findByMac(n.mac)).find((n) => n !== undefined);
+    const token = presentedToken(req);
+    const auth = nodeOfRequest(store, ip, token, claimed);
+    let target: NodeRecord | null;
+    let by: string;
+    if (auth) {
+      if (claimed && auth.node.id !== claimed.id) {
+        log.warn({ event: 'checkin_refused', ip, node: claimed.id, requester: auth.node.id }, 'check-in for another node refused');
+        throw new HttpError(403, 'forbidden', `this address belongs to node ${auth.node.id}, not node ${claimed.id}`);
+      }
+      target = auth.node;
+      by = auth.by;
+    } else if (token === null && (!claimed || (['discovered', 'unknown'].includes(claimed.state) && claimed.tokenHash === null && claimed.networkConfig === null))) {
+      // Trust on first use: a machine fleetboot has never configured (no token, no config)
+      // may register itself, unless the policy admits only known MACs.
+      if (!claimed && deps.config.unknownNodePolicy !== 'discover') {
+        throw new HttpError(403, 'forbidden', `unknown node; the head node's unknownNodePolicy is "${deps.config.unknownNodePolicy}"`);
+      }
+      target = claimed ?? null;
+      by = 'first-use';
+    } else {
+      log.warn({ event: 'checkin_refused', ip, node: claimed?.id ?? null, token: token !== null }, 'check-in refused');
+      throw new HttpError(403, 'forbidden', 'check in from the node\'s own address or with its fleetboot_token');
+    }
+    const result = applyCheckin(store, report, target, { ip, by });
+    log.info({ event: 'checkin', node: result.node.id, mac: report.nics[0]!.mac, ip, auth: by, from: result.from, to: result.to, platform: report.platform }, 'node checked in');
+    res.status(result.created ? 201 : 200).json({ node: { id: result.node.id, state: result.node.state, hostname: result.node.hostname } });
+  });
+
+  return r;
+}
+
+/** Operator routes (behind the bearer token): setup, set, retire, and the rendered config of a node. */
+export function nodeAdminRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.config.dataDir)): Router {
+  const { store, log } = deps;
+  const r = Router();
+  const nodeOr404 = (ref: string): NodeRecord => {
+    const node = store.nodes.find(ref);
+    if (!node) throw new HttpError(404, 'not_found', `no node ${JSON.stringify(ref)} (id, UUID, MAC or hostname)`);
+    return node;
+  };
+  const refused = (fn: () => NodeRecord): NodeRecord => {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof NodeConfigError) throw new HttpError(400, 'bad_request', err.message);
+      throw err;
+    }
+  };
+
+  r.post('/nodes/:id/setup', (req, res) => {
+    const node = nodeOr404(req.params.id);
+    const body = (req.body ?? {}) as { network?: unknown; zpool?: unknown };
+    const updated = refused(() => {
+      const zpool = body.zpool === undefined ? undefined : typeof body.zpool === 'string' ? parseZpoolSpec(body.zpool) : parseZpoolLayout(body.zpool);
+      return setupNode(store, keys, node, { network: body.network, zpool });
+    });
+    log.info({ event: 'node_setup', node: node.id, hostname: updated.hostname }, 'node set up');
+    res.json({ node: nodeView(updated) });
+  });
+
+  r.post('/nodes/:id/set', (req, res) => {
+    const node = nodeOr404(req.params.id);
+    const set = (req.body as { set?: unknown } | undefined)?.set;
+    if (!Array.isArray(set) || !set.every((s): s is string => typeof s === 'string')) throw new HttpError(400, 'bad_request', 'set: expected an array of "key=value" strings');
+    res.json({ node: nodeView(refused(() => setNodeFields(store, node, set))) });
+  });
+
+  r.post('/nodes/:id/retire', (req, res) => {
+    const node = nodeOr404(req.params.id);
+    log.info({ event: 'node_retire', node: node.id }, 'node retired');
+    res.json({ node: nodeView(retireNode(store, node)) });
+  });
+
+  r.get('/nodes/:id/config', (req, res) => {
+    const node = nodeOr404(req.params.id);
+    const { plan, error } = zpoolPlanOf(node);
+    const contribution = nodeConfigContribution(node);
+    res.json({ zpoolPlan: plan, zpoolError: error, bootArgs: contribution.bootArgs, modules: contribution.modules });
+  });
+  return r;
+}

@@ -1,0 +1,274 @@
+// The QEMU lab: a namespace with a bridge and one tap per VM, the head node running inside it
+// (a child `fleetboot serve` with a generated config), radvd, and N QEMU VMs that PXE-boot
+// from it. Everything made is recorded in the lab state file first, so `down` can always
+// clean up, also after a crash.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+import { installDir } from '../config/load.ts';
+import { parseCidr, intToIpv4 } from '../config/schema.ts';
+import { parseMac } from '../mac.ts';
+import { QemuPowerDriver } from '../rollout/power-qemu.ts';
+import { Store } from '../store/store.ts';
+import { addTap, createLabNetwork, deleteLabNetwork, namespaceExists, radvdArgv, writeRadvdConfig } from './network.ts';
+import { isAlive, spawnDetached, stopProcess } from './process.ts';
+import { readLabState, stateFileIn, writeLabState, type Firmware, type LabState, type LabVm } from './state.ts';
+import { prepareVm } from './vm.ts';
+
+export const defaultLabDir = './var/lab';
+export const defaultNamespace = 'fb-lab';
+export const defaultSubnet = '10.99.0.0/24';
+
+export interface LabUpOptions {
+  dir: string;
+  namespace: string;
+  nodes: number;
+  firmware: Firmware;
+  /** UEFI only: NICs without the iPXE ROM, so OVMF's PXE chainloads iPXE over TFTP. */
+  chainload: boolean;
+  subnet: string;
+  httpPort: number;
+  memoryMiB: number;
+  diskMiB: number;
+  /** Each QEMU runs under `timeout` this long (NETBOOT-NOTES pitfall 6). */
+  vmTimeoutSeconds: number;
+  logLevel: string;
+  /** Platform folders (or tarballs) imported into the lab's registry before any VM boots; the first is the default. */
+  platforms?: string[];
+  /** Boot templates folder for the lab head node (to try template changes); fleetboot's own by default. */
+  templatesDir?: string;
+  /** Progress lines for people (`lab up` prints them). */
+  progress: (line: string) => void;
+}
+
+export class LabError extends Error {
+  override readonly name = 'LabError';
+}
+
+/** The head node's address and the DHCP range inside the lab subnet. */
+export function labAddresses(subnet: string): { address: string; prefix: number; rangeStart: string; rangeEnd: string } {
+  const { network, prefix } = parseCidr(subnet);
+  if (prefix > 26) throw new LabError(`lab subnet ${subnet} is too small (use /26 or larger)`);
+  const size = 2 ** (32 - prefix);
+  const start = Math.min(100, Math.floor(size / 2));
+  return {
+    address: intToIpv4(network + 1),
+    prefix,
+    rangeStart: intToIpv4(network + start),
+    rangeEnd: intToIpv4(network + Math.min(start + 99, size - 2)),
+  };
+}
+
+/** The generated head-node config: full DHCP on br0, TFTP on, HTTP on the lab address. */
+export function labConfig(dir: string, subnet: string, httpPort: number, logLevel: string, templatesDir?: string): Record<string, unknown> {
+  const a = labAddresses(subnet);
+  return {
+    ...(templatesDir ? { templatesDir: resolve(templatesDir) } : {}),
+    dataDir: join(dir, 'var'),
+    apiTokenFile: join(dir, 'var', 'api-token'),
+    platformImagesDir: join(dir, 'platform-images'),
+    http: { listen: a.address, port: httpPort, publicUrl: `http://${a.address}:${httpPort}` },
+    dhcp: { mode: 'full' },
+    tftp: { enabled: true },
+    networks: [
+      {
+        name: 'lab',
+        interface: 'br0',
+        subnet,
+        serverAddress: a.address,
+        range: { start: a.rangeStart, end: a.rangeEnd },
+        leaseSeconds: 3600,
+      },
+    ],
+    log: { level: logLevel },
+  };
+}
+
+export const cliPath = join(installDir, 'bin', 'fleetboot.js');
+
+async function waitForHeadNode(state: LabState, logFile: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+    if (log.includes('"event":"headnode_started"')) return;
+    if (!isAlive(state.headNode)) {
+      throw new LabError(`the head node exited while starting; its log (${logFile}) ends:\n${log.split('\n').slice(-15).join('\n')}`);
+    }
+    if (Date.now() > deadline) throw new LabError(`the head node did not start within ${timeoutMs / 1000} s; see ${logFile}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Creates the lab and starts everything. Returns the recorded state; the processes keep running
+ * after this returns (call `labDown` to end them). On any failure, what was made is removed.
+ */
+export async function labUp(o: LabUpOptions): Promise<LabState> {
+  if (!Number.isInteger(o.nodes) || o.nodes < 0 || o.nodes > 64) throw new LabError(`--nodes ${o.nodes}: expected a whole number from 0 to 64`);
+  if (o.chainload && o.firmware !== 'uefi') throw new LabError('--chainload needs --firmware uefi (SeaBIOS has no PXE of its own)');
+  const dir = resolve(o.dir);
+  const existing = readLabState(dir);
+  if (existing) throw new LabError(`a lab is already recorded in ${stateFileIn(dir)} (namespace ${existing.namespace}); run 'fleetboot lab down' first`);
+  if (await namespaceExists(o.namespace)) {
+    throw new LabError(`network namespace ${o.namespace} already exists: another lab uses it (pick --namespace, or 'fleetboot lab down --dir' its folder)`);
+  }
+  mkdirSync(dir, { recursive: true });
+  const a = labAddresses(o.subnet);
+  const configFile = join(dir, 'fleetboot.json');
+  writeFileSync(configFile, `${JSON.stringify(labConfig(dir, o.subnet, o.httpPort, o.logLevel, o.templatesDir), null, 2)}\n`);
+  const state: LabState = {
+    version: 1,
+    namespace: o.namespace,
+    dir,
+    subnet: o.subnet,
+    address: a.address,
+    httpPort: o.httpPort,
+    configFile,
+    createdAt: Date.now(),
+    headNode: null,
+    radvd: null,
+    vms: [],
+  };
+  try {
+    o.progress(`lab: network namespace ${o.namespace}, bridge br0 ${a.address}/${a.prefix}`);
+    await createLabNetwork(o.namespace, a.address, a.prefix);
+    writeLabState(state);
+
+    const radvdConf = join(dir, 'radvd.conf');
+    writeRadvdConfig(radvdConf);
+    state.radvd = spawnDetached(radvdArgv(o.namespace, radvdConf, join(dir, 'radvd.pid')), join(dir, 'radvd.log'));
+    writeLabState(state);
+
+    const headLog = join(dir, 'headnode.log');
+    o.progress(`lab: head node (fleetboot serve, log ${headLog})`);
+    state.headNode = spawnDetached(['ip', 'netns', 'exec', o.namespace, process.execPath, cliPath, '--config', configFile, 'serve'], headLog);
+    writeLabState(state);
+    await waitForHeadNode(state, headLog, 30_000);
+
+    for (const [i, source] of (o.platforms ?? []).entries()) {
+      o.progress(`lab: importing platform ${source}`);
+      const r = await execa(process.execPath, [cliPath, '--config', configFile, 'platform', 'import', resolve(source), ...(i === 0 ? ['--default'] : [])], {
+        reject: false,
+      });
+      if (r.exitCode !== 0) throw new LabError(`platform import ${source} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
+    }
+
+    await startVms(state, o, 0, o.nodes);
+    return state;
+  } catch (err) {
+    await labDown(dir, { keepFiles: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Adds VMs `from`..`from+count-1` to a running lab. */
+export async function startVms(
+  state: LabState,
+  o: Pick<LabUpOptions, 'firmware' | 'chainload' | 'memoryMiB' | 'diskMiB' | 'vmTimeoutSeconds' | 'progress'>,
+  from: number,
+  count: number,
+): Promise<LabVm[]> {
+  const started: LabVm[] = [];
+  for (let i = from; i < from + count; i++) {
+    const vm = prepareVm(state.namespace, state.dir, {
+      index: i,
+      firmware: o.firmware,
+      chainload: o.chainload,
+      memoryMiB: o.memoryMiB,
+      diskMiB: o.diskMiB,
+      timeoutSeconds: o.vmTimeoutSeconds,
+    }, state.createdAt);
+    state.vms.push(vm);
+    writeLabState(state);
+    await addTap(state.namespace, vm.tap);
+    vm.process = spawnDetached(vm.argv, join(state.dir, `${vm.name}.qemu.log`));
+    writeLabState(state);
+    o.progress(`lab: ${vm.name} ${vm.mac} ${o.firmware}${o.chainload ? ' (firmware PXE -> iPXE chainload)' : ''}, serial ${vm.serialLog}`);
+    started.push(vm);
+  }
+  return started;
+}
+
+/**
+ * Ends every process the lab recorded (by PID, checked against its start time), deletes the
+ * namespace with its bridge and taps, and removes the lab's files unless `keepFiles`.
+ */
+export async function labDown(dirArg: string, options: { keepFiles?: boolean } = {}): Promise<{ found: boolean; namespace: string | null }> {
+  const dir = resolve(dirArg);
+  const state = readLabState(dir);
+  if (!state) return { found: false, namespace: null };
+  await Promise.all(state.vms.map((vm) => stopProcess(vm.process, 5000)));
+  await stopProcess(state.headNode, 10_000);
+  await stopProcess(state.radvd, 3000);
+  await deleteLabNetwork(state.namespace);
+  if (options.keepFiles) {
+    rmSync(stateFileIn(dir), { force: true });
+  } else {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { found: true, namespace: state.namespace };
+}
+
+/** The lab VM named `ref` (node0), or holding MAC `ref`. */
+export function findVm(state: LabState, ref: string): LabVm | undefined {
+  const mac = parseMac(ref);
+  return state.vms.find((vm) => vm.name === ref || (mac !== null && vm.mac === mac));
+}
+
+/** The `qemu` power driver for a lab VM; power-on after `quit` starts its QEMU again. */
+export function labPowerDriver(dir: string, vmName: string): QemuPowerDriver {
+  const state = readLabState(resolve(dir));
+  const vm = state && findVm(state, vmName);
+  if (!state || !vm) throw new LabError(`no lab VM ${vmName} in ${dir}`);
+  return new QemuPowerDriver({
+    qmpSocket: vm.qmpSocket,
+    relaunch: async () => {
+      const now = readLabState(state.dir);
+      const current = now && findVm(now, vmName);
+      if (!now || !current) throw new LabError(`lab in ${dir} is gone`);
+      if (isAlive(current.process)) return;
+      current.process = spawnDetached(current.argv, join(now.dir, `${current.name}.qemu.log`));
+      writeLabState(now);
+    },
+  });
+}
+
+export interface LabVmStatus {
+  name: string;
+  mac: string;
+  uuid: string;
+  firmware: Firmware;
+  running: boolean;
+  nodeId: number | null;
+  state: string | null;
+  currentPlatform: string | null;
+  bootPlatform: string | null;
+  hostname: string | null;
+  lastSeen: number | null;
+}
+
+/** Each VM with its process and registry view (node state, current platform). */
+export function labStatus(state: LabState): LabVmStatus[] {
+  const dbFile = Store.fileIn(join(state.dir, 'var'));
+  const store = existsSync(dbFile) ? Store.open(dbFile) : null;
+  try {
+    return state.vms.map((vm) => {
+      const node = store?.nodes.findByMac(vm.mac as NonNullable<ReturnType<typeof parseMac>>);
+      return {
+        name: vm.name,
+        mac: vm.mac,
+        uuid: vm.uuid,
+        firmware: vm.firmware,
+        running: isAlive(vm.process),
+        nodeId: node?.id ?? null,
+        state: node?.state ?? null,
+        currentPlatform: node?.currentPlatform ?? null,
+        bootPlatform: node?.bootPlatform ?? null,
+        hostname: node?.hostname ?? null,
+        lastSeen: node?.lastSeen ?? null,
+      };
+    });
+  } finally {
+    store?.close();
+  }
+}

@@ -1,0 +1,101 @@
+// DHCP leases (table `leases`, 001_registry.sql). The DHCP server keeps an in-memory index
+// of these rows for allocation speed; this table is the durable copy, written before a
+// reply leaves (RFC 2131 §4.3.1: the server must not reuse an address it has promised).
+import type { Mac } from '../mac.ts';
+import type { Db } from './db.ts';
+
+export const leaseStates = ['offered', 'bound', 'released', 'expired', 'declined'] as const;
+export type LeaseState = (typeof leaseStates)[number];
+
+export interface Lease {
+  ip: string;
+  network: string;
+  mac: Mac | null;
+  /** Option 61 client identifier as lowercase hex, when the client sent one (RFC 2131 §4.2). */
+  clientId: string | null;
+  hostname: string | null;
+  state: LeaseState;
+  expiresAt: number;
+  /** Option 82 as received from the relay agent (RFC 3046), echoed back in replies. */
+  relayInfo: Buffer | null;
+  updatedAt: number;
+}
+
+interface LeaseRow {
+  ip: string;
+  network: string;
+  mac: string | null;
+  client_id: string | null;
+  hostname: string | null;
+  state: LeaseState;
+  expires_at: number;
+  relay_info: Buffer | null;
+  updated_at: number;
+}
+
+const fromRow = (r: LeaseRow): Lease => ({
+  ip: r.ip,
+  network: r.network,
+  mac: r.mac as Mac | null,
+  clientId: r.client_id,
+  hostname: r.hostname,
+  state: r.state,
+  expiresAt: r.expires_at,
+  relayInfo: r.relay_info,
+  updatedAt: r.updated_at,
+});
+
+export class LeaseRepo {
+  private readonly allStmt;
+  private readonly byIp;
+  private readonly upsert;
+  private readonly byMacStmt;
+
+  constructor(private readonly db: Db) {
+    this.allStmt = db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY ip');
+    this.byIp = db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE ip = ?');
+    this.byMacStmt = db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE mac = ? ORDER BY updated_at DESC');
+    this.upsert = db.prepare(
+      `INSERT INTO leases (ip, network, mac, client_id, hostname, state, expires_at, relay_info, updated_at)
+       VALUES (@ip, @network, @mac, @client_id, @hostname, @state, @expires_at, @relay_info, @updated_at)
+       ON CONFLICT (ip) DO UPDATE SET network = excluded.network, mac = excluded.mac, client_id = excluded.client_id,
+         hostname = excluded.hostname, state = excluded.state, expires_at = excluded.expires_at,
+         relay_info = excluded.relay_info, updated_at = excluded.updated_at`,
+    );
+  }
+
+  list(): Lease[] {
+    return this.allStmt.all().map(fromRow);
+  }
+
+  get(ip: string): Lease | undefined {
+    const r = this.byIp.get(ip);
+    return r && fromRow(r);
+  }
+
+  byMac(mac: Mac): Lease[] {
+    return this.byMacStmt.all(mac).map(fromRow);
+  }
+
+  /** Writes leases (insert or replace by ip) in one transaction. */
+  saveAll(leases: Iterable<Lease>): void {
+    this.db.transaction(() => {
+      for (const l of leases) this.save(l);
+    })();
+  }
+
+  /** Writes one lease; call inside a transaction when writing several. */
+  save(l: Lease): void {
+    this.upsert.run({
+      ip: l.ip,
+      network: l.network,
+      mac: l.mac,
+      client_id: l.clientId,
+      hostname: l.hostname,
+      state: l.state,
+      expires_at: l.expiresAt,
+      relay_info: l.relayInfo,
+      updated_at: l.updatedAt,
+    });
+  }
+}

@@ -1,0 +1,208 @@
+// Imported platform images (DESIGN.md "The registry": platforms). A row exists only for a
+// folder that was verified and renamed into place in the same transaction (src/platforms/import.ts).
+import type { Db } from './db.ts';
+
+export type PlatformOs = 'smartos' | 'linux';
+
+/** What a file is for when a node boots it; `other` files are served but not booted. */
+export type PlatformFileRole = 'kernel' | 'boot_archive' | 'boot_archive_hash' | 'initrd' | 'other';
+
+export interface PlatformFile {
+  /** Path under the platform's folder (`platform-images/os/<stamp>/`), `/`-separated. */
+  path: string;
+  size: number;
+  role: PlatformFileRole;
+  sha1?: string;
+  sha256: string;
+}
+
+export interface PlatformRecord {
+  stamp: string;
+  os: PlatformOs;
+  version: string | null;
+  files: PlatformFile[];
+  size: number;
+  /** Linux: the default kernel command line. */
+  kernelArgs: string | null;
+  isDefault: boolean;
+  importedAt: number;
+}
+
+export interface PlatformUsage {
+  /** Nodes whose boot_platform is this stamp (what they boot next). */
+  booting: number;
+  /** Nodes that last reported running this stamp. */
+  running: number;
+}
+
+interface PlatformRow {
+  stamp: string;
+  os: PlatformOs;
+  version: string | null;
+  files: string;
+  size: number;
+  kernel_args: string | null;
+  is_default: number;
+  imported_at: number;
+}
+
+const fromRow = (r: PlatformRow): PlatformRecord => ({
+  stamp: r.stamp,
+  os: r.os,
+  version: r.version,
+  files: JSON.parse(r.files) as PlatformFile[],
+  size: r.size,
+  kernelArgs: r.kernel_args,
+  isDefault: r.is_default === 1,
+  importedAt: r.imported_at,
+});
+
+export class PlatformInUseError extends Error {
+  override readonly name = 'PlatformInUseError';
+}
+
+export class PlatformRepo {
+  private readonly byStamp;
+  private readonly all;
+  private readonly insertStmt;
+  private readonly deleteStmt;
+  private readonly clearDefault;
+  private readonly markDefault;
+  private readonly usageStmt;
+  private readonly rolloutsOf;
+
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number,
+  ) {
+    this.byStamp = db.prepare<[string], PlatformRow>('SELECT * FROM platforms WHERE stamp = ?');
+    this.all = db.prepare<[], PlatformRow>('SELECT * FROM platforms ORDER BY stamp');
+    this.insertStmt = db.prepare(
+      `INSERT INTO platforms (stamp, os, version, files, size, kernel_args, is_default, imported_at)
+       VALUES (@stamp, @os, @version, @files, @size, @kernel_args, @is_default, @imported_at)`,
+    );
+    this.deleteStmt = db.prepare<[string]>('DELETE FROM platforms WHERE stamp = ?');
+    this.clearDefault = db.prepare('UPDATE platforms SET is_default = 0 WHERE is_default = 1');
+    this.markDefault = db.prepare<[string]>('UPDATE platforms SET is_default = 1 WHERE stamp = ?');
+    this.usageStmt = db.prepare<[], { stamp: string; booting: number; running: number }>(
+      `SELECT p.stamp,
+              (SELECT count(*) FROM nodes n WHERE n.boot_platform = p.stamp) AS booting,
+              (SELECT count(*) FROM nodes n WHERE n.current_platform = p.stamp) AS running
+         FROM platforms p`,
+    );
+    this.rolloutsOf = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM rollouts WHERE target_platform = ?');
+  }
+
+  get(stamp: string): PlatformRecord | undefined {
+    const row = this.byStamp.get(stamp);
+    return row && fromRow(row);
+  }
+
+  list(): PlatformRecord[] {
+    return this.all.all().map(fromRow);
+  }
+
+  getDefault(): PlatformRecord | undefined {
+    return this.list().find((p) => p.isDefault);
+  }
+
+  usage(): Map<string, PlatformUsage> {
+    return new Map(this.usageStmt.all().map((r) => [r.stamp, { booting: r.booting, running: r.running }]));
+  }
+
+  /**
+   * Inserts a platform row inside one IMMEDIATE transaction that also runs `placeFiles`
+   * (the rename into place): if the insert fails the caller's rename is undone by
+   * `undoPlace`, so a folder and its row appear together or not at all. `replace` drops an
+   * existing row of the same stamp first (import --force).
+   */
+  insert(
+    p: Omit<PlatformRecord, 'importedAt' | 'isDefault'> & { makeDefault?: boolean },
+    placeFiles: () => void,
+    undoPlace: () => void,
+    options: { replace?: boolean } = {},
+  ): PlatformRecord {
+    const run = this.db.transaction(() => {
+      const existing = this.byStamp.get(p.stamp);
+      let wasDefault = false;
+      if (existing) {
+        if (!options.replace) throw new PlatformExistsError(`platform ${p.stamp} is already imported (use --force to replace it)`);
+        wasDefault = existing.is_default === 1;
+        // Nodes keep pointing at the stamp (same name, new files); only the row is replaced.
+        this.db.pragma('defer_foreign_keys = ON');
+        this.deleteStmt.run(p.stamp);
+      }
+      const makeDefault = wasDefault || p.makeDefault === true || this.all.all().length === 0;
+      if (makeDefault) this.clearDefault.run();
+      this.insertStmt.run({
+        stamp: p.stamp,
+        os: p.os,
+        version: p.version,
+        files: JSON.stringify(p.files),
+        size: p.size,
+        kernel_args: p.kernelArgs,
+        is_default: makeDefault ? 1 : 0,
+        imported_at: this.now(),
+      });
+      placeFiles();
+    });
+    try {
+      run.immediate();
+    } catch (err) {
+      undoPlace();
+      throw err;
+    }
+    return this.get(p.stamp)!;
+  }
+
+  setDefault(stamp: string): PlatformRecord {
+    this.db.transaction(() => {
+      if (!this.byStamp.get(stamp)) throw new PlatformMissingError(`no platform ${stamp} (see fleetboot platform list)`);
+      this.clearDefault.run();
+      this.markDefault.run(stamp);
+    }).immediate();
+    return this.get(stamp)!;
+  }
+
+  /**
+   * Deletes the row; with `force`, nodes assigned to it go back to the default platform
+   * (boot_platform NULL). `removeFiles` runs inside the transaction (it renames the folder
+   * aside), so a failure leaves both row and folder.
+   */
+  remove(stamp: string, options: { force: boolean }, removeFiles: () => void): { unassigned: number } {
+    return this.db
+      .transaction(() => {
+        if (!this.byStamp.get(stamp)) throw new PlatformMissingError(`no platform ${stamp} (see fleetboot platform list)`);
+        const booting = this.usage().get(stamp)?.booting ?? 0;
+        if (booting > 0 && !options.force) {
+          throw new PlatformInUseError(`platform ${stamp} is assigned to ${booting} node(s); assign them another platform first, or use --force`);
+        }
+        if ((this.rolloutsOf.get(stamp)?.n ?? 0) > 0) {
+          throw new PlatformInUseError(`platform ${stamp} is the target of a rollout; it cannot be removed while the rollout history names it`);
+        }
+        const unassigned = this.db
+          .prepare<[number, string]>('UPDATE nodes SET boot_platform = NULL, updated_at = ? WHERE boot_platform = ?')
+          .run(this.now(), stamp).changes;
+        this.deleteStmt.run(stamp);
+        removeFiles();
+        return { unassigned };
+      })
+      .immediate();
+  }
+
+  /**
+   * Runs `fn` holding the database write lock, with the set of imported stamps: the
+   * start-up sweep uses it so it never sees a folder an import is committing right now.
+   */
+  withWriteLock<T>(fn: (stamps: Set<string>) => T): T {
+    return this.db.transaction(() => fn(new Set(this.all.all().map((r) => r.stamp)))).immediate();
+  }
+}
+
+export class PlatformExistsError extends Error {
+  override readonly name = 'PlatformExistsError';
+}
+
+export class PlatformMissingError extends Error {
+  override readonly name = 'PlatformMissingError';
+}

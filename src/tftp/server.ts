@@ -1,0 +1,329 @@
+// Read-only TFTP server: RFC 1350 with option negotiation (RFC 2347), blksize (RFC 2348),
+// timeout and tsize (RFC 2349) and windowsize (RFC 7440). It serves one virtual root (the
+// iPXE binaries plus files other modules register, see root.ts) and nothing else.
+//
+// Why not npm `tftp` (0.1.2, the design card's pick)? Measured here (NETBOOT-NOTES.md): it
+// crashes the process on a request for a missing file unless every request gets an error
+// listener, aborts most windowsize transfers at 0.5% loss (`cb is not a function`), ignores
+// the `timeout` option (a fixed 3 s per lost packet), accepts uploads unless told not to, and
+// has had no commit since 2018. A read-only server is a few hundred lines we can test
+// against real clients (curl, atftp, OVMF's request pattern) and make faster than tftpd-hpa.
+//
+// Shape: one listening socket takes requests; each accepted request becomes a Transfer on
+// its own connected socket (transfer.ts), so a slow or lossy client only ever waits on its
+// own timer and many transfers run side by side on the event loop.
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import type { AddressInfo } from 'node:net';
+import { isIPv6 } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../log.ts';
+import type { Mac } from '../mac.ts';
+import type { NodeRecord } from '../store/nodes.ts';
+import type { Store } from '../store/store.ts';
+import { negotiate } from './options.ts';
+import { ErrorCode, encodeError, parseRequest, toNetascii, type ErrorCodeValue } from './packet.ts';
+import { MemorySource, VirtualRoot, checkPath, type TftpContent, type TftpProvider, type TftpSource } from './root.ts';
+import { Transfer, type TransferOutcome } from './transfer.ts';
+
+export interface TftpServerOptions {
+  /** Address to listen on (config.tftp.listen). */
+  listen: string;
+  /** Port (config.tftp.port; 0 picks an ephemeral port, as tests do). */
+  port: number;
+  /** The iPXE binaries folder (config.ipxeDir), served as the root. */
+  dir: string;
+  log: Logger;
+  /** Registry: names the node behind a client address and records its `tftp_get` events. */
+  store?: Store;
+  /** Initial retransmission timeout when the client sends no `timeout` option (ms). */
+  defaultTimeoutMs?: number;
+  /** Floor of the adaptive retransmission timeout (ms). */
+  minRetransmitMs?: number;
+  /** Consecutive unanswered retransmissions before a transfer is abandoned. */
+  retries?: number;
+  /** Largest windowsize granted (RFC 7440 §3 lets the server lower the client's value). */
+  maxWindowsize?: number;
+  /** Transfers served at once; further requests get ERROR 0 "server busy". */
+  maxTransfers?: number;
+  /** Files up to this size are cached in memory. */
+  cacheFileMaxBytes?: number;
+}
+
+/** Counters for `status` and tests; refusals by reason. */
+export interface TftpStats {
+  requests: number;
+  served: number;
+  bytesServed: number;
+  refused: Record<string, number>;
+  notFound: number;
+  aborted: number;
+  timedOut: number;
+  failed: number;
+  retransmits: number;
+  malformed: number;
+  active: number;
+}
+
+const NETASCII_MAX_BYTES = 16 * 1024 * 1024;
+
+interface Requester {
+  node: NodeRecord | null;
+  mac: Mac | null;
+}
+
+export class TftpServer {
+  readonly name = 'tftp';
+  readonly root: VirtualRoot;
+  readonly stats: TftpStats = {
+    requests: 0,
+    served: 0,
+    bytesServed: 0,
+    refused: {},
+    notFound: 0,
+    aborted: 0,
+    timedOut: 0,
+    failed: 0,
+    retransmits: 0,
+    malformed: 0,
+    active: 0,
+  };
+  private socket: Socket | undefined;
+  /** Transfers by client `address:port`: a retransmitted RRQ must not start a second one. */
+  private readonly transfers = new Map<string, Transfer>();
+  private readonly pending = new Set<string>();
+  private readonly requesters = new WeakMap<Transfer, Requester & { file: string }>();
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly options: TftpServerOptions) {
+    this.root = new VirtualRoot({
+      dir: options.dir,
+      ...(options.cacheFileMaxBytes !== undefined ? { cacheFileMaxBytes: options.cacheFileMaxBytes } : {}),
+    });
+  }
+
+  /** Serves `path` (or, ending in `/`, every path under it) from a provider; see VirtualRoot.register. */
+  register(path: string, provider: TftpProvider): () => void {
+    return this.root.register(path, provider);
+  }
+
+  async start(): Promise<AddressInfo> {
+    const socket = createSocket({ type: isIPv6(this.options.listen) ? 'udp6' : 'udp4' });
+    socket.on('message', (msg, rinfo) => {
+      void this.onRequest(msg, rinfo).catch((err: unknown) => {
+        this.options.log.error({ err, event: 'tftp_error', client: rinfo.address }, 'tftp request failed');
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind({ address: this.options.listen, port: this.options.port, exclusive: true }, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    socket.on('error', (err) => this.options.log.error({ err, event: 'tftp_error' }, 'tftp socket error'));
+    this.socket = socket;
+    const addr = socket.address();
+    this.options.log.info({ event: 'tftp_listening', address: addr.address, port: addr.port, root: this.options.dir }, 'tftp listening');
+    return addr;
+  }
+
+  async stop(): Promise<void> {
+    for (const t of [...this.transfers.values()]) t.stop();
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
+  }
+
+  /** Resolves once no transfer is running or being set up (tests, graceful shutdown). */
+  whenIdle(): Promise<void> {
+    if (this.transfers.size === 0 && this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  address(): AddressInfo | undefined {
+    return this.socket?.address();
+  }
+
+  private async onRequest(msg: Buffer, rinfo: RemoteInfo): Promise<void> {
+    const key = `${rinfo.address}:${rinfo.port}`;
+    if (this.transfers.has(key) || this.pending.has(key)) return; // RRQ retransmitted while we answer
+    const parsed = parseRequest(msg);
+    if (!parsed.ok) {
+      this.stats.malformed++;
+      const who = this.requester(rinfo.address);
+      this.refuse(rinfo, who, 'malformed', parsed.reason, null);
+      return;
+    }
+    this.stats.requests++;
+    const req = parsed.request;
+    const who = this.requester(rinfo.address);
+    if (req.kind === 'write') return this.refuse(rinfo, who, 'write', 'this server is read-only', req.filename);
+    // RFC 1350 §5: netascii and octet; "mail" is obsolete (RFC 1350 says it should not be used).
+    if (req.mode !== 'octet' && req.mode !== 'netascii') return this.refuse(rinfo, who, 'mode', `unknown mode "${req.mode}"`, req.filename);
+    const checked = checkPath(req.filename);
+    if (!checked.ok) return this.refuse(rinfo, who, checked.reason, `path refused (${checked.reason})`, req.filename);
+    if (this.transfers.size + this.pending.size >= (this.options.maxTransfers ?? 4096)) {
+      this.sendError(rinfo, ErrorCode.notDefined, 'server busy, try again');
+      this.options.log.warn({ event: 'tftp_busy', client: rinfo.address, file: checked.path, ...this.who(who) }, 'tftp busy');
+      return;
+    }
+
+    this.pending.add(key);
+    let source: TftpSource | undefined;
+    try {
+      const found = await this.root.resolve({ path: checked.path, clientAddress: rinfo.address, node: who.node, mac: who.mac });
+      if (found.kind === 'refused') return this.refuse(rinfo, who, found.reason, 'path refused', req.filename);
+      if (found.kind === 'missing') {
+        this.stats.notFound++;
+        this.sendError(rinfo, ErrorCode.fileNotFound, 'file not found');
+        this.options.log.info({ event: 'tftp_not_found', client: rinfo.address, file: checked.path, ...this.who(who) }, 'tftp file not found');
+        return;
+      }
+      source = found.source;
+      if (req.mode === 'netascii') {
+        // netascii changes the length (RFC 1350 §5), so the whole file is converted in memory first.
+        if (source.size > NETASCII_MAX_BYTES) {
+          source.close();
+          return this.refuse(rinfo, who, 'mode', `netascii is limited to ${NETASCII_MAX_BYTES} bytes; use octet`, req.filename);
+        }
+        source = this.netascii(source);
+      }
+      const negotiation = negotiate(req.options, source.size, {
+        maxWindowsize: this.options.maxWindowsize ?? 64,
+        maxWindowBytes: 2 * 1024 * 1024,
+        defaultTimeoutMs: this.options.defaultTimeoutMs ?? 1000,
+      });
+      if (!negotiation.ok) {
+        source.close();
+        this.sendError(rinfo, ErrorCode.optionNegotiation, negotiation.message);
+        this.options.log.info({ event: 'tftp_refused', reason: 'options', client: rinfo.address, file: checked.path, ...this.who(who) }, negotiation.message);
+        return;
+      }
+      if (!this.socket) {
+        source.close();
+        return; // stopped while resolving
+      }
+      const transfer = new Transfer({
+        source,
+        params: negotiation.params,
+        oack: negotiation.oack,
+        client: { address: rinfo.address, port: rinfo.port },
+        localAddress: this.options.listen,
+        retransmit: {
+          minMs: this.options.minRetransmitMs ?? 200,
+          maxMs: this.options.defaultTimeoutMs ?? 1000,
+          retries: this.options.retries ?? 6,
+        },
+        onEnd: (t, outcome) => this.onEnd(key, t, outcome),
+      });
+      this.transfers.set(key, transfer);
+      this.requesters.set(transfer, { ...who, file: checked.path });
+      this.stats.active = this.transfers.size;
+      transfer.start();
+    } catch (err) {
+      source?.close();
+      this.stats.failed++;
+      this.sendError(rinfo, ErrorCode.notDefined, 'internal error');
+      this.options.log.error({ err, event: 'tftp_error', client: rinfo.address, file: checked.path, ...this.who(who) }, 'tftp provider failed');
+    } finally {
+      this.pending.delete(key);
+      this.checkIdle();
+    }
+  }
+
+  private checkIdle(): void {
+    if (this.transfers.size > 0 || this.pending.size > 0 || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private onEnd(key: string, t: Transfer, outcome: TransferOutcome): void {
+    this.transfers.delete(key);
+    this.stats.active = this.transfers.size;
+    this.stats.retransmits += t.retransmits;
+    const who = this.requesters.get(t);
+    const ms = Math.round(performance.now() - t.startedAt);
+    const base = {
+      client: t.client.address,
+      file: who?.file,
+      size: t.size,
+      blksize: t.params.blksize,
+      windowsize: t.params.windowsize,
+      ms,
+      retransmits: t.retransmits,
+      ...this.who(who ?? { node: null, mac: null }),
+    };
+    switch (outcome.kind) {
+      case 'done': {
+        this.stats.served++;
+        this.stats.bytesServed += t.size;
+        this.options.log.info({ event: 'tftp_get', ...base }, 'tftp sent file');
+        try {
+          this.options.store?.events.record({
+            event: 'tftp_get',
+            nodeId: who?.node?.id ?? null,
+            mac: who?.mac ?? null,
+            detail: { file: base.file, size: t.size, client: base.client, ms, blksize: base.blksize, windowsize: base.windowsize },
+          });
+        } catch (err) {
+          this.options.log.warn({ err, event: 'tftp_error' }, 'could not record tftp_get boot event');
+        }
+        break;
+      }
+      case 'aborted':
+        // OVMF asks for tsize, then aborts with ERROR 8 once it has the size (NETBOOT-NOTES.md): normal.
+        this.stats.aborted++;
+        this.options.log.info({ event: 'tftp_aborted', code: outcome.code, message: outcome.message, afterOack: outcome.afterOack, ...base }, 'tftp client ended the transfer');
+        break;
+      case 'timeout':
+        this.stats.timedOut++;
+        this.options.log.warn({ event: 'tftp_timeout', block: outcome.block, ...base }, 'tftp transfer timed out');
+        break;
+      case 'failed':
+        this.stats.failed++;
+        this.options.log.error({ err: outcome.error, event: 'tftp_error', ...base }, 'tftp transfer failed');
+        break;
+      case 'stopped':
+        break;
+    }
+    this.checkIdle();
+  }
+
+  private requester(address: string): Requester {
+    try {
+      const hit = this.options.store?.nodes.findByAddress(address);
+      return hit ? { node: hit.node, mac: hit.mac } : { node: null, mac: null };
+    } catch {
+      return { node: null, mac: null };
+    }
+  }
+
+  private who(r: Requester): { mac?: Mac; node?: number; hostname?: string } {
+    return {
+      ...(r.mac ? { mac: r.mac } : {}),
+      ...(r.node ? { node: r.node.id } : {}),
+      ...(r.node?.hostname ? { hostname: r.node.hostname } : {}),
+    };
+  }
+
+  /** ERROR 2, logged with the reason and counted (issue 4: refusals are visible). */
+  private refuse(rinfo: RemoteInfo, who: Requester, reason: string, message: string, file: string | null): void {
+    this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
+    this.sendError(rinfo, ErrorCode.accessViolation, message);
+    this.options.log.warn({ event: 'tftp_refused', reason, client: rinfo.address, file, ...this.who(who) }, `tftp refused: ${message}`);
+  }
+
+  private sendError(rinfo: RemoteInfo, code: ErrorCodeValue, message: string): void {
+    this.socket?.send(encodeError(code, message), rinfo.port, rinfo.address);
+  }
+
+  private netascii(source: TftpSource): TftpSource {
+    const raw = Buffer.allocUnsafe(source.size);
+    source.read(raw, 0, 0, source.size);
+    source.close();
+    return new MemorySource(toNetascii(raw));
+  }
+}
+
+export type { TftpContent, TftpProvider };
