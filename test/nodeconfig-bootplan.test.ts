@@ -59,3 +59,26 @@ for (const os of ['linux', 'smartos'] as const) {
     assert.equal((JSON.parse(bodies.get('answers.json')!) as { hostname: string }).hostname, 'cn8');
   });
 }
+
+test('under full DHCP, a script asked for by another address carries no node token', async (t) => {
+  const h = await startHeadNode(t, tempDir(t), {
+    dhcp: { mode: 'full', listen: '127.0.0.1', port: 0, proxyPort: 0 },
+    networks: [{ name: 'admin', subnet: '127.0.0.0/8', serverAddress: '127.0.0.1', range: { start: '127.0.0.100', end: '127.0.0.200' } }],
+  });
+  const store = h.head.store;
+  store.platforms.insert(
+    { stamp: 'linux-test', os: 'linux', version: null, files: [{ path: 'vmlinuz', size: 1, role: 'kernel' as const, sha256: '0'.repeat(64) }], size: 1, kernelArgs: null, makeDefault: true },
+    () => {},
+    () => {},
+  );
+  const node = setupNode(store, nodeKeysIn(h.head.config.dataDir), store.nodes.discover({ mac }).node, { network });
+  const url = `${h.url}/boot/node.ipxe?mac=${mac}&uuid=&serial=&arch=x86_64`;
+  // 127.0.0.1 is not this node's address: someone who only knows its MAC gets no secret.
+  const stranger = await (await fetch(url)).text();
+  assert.match(stranger, new RegExp(`fleetboot_node=${node.id}\\b`));
+  assert.doesNotMatch(stranger, /token/);
+  // The same request from the node's own address (its static admin IP) carries the token.
+  store.nodes.upsertNic(node.id, { mac, ip: '127.0.0.1', isAdmin: true });
+  const own = await (await fetch(url)).text();
+  assert.match(own, /fleetboot_token=[\w-]{20,}/);
+});

@@ -9,7 +9,12 @@ import type { PlatformOs, PlatformRecord } from '../store/platforms.ts';
 // --- Agreed with the Nodeconfig helper (team contract); keep exactly this shape. ---
 export interface BootModule { path: string; type: 'file' | 'hash' | 'rootfs'; name: string } // path is an HTTP path on the head node, e.g. /nodes/52:54:00:12:34:56/networking.json
 export interface NodeBootContribution { bootArgs: Record<string, string>; modules: BootModule[] }
-export type NodeContributionProvider = (node: NodeRecord) => NodeBootContribution;
+/**
+ * `fromNode`: the script request came from an address fleetboot knows belongs to this node
+ * (or fleetboot hands out no addresses and cannot tell). Secrets go only into such scripts.
+ */
+export interface ScriptRequest { fromNode: boolean }
+export type NodeContributionProvider = (node: NodeRecord, request: ScriptRequest) => NodeBootContribution;
 
 /** The contribution used until a module provides a real one: nothing extra. */
 export const noContribution: NodeContributionProvider = () => ({ bootArgs: {}, modules: [] });

@@ -5,6 +5,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { FleetbootConfig } from '../config/schema.ts';
 import { baseUrlFor } from '../http/boot-routes.ts';
+import { sourceAddress } from '../http/node-api.ts';
 import type { Logger } from '../log.ts';
 import { parseMac, type Mac } from '../mac.ts';
 import type { NodeRecord } from '../store/nodes.ts';
@@ -65,7 +66,12 @@ export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
     let contribution: NodeBootContribution | null = null;
     if (node) {
       try {
-        contribution = deps.nodeContribution(node);
+        // Anyone can ask for any MAC's script; its secrets (the node token) go only to a
+        // request from the node's own address. Without full DHCP fleetboot does not know
+        // node addresses, so it must trust the MAC (documented in the README).
+        const knowsAddresses = deps.config.dhcp.mode === 'full';
+        const fromNode = !knowsAddresses || deps.store.nodes.findByAddress(sourceAddress(req))?.node.id === node.id;
+        contribution = deps.nodeContribution(node, { fromNode });
       } catch (err) {
         // The node still boots (sdc-booter's rule: a lookup failure must not strand a node);
         // it just boots without its per-node modules this time.

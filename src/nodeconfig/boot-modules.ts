@@ -1,7 +1,7 @@
 // The node-config part of a node's boot plan: the `-B` args its network needs and the
 // config modules it loads (DESIGN.md "The boot path" §5). The Platform helper's boot plan
 // calls this for every known node; the modules are served by http/node-api.ts.
-import type { BootModule, NodeBootContribution, NodeContributionProvider } from '../boot/plan.ts';
+import type { BootModule, NodeBootContribution, NodeContributionProvider, ScriptRequest } from '../boot/plan.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import { networkBootArgs } from './network.ts';
 import { networkOf, offersAnswers } from './render.ts';
@@ -10,16 +10,17 @@ import { currentNodeToken, type NodeKeys } from './secrets.ts';
 export type { BootModule, NodeBootContribution, NodeContributionProvider };
 
 /**
- * Boot args and modules for `node`. Without `keys` the node's API token is left out (the
- * node then authenticates by its address); with them, `fleetboot_token=` carries it and
+ * Boot args and modules for `node`. Without `keys`, or for a script request that did not
+ * come from the node itself, the node's API token is left out (the node then
+ * authenticates by its address); with them, `fleetboot_token=` carries it and
  * `fleetboot_node=` its id, both read back by the agent from the kernel command line.
  */
-export function nodeConfigContribution(node: NodeRecord, keys?: NodeKeys): NodeBootContribution {
+export function nodeConfigContribution(node: NodeRecord, keys?: NodeKeys, request: ScriptRequest = { fromNode: true }): NodeBootContribution {
   const bootArgs: Record<string, string> = {};
   const modules: BootModule[] = [];
   if (node.state === 'retired') return { bootArgs, modules };
   bootArgs.fleetboot_node = String(node.id);
-  const token = keys ? currentNodeToken(keys, node) : null;
+  const token = keys && request.fromNode ? currentNodeToken(keys, node) : null;
   if (token) bootArgs.fleetboot_token = token;
   const network = networkOf(node);
   if (!network) return { bootArgs, modules };
@@ -41,5 +42,5 @@ export function nodeConfigContribution(node: NodeRecord, keys?: NodeKeys): NodeB
 
 /** A provider bound to the head node's key: what the boot plan should be given. */
 export function nodeConfigProvider(keys: NodeKeys): NodeContributionProvider {
-  return (node) => nodeConfigContribution(node, keys);
+  return (node, request) => nodeConfigContribution(node, keys, request);
 }
