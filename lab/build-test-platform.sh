@@ -206,8 +206,6 @@ tmp_out=$(mktemp -d "$(dirname "$out")/.build.XXXXXX")
 chmod 0755 "$tmp_out"
 (cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) | gzip -6 >"$tmp_out/initrd.img"
 cp "$vmlinuz" "$tmp_out/vmlinuz"
-# initrd=initrd.img: under UEFI, iPXE (Debian's 2019 build) hands initrds to the kernel's EFI
-# stub only by name (Documentation/admin-guide/efi-stub.rst); BIOS boots ignore it.
 cat >"$tmp_out/platform.json" <<EOF
 {
   "os": "linux",
@@ -215,7 +213,7 @@ cat >"$tmp_out/platform.json" <<EOF
   "version": "$version",
   "kernel": "vmlinuz",
   "initrds": ["initrd.img"],
-  "cmdline": "console=ttyS0 panic=5 initrd=initrd.img",
+  "cmdline": "console=ttyS0 panic=5",
   "sha256": {
     "vmlinuz": "$(sha256sum "$tmp_out/vmlinuz" | cut -d' ' -f1)",
     "initrd.img": "$(sha256sum "$tmp_out/initrd.img" | cut -d' ' -f1)"

@@ -145,9 +145,9 @@ test('boot plan: a Linux command line gets the serial console from config.boot u
   assert.equal(plan.action, 'boot');
   if (plan.action !== 'boot') return;
   const e = plan.entries[0] as LinuxEntry;
-  assert.equal(e.cmdline, `quiet console=ttyS0,115200n8 ip=dhcp fleetboot_url=${baseUrl} fleetboot_node=7`);
-  assert.deepEqual(e.initrdPaths, ['/os/lab-6.1/initrd.img']);
+  assert.equal(e.cmdline, `quiet console=ttyS0,115200n8 initrd=initrd.img ip=dhcp fleetboot_url=${baseUrl} fleetboot_node=7`);
+  assert.deepEqual(e.initrds, [{ path: '/os/lab-6.1/initrd.img', name: 'initrd.img' }]);
   const withConsole = { ...linux('lab-6.1'), kernelArgs: 'console=ttyS0,9600 quiet' };
   const p2 = bootPlanFor(node({ bootPlatform: 'lab-6.1' }), [withConsole], config(), none, { mac, baseUrl });
-  assert.equal(p2.action === 'boot' && (p2.entries[0] as LinuxEntry).cmdline, `console=ttyS0,9600 quiet fleetboot_url=${baseUrl} fleetboot_node=7`);
+  assert.equal(p2.action === 'boot' && (p2.entries[0] as LinuxEntry).cmdline, `console=ttyS0,9600 quiet initrd=initrd.img fleetboot_url=${baseUrl} fleetboot_node=7`);
 });

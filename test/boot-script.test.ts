@@ -98,8 +98,8 @@ module ${base}/nodes/${mac}/networking.json.hash type=hash name=networking.json
 boot || goto failed
 :rescue
 echo fleetboot: booting rescue: Linux lab-6.1 (noimport)
-kernel ${base}/os/lab-6.1/vmlinuz?mac=${mac} quiet console=ttyS0,115200n8 noimport=true admin_ip=10.99.0.50 fleetboot_url=${base} fleetboot_node=1
-initrd ${base}/os/lab-6.1/initrd.img?mac=${mac}
+kernel ${base}/os/lab-6.1/vmlinuz?mac=${mac} quiet console=ttyS0,115200n8 initrd=initrd.img noimport=true admin_ip=10.99.0.50 fleetboot_url=${base} fleetboot_node=1
+initrd --name initrd.img ${base}/os/lab-6.1/initrd.img?mac=${mac}
 initrd --name networking.json ${base}/nodes/${mac}/networking.json
 imgargs networking.json networking.json
 initrd --name networking.json.hash ${base}/nodes/${mac}/networking.json.hash
@@ -122,8 +122,8 @@ test('a Linux node boots kernel, initrd and its modules as named initrds, with f
 # fleetboot: node 1 (${mac}) boots Linux lab-6.1
 :normal
 echo fleetboot: booting Linux lab-6.1
-kernel ${base}/os/lab-6.1/vmlinuz?mac=${mac} quiet console=ttyS0,115200n8 admin_ip=10.99.0.50 fleetboot_url=${base} fleetboot_node=1
-initrd ${base}/os/lab-6.1/initrd.img?mac=${mac}
+kernel ${base}/os/lab-6.1/vmlinuz?mac=${mac} quiet console=ttyS0,115200n8 initrd=initrd.img admin_ip=10.99.0.50 fleetboot_url=${base} fleetboot_node=1
+initrd --name initrd.img ${base}/os/lab-6.1/initrd.img?mac=${mac}
 initrd --name networking.json ${base}/nodes/${mac}/networking.json
 imgargs networking.json networking.json
 initrd --name networking.json.hash ${base}/nodes/${mac}/networking.json.hash

@@ -37,7 +37,7 @@ for (const os of ['linux', 'smartos'] as const) {
     const script = await (await fetch(`${h.url}/boot/node.ipxe?mac=${mac}&uuid=&serial=&arch=x86_64`)).text();
     const modules =
       os === 'linux'
-        ? [...script.matchAll(/^initrd --name (\S+) (\S+)$/gm)].map((m) => ({ name: m[1]!, url: m[2]! }))
+        ? [...script.matchAll(/^initrd --name (\S+) (\S+\/nodes\/\S+)$/gm)].map((m) => ({ name: m[1]!, url: m[2]! }))
         : [...script.matchAll(/^module (\S+\/nodes\/\S+) type=(\w+) name=(\S+)$/gm)].map((m) => ({ name: m[2] === 'hash' ? `${m[3]!}.hash` : m[3]!, url: m[1]! }));
     assert.deepEqual(modules.map((m) => m.name), ['networking.json', 'networking.json.hash', 'answers.json', 'node.json'], script);
     assert.match(script, /fleetboot_token=[\w-]{20,}/);

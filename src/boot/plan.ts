@@ -47,8 +47,8 @@ export interface SmartosEntry extends EntryBase {
 
 export interface LinuxEntry extends EntryBase {
   os: 'linux';
-  /** HTTP paths of the platform's initrds, in order. */
-  initrdPaths: string[];
+  /** The platform's initrds, in order: HTTP path and the image name iPXE gives it (what `initrd=` names). */
+  initrds: { path: string; name: string }[];
   /** The full kernel command line. */
   cmdline: string;
   /** The node's own modules, offered as extra named initrds (iPXE `initrd --name`). */
@@ -250,6 +250,10 @@ function entryFor(p: PlatformRecord, label: 'normal' | 'rescue', rescue: boolean
     if (safeValue.test(ctx.flagTrait.replace(/ /g, ''))) parts.push(...ctx.flagTrait.split(' ').filter((s) => s !== ''));
     else if (label === 'normal') ctx.warnings.push(`trait kernel_flags cannot go on a kernel line; left out`);
   }
+  const initrdFiles = p.files.filter((f) => f.role === 'initrd').map((f) => f.path);
+  // Under UEFI, iPXE hands initrds to the kernel's EFI stub only by name: the stub loads the
+  // files `initrd=` names (Linux Documentation/admin-guide/efi-stub.rst). BIOS boots ignore it.
+  for (const name of initrdFiles.map(initrdName)) if (!parts.includes(`initrd=${name}`)) parts.push(`initrd=${name}`);
   const args = argList();
   if (noimport) args.set('noimport', 'true');
   tail(args);
@@ -257,8 +261,13 @@ function entryFor(p: PlatformRecord, label: 'normal' | 'rescue', rescue: boolean
   return {
     ...base,
     os: 'linux',
-    initrdPaths: p.files.filter((f) => f.role === 'initrd').map((f) => `/os/${p.stamp}/${f.path}`),
+    initrds: initrdFiles.map((f) => ({ path: `/os/${p.stamp}/${f}`, name: initrdName(f) })),
     cmdline: parts.join(' '),
     modules: ctx.modules,
   };
+}
+
+/** The iPXE image name of a platform initrd: its file name, as the kernel's `initrd=` names it. */
+function initrdName(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
 }

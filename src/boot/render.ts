@@ -29,7 +29,7 @@ function renderEntry(templates: BootTemplates, entry: BootEntry, baseUrl: string
       title: entry.title,
       kernelUrl,
       cmdline: entry.cmdline,
-      initrds: entry.initrdPaths.map((p) => platformUrl(baseUrl, p, mac)),
+      initrds: entry.initrds.map((i) => ({ url: platformUrl(baseUrl, i.path, mac), name: i.name })),
       // A `type=hash` module names the module it checks; as an initrd file it needs its own name.
       // The template names it twice: `initrd --name` for iPXE builds that take the initramfs
       // path from the image name, and `imgargs <name> <name>` for older ones (Debian 12's),

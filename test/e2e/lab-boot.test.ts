@@ -21,6 +21,7 @@ import type { Mac } from '../../src/mac.ts';
 import type { BootEvent } from '../../src/store/events.ts';
 import type { NodeRecord } from '../../src/store/nodes.ts';
 import { Store } from '../../src/store/store.ts';
+import { currentNodeToken, nodeKeysIn } from '../../src/nodeconfig/secrets.ts';
 import { cliPath, repoRoot } from '../fixtures.ts';
 
 function whyNotRunnable(): string | null {
@@ -212,11 +213,14 @@ describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, ()
     assert.equal(running.bootPlatform, 'fleetboot-test-B');
 
     // What the agent found in / (put there by iPXE `initrd --name`) against what fleetboot serves:
-    // fetch each module the way the node does, with the node's token from its boot script.
+    // fetch each module the way the node does, with the node's token. A script asked for from
+    // the head node's address carries no token (it is not the node's), so derive it from the
+    // head node's key the way the boot plan does.
     const reported = (running.sysinfo as { modules: Record<string, string> }).modules;
     assert.ok(reported['networking.json'], `agent reported modules ${JSON.stringify(reported)}`);
     const script = await execa('ip', ['netns', 'exec', ns, 'curl', '-fsS', `http://${lab.address}:${lab.httpPort}/boot/node.ipxe?mac=${bios.mac}&uuid=${bios.uuid}&arch=i386`]);
-    const token = /fleetboot_token=([^\s,]+)/.exec(script.stdout)?.[1];
+    assert.doesNotMatch(script.stdout, /fleetboot_token=/, 'a script for this MAC asked for by another address must not carry its token');
+    const token = currentNodeToken(nodeKeysIn(join(dir, 'var')), running);
     // answers.json is a first-boot module: once the node runs it is no longer served, so only its
     // delivery is checked; the modules served on every boot must match byte for byte.
     assert.ok(reported['answers.json'], 'the first boot after setup carried answers.json');
