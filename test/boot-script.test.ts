@@ -136,6 +136,22 @@ exit 1
   );
 });
 
+test('under UEFI a Linux node gets its modules as cpio archives named by initrd= (the EFI stub loads only what initrd= names)', async (t) => {
+  const { url, store } = await scriptServer(t);
+  const { node } = store.nodes.discover({ mac });
+  store.nodes.update(node.id, { state: 'running', bootPlatform: 'lab-6.1' });
+  const script = await (await fetch(`${url}${q}&platform=efi`)).text();
+  assert.match(
+    script,
+    new RegExp(`\\nkernel \\S+ quiet console=ttyS0,115200n8 initrd=networking\\.json initrd=networking\\.json\\.hash initrd=initrd\\.img admin_ip=`),
+  );
+  assert.ok(script.includes(`initrd --name networking.json ${base}/nodes/${mac}/networking.json?format=newc\n`), script);
+  assert.ok(script.includes(`initrd --name networking.json.hash ${base}/nodes/${mac}/networking.json.hash?format=newc\n`), script);
+  // BIOS (or an older stage1 that does not say) keeps the raw files iPXE wraps itself.
+  const bios = await (await fetch(`${url}${q}&platform=pcbios`)).text();
+  assert.doesNotMatch(bios, /format=newc|initrd=networking/);
+});
+
 const exitScript = (reason: string): string => `#!ipxe
 # fleetboot: ${reason}
 echo fleetboot: ${reason}

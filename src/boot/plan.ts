@@ -24,7 +24,12 @@ export interface BootRequest {
   mac: Mac;
   /** Base URL the node uses to reach this head node (http/boot-routes.ts baseUrlFor). */
   baseUrl: string;
+  /** iPXE's ${platform}: how the firmware runs it, when the script request says. */
+  firmware?: 'pcbios' | 'efi' | null;
 }
+
+/** Query flag on a config-module URL asking for the file wrapped in a one-file newc cpio archive. */
+export const newcFormat = 'format=newc';
 
 interface EntryBase {
   /** `normal` is the default menu choice; `rescue` boots the previous platform without importing pools. */
@@ -51,8 +56,12 @@ export interface LinuxEntry extends EntryBase {
   initrds: { path: string; name: string }[];
   /** The full kernel command line. */
   cmdline: string;
-  /** The node's own modules, offered as extra named initrds (iPXE `initrd --name`). */
-  modules: BootModule[];
+  /**
+   * The node's own modules as extra initrds: `name` is the file the kernel finds in its
+   * initramfs root (a hash module's is `<module>.hash`). Under EFI the path asks for a cpio
+   * wrapping (see linuxModules).
+   */
+  modules: { path: string; name: string }[];
 }
 
 export type BootEntry = SmartosEntry | LinuxEntry;
@@ -251,9 +260,16 @@ function entryFor(p: PlatformRecord, label: 'normal' | 'rescue', rescue: boolean
     else if (label === 'normal') ctx.warnings.push(`trait kernel_flags cannot go on a kernel line; left out`);
   }
   const initrdFiles = p.files.filter((f) => f.role === 'initrd').map((f) => f.path);
-  // Under UEFI, iPXE hands initrds to the kernel's EFI stub only by name: the stub loads the
-  // files `initrd=` names (Linux Documentation/admin-guide/efi-stub.rst). BIOS boots ignore it.
-  for (const name of initrdFiles.map(initrdName)) if (!parts.includes(`initrd=${name}`)) parts.push(`initrd=${name}`);
+  const efi = ctx.request.firmware === 'efi';
+  const modules = linuxModules(ctx.modules, efi);
+  // Under UEFI, iPXE hands initrds to the kernel's EFI stub only by name: the stub loads and
+  // concatenates, unpadded, the files `initrd=` names (Documentation/admin-guide/efi-stub.rst);
+  // BIOS boots ignore it. The kernel finds a cpio archive only at a 4-byte offset after a
+  // compressed one (init/initramfs.c unpack_to_rootfs), so the node's uncompressed, padded
+  // module archives go first and the platform's initrds last. Any initrd= the platform's
+  // command line had is replaced by this list.
+  const initrdArgs = [...(efi ? modules.map((m) => m.name) : []), ...initrdFiles.map(initrdName)].map((n) => `initrd=${n}`);
+  parts.splice(0, parts.length, ...parts.filter((w) => !w.startsWith('initrd=')), ...initrdArgs);
   const args = argList();
   if (noimport) args.set('noimport', 'true');
   tail(args);
@@ -263,8 +279,23 @@ function entryFor(p: PlatformRecord, label: 'normal' | 'rescue', rescue: boolean
     os: 'linux',
     initrds: initrdFiles.map((f) => ({ path: `/os/${p.stamp}/${f}`, name: initrdName(f) })),
     cmdline: parts.join(' '),
-    modules: ctx.modules,
+    modules,
   };
+}
+
+/**
+ * Per-node modules for a Linux kernel. Under BIOS, iPXE wraps a named initrd in a cpio
+ * header itself (bzimage.c, named by `imgargs`), so the file lands at /<name>. Under EFI it
+ * hands the kernel's EFI stub the raw files `initrd=` names, and the kernel unpacks only
+ * cpio archives (Documentation/driver-api/early-userspace/buffer-format.rst): those
+ * modules are fetched already wrapped in a one-file newc archive.
+ */
+function linuxModules(modules: BootModule[], efi: boolean): { path: string; name: string }[] {
+  return modules.map((m) => {
+    const name = m.type === 'hash' ? `${m.name}.hash` : m.name;
+    const path = efi ? `${m.path}${m.path.includes('?') ? '&' : '?'}${newcFormat}` : m.path;
+    return { path, name };
+  });
 }
 
 /** The iPXE image name of a platform initrd: its file name, as the kernel's `initrd=` names it. */

@@ -30,11 +30,10 @@ function renderEntry(templates: BootTemplates, entry: BootEntry, baseUrl: string
       kernelUrl,
       cmdline: entry.cmdline,
       initrds: entry.initrds.map((i) => ({ url: platformUrl(baseUrl, i.path, mac), name: i.name })),
-      // A `type=hash` module names the module it checks; as an initrd file it needs its own name.
-      // The template names it twice: `initrd --name` for iPXE builds that take the initramfs
-      // path from the image name, and `imgargs <name> <name>` for older ones (Debian 12's),
-      // whose bzimage.c wraps an initrd in a cpio header named by the image's command line.
-      modules: entry.modules.map((m) => ({ url: moduleUrl(m.path), name: m.type === 'hash' ? `${m.name}.hash` : m.name })),
+      // The template names each module twice: `initrd --name` for iPXE builds that take the
+      // initramfs path from the image name, and `imgargs <name> <name>` for older ones
+      // (Debian 12's), whose bzimage.c wraps an initrd in a cpio header named by its arguments.
+      modules: entry.modules.map((m) => ({ url: moduleUrl(m.path), name: m.name })),
     })
     .trimEnd();
 }

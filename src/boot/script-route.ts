@@ -33,6 +33,8 @@ export const nodeScriptQuery = z.object({
   uuid: optionalText,
   serial: optionalText,
   arch: optionalText.refine((a) => a === null || /^[\w.-]+$/.test(a), { message: 'arch: expected a name like x86_64' }),
+  // iPXE's ${platform}: pcbios or efi (older stage1 scripts do not send it).
+  platform: optionalText.transform((p) => (p === 'pcbios' || p === 'efi' ? p : null)),
 });
 
 export interface NodeScriptDeps {
@@ -79,7 +81,7 @@ export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
       }
     }
     const baseUrl = baseUrlFor(req, deps.config);
-    const plan = bootPlanFor(node, deps.store.platforms.list(), deps.config, contribution, { mac: q.mac, baseUrl });
+    const plan = bootPlanFor(node, deps.store.platforms.list(), deps.config, contribution, { mac: q.mac, baseUrl, firmware: q.platform });
     const script = renderBootScript(deps.templates, plan, baseUrl);
     const detail = {
       action: plan.action,

@@ -4,6 +4,7 @@
 // (`Authorization: Bearer` or `?token=`); it never reads another node's config. Also the
 // operator routes for setup / set / retire, mounted behind the bearer token in app.ts.
 import express, { Router, type Request } from 'express';
+import { newcArchive } from '../boot/cpio.ts';
 import type { BootTemplates } from '../boot/templates.ts';
 import type { FleetbootConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
@@ -73,6 +74,11 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
     if (body === null) throw new HttpError(404, 'not_found', `node ${node.id} has no ${file} (state ${node.state}${node.networkConfig ? '' : ', not set up'})`);
     store.events.record({ event: 'module', nodeId: node.id, mac, detail: { name: file, ip, auth: auth.by } });
     log.info({ event: 'config_module', node: node.id, mac, file, auth: auth.by }, 'config module served');
+    // ?format=newc: a UEFI Linux node's copy, wrapped so its kernel unpacks it to /<file> (boot/plan.ts linuxModules).
+    if (req.query.format === 'newc') {
+      res.type('application/octet-stream').send(newcArchive(file, Buffer.from(body, 'utf8')));
+      return;
+    }
     res.type(file.endsWith('.json') ? 'application/json' : 'text/plain').send(body);
   });
 

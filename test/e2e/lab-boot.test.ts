@@ -126,6 +126,37 @@ describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, ()
 
   const node = (vm: LabVm): NodeRecord | undefined => store.nodes.findByMac(vm.mac as Mac);
 
+  /**
+   * The config modules the agent found in its initramfs root (put there by iPXE) against what
+   * fleetboot serves to that node: same SHA-1 for each, and the hash module matches.
+   */
+  const assertModulesAsServed = async (vm: LabVm, running: NodeRecord, hostname: string, opts: { firstBoot: boolean }): Promise<void> => {
+    // What the agent found in / (put there by iPXE `initrd --name`) against what fleetboot serves:
+    // fetch each module the way the node does, with the node's token. A script asked for from
+    // the head node's address carries no token (it is not the node's), so derive it from the
+    // head node's key the way the boot plan does.
+    const reported = (running.sysinfo as { modules: Record<string, string> }).modules;
+    assert.ok(reported['networking.json'], `agent reported modules ${JSON.stringify(reported)}`);
+    const script = await execa('ip', ['netns', 'exec', ns, 'curl', '-fsS', `http://${lab.address}:${lab.httpPort}/boot/node.ipxe?mac=${vm.mac}&uuid=${vm.uuid}&arch=i386`]);
+    assert.doesNotMatch(script.stdout, /fleetboot_token=/, 'a script for this MAC asked for by another address must not carry its token');
+    const token = currentNodeToken(nodeKeysIn(join(dir, 'var')), running);
+    // answers.json is a first-boot module: once the node runs it is no longer served, so only its
+    // delivery is checked; the modules served on every boot must match byte for byte.
+    if (opts.firstBoot) assert.ok(reported['answers.json'], 'the first boot after setup carried answers.json');
+    for (const name of ['networking.json', 'node.json'].filter((m) => m in reported)) {
+      const url = `http://${lab.address}:${lab.httpPort}/nodes/${vm.mac}/${name}`;
+      const args = token ? ['-H', `Authorization: Bearer ${token}`] : [];
+      const body = await execa('ip', ['netns', 'exec', ns, 'curl', '-fsS', ...args, url], { encoding: 'buffer', stripFinalNewline: false });
+      const sha1 = createHash('sha1').update(body.stdout).digest('hex');
+      assert.equal(reported[name], sha1, `${name}: the node booted with SHA-1 ${reported[name]}, fleetboot serves ${sha1}`);
+      if (name === 'networking.json') {
+        const hash = await execa('ip', ['netns', 'exec', ns, 'curl', '-fsS', ...args, `${url}.hash`]);
+        assert.equal(hash.stdout.trim(), sha1, 'networking.json.hash is the SHA-1 of networking.json');
+        assert.equal((JSON.parse(Buffer.from(body.stdout).toString('utf8')) as { hostname?: string }).hostname, hostname);
+      }
+    }
+  };
+
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fleetboot-e2e-'));
     [platformA, platformB] = await Promise.all([buildPlatform('A'), buildPlatform('B')]);
@@ -212,30 +243,7 @@ describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, ()
     assert.equal(running.currentPlatform, 'fleetboot-test-B');
     assert.equal(running.bootPlatform, 'fleetboot-test-B');
 
-    // What the agent found in / (put there by iPXE `initrd --name`) against what fleetboot serves:
-    // fetch each module the way the node does, with the node's token. A script asked for from
-    // the head node's address carries no token (it is not the node's), so derive it from the
-    // head node's key the way the boot plan does.
-    const reported = (running.sysinfo as { modules: Record<string, string> }).modules;
-    assert.ok(reported['networking.json'], `agent reported modules ${JSON.stringify(reported)}`);
-    const script = await execa('ip', ['netns', 'exec', ns, 'curl', '-fsS', `http://${lab.address}:${lab.httpPort}/boot/node.ipxe?mac=${bios.mac}&uuid=${bios.uuid}&arch=i386`]);
-    assert.doesNotMatch(script.stdout, /fleetboot_token=/, 'a script for this MAC asked for by another address must not carry its token');
-    const token = currentNodeToken(nodeKeysIn(join(dir, 'var')), running);
-    // answers.json is a first-boot module: once the node runs it is no longer served, so only its
-    // delivery is checked; the modules served on every boot must match byte for byte.
-    assert.ok(reported['answers.json'], 'the first boot after setup carried answers.json');
-    for (const name of ['networking.json', 'node.json'].filter((m) => m in reported)) {
-      const url = `http://${lab.address}:${lab.httpPort}/nodes/${bios.mac}/${name}`;
-      const args = token ? ['-H', `Authorization: Bearer ${token}`] : [];
-      const body = await execa('ip', ['netns', 'exec', ns, 'curl', '-fsS', ...args, url], { encoding: 'buffer', stripFinalNewline: false });
-      const sha1 = createHash('sha1').update(body.stdout).digest('hex');
-      assert.equal(reported[name], sha1, `${name}: the node booted with SHA-1 ${reported[name]}, fleetboot serves ${sha1}`);
-      if (name === 'networking.json') {
-        const hash = await execa('ip', ['netns', 'exec', ns, 'curl', '-fsS', ...args, `${url}.hash`]);
-        assert.equal(hash.stdout.trim(), sha1, 'networking.json.hash is the SHA-1 of networking.json');
-        assert.equal((JSON.parse(Buffer.from(body.stdout).toString('utf8')) as { hostname?: string }).hostname, 'lab0');
-      }
-    }
+    await assertModulesAsServed(bios, running, 'lab0', { firstBoot: true });
   });
 
   it('UEFI firmware PXE (no iPXE NIC ROM) chainloads iPXE over TFTP, then boots over HTTP and checks in', async (t) => {
@@ -252,6 +260,31 @@ describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, ()
     const console = plainConsole(uefi.serialLog);
     assert.match(console, /iPXE/, 'iPXE ran on the UEFI VM');
     assert.equal(checkedIn.currentPlatform, 'fleetboot-test-A');
+  });
+
+  it('a UEFI Linux node set up with a network config gets its modules through the EFI stub (initrd= + cpio) after a power cycle', async (t) => {
+    const n = node(uefi)!;
+    const networkFile = join(dir, 'node1-network.json');
+    writeFileSync(
+      networkFile,
+      JSON.stringify({
+        hostname: 'lab1',
+        resolvers: ['10.99.0.1'],
+        nics: [{ mac: uefi.mac, tags: ['admin'] }],
+        interfaces: [{ tag: 'admin', ip: '10.99.0.51', netmask: '255.255.255.0', gateway: '10.99.0.1' }],
+      }),
+    );
+    const setup = await cli(['node', 'setup', uefi.mac, '--network', networkFile]);
+    assert.equal(setup.exitCode, 0, `node setup: ${setup.stderr}`);
+    const cycledAt = Date.now();
+    await labPowerDriver(dir, uefi.name).powerCycle();
+    const running = await waitFor(`${uefi.name} to check in again after the power cycle`, 150_000, () => {
+      const cur = node(uefi);
+      return cur && cur.lastSeen !== null && cur.lastSeen > cycledAt && cur.state === 'running' ? cur : undefined;
+    }, diagnose);
+    t.diagnostic(`UEFI power cycle to running: ${((Date.now() - cycledAt) / 1000).toFixed(1)} s (total ${elapsed()})`);
+    assert.equal(running.id, n.id);
+    await assertModulesAsServed(uefi, running, 'lab1', { firstBoot: true });
   });
 
   it("each node's boot timeline shows DHCP, TFTP (chainload only), script, kernel, initrd/modules, check-in in order", (t) => {
