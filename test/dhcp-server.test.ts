@@ -12,8 +12,9 @@ import { startHeadNode, tempDir, testConfig } from './fixtures.ts';
 const D = { discover: 1, request: 3, decline: 4, release: 7, inform: 8 } as const;
 
 function dhcpConfig(relayPort: number, extra: Partial<ConfigInput> = {}, network: Record<string, unknown> = {}): ConfigInput {
+  const { dhcp, ...rest } = extra;
   return {
-    dhcp: { mode: 'full', listen: '127.0.0.1', port: 0, relayReplyPort: relayPort },
+    dhcp: { mode: 'full', listen: '127.0.0.1', port: 0, relayReplyPort: relayPort, ...dhcp },
     networks: [
       {
         name: 'rack',
@@ -28,7 +29,7 @@ function dhcpConfig(relayPort: number, extra: Partial<ConfigInput> = {}, network
         ...network,
       },
     ],
-    ...extra,
+    ...rest,
   } as ConfigInput;
 }
 
@@ -172,6 +173,23 @@ test('renewal extends the lease; INIT-REBOOT for an unknown client stays silent;
   assert.equal(head.store.leases.get(offer.yiaddr)?.state, 'expired');
   const late = await ask({ type: D.discover, mac: '52:54:00:00:05:06', requested: offer.yiaddr });
   assert.equal(late.yiaddr, offer.yiaddr);
+});
+
+test('one machine keeps one address through its boot chain though firmware and iPXE send different option 61; matchClientId restores RFC 2131 naming', async (t) => {
+  const mac = '52:54:00:00:06:01';
+  const firmwareId = Buffer.from('00' + '6b4a3e5c0d3f4f0e9d7a2f6c1b2a3c4d', 'hex'); // OVMF: type 0 + GUID
+  const ipxeId = Buffer.from('01' + mac.replace(/:/g, ''), 'hex'); // iPXE: type 1 + MAC
+  const { ask } = await setup(t);
+  const first = await ask({ type: D.discover, mac, model: 'ovmf-pxe', clientId: firmwareId });
+  await ask({ type: D.request, mac, model: 'ovmf-pxe', clientId: firmwareId, requested: first.yiaddr, serverId: '10.20.0.1' });
+  const second = await ask({ type: D.discover, mac, model: 'ipxe-uefi', clientId: ipxeId });
+  assert.equal(second.yiaddr, first.yiaddr);
+
+  const strict = await setup(t, { dhcp: { matchClientId: true } });
+  const a = await strict.ask({ type: D.discover, mac, model: 'ovmf-pxe', clientId: firmwareId });
+  await strict.ask({ type: D.request, mac, model: 'ovmf-pxe', clientId: firmwareId, requested: a.yiaddr, serverId: '10.20.0.1' });
+  const b = await strict.ask({ type: D.discover, mac, model: 'ipxe-uefi', clientId: ipxeId });
+  assert.notEqual(b.yiaddr, a.yiaddr);
 });
 
 test('leases survive a restart: the same client gets the same address, others do not', async (t) => {

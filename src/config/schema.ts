@@ -86,6 +86,8 @@ export const configSchema = z
         offerSeconds: z.number().int().min(5).max(3600).default(60),
         /** How long a DECLINEd address stays out of the pool (RFC 2131 §4.3.3: marked not available). */
         declineSeconds: z.number().int().min(60).max(31_536_000).default(3600),
+        /** Name clients by option 61 (RFC 2131 §4.2) rather than by MAC; off because a PXE boot chain changes option 61 at each step. */
+        matchClientId: z.boolean().default(false),
       })
       .prefault({}),
     tftp: z

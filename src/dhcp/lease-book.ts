@@ -5,13 +5,18 @@
 import { intToIpv4, ipv4ToInt, type NetworkConfig } from '../config/schema.ts';
 import type { Lease } from '../store/leases.ts';
 
-/** RFC 2131 §4.2: a client is named by option 61 when it sends one, else by chaddr. */
-export function clientKey(mac: string, clientId: Buffer | undefined): string {
-  return clientId ? `id:${clientId.toString('hex')}` : `mac:${mac}`;
+/**
+ * How a client is named. RFC 2131 §4.2 names it by option 61 when it sends one, else by
+ * chaddr; but one PXE boot (firmware, then iPXE, then the OS) sends a different option 61 at
+ * each step from the same NIC, which would cost a machine one address per step. So unless
+ * `dhcp.matchClientId` is set, fleetboot names clients by MAC (Kea's `match-client-id: false`).
+ */
+export function clientKey(mac: string, clientId: Buffer | undefined, matchClientId: boolean): string {
+  return matchClientId && clientId ? `id:${clientId.toString('hex')}` : `mac:${mac}`;
 }
 
-export function leaseClientKey(l: Lease): string {
-  return l.clientId ? `id:${l.clientId}` : `mac:${l.mac ?? ''}`;
+export function leaseClientKey(l: Lease, matchClientId: boolean): string {
+  return matchClientId && l.clientId ? `id:${l.clientId}` : `mac:${l.mac ?? ''}`;
 }
 
 export class LeaseBook {
@@ -21,7 +26,10 @@ export class LeaseBook {
   /** Networks whose range has no never-leased address left (rows are never deleted). */
   private readonly noFresh = new Set<string>();
 
-  constructor(leases: Iterable<Lease>) {
+  constructor(
+    leases: Iterable<Lease>,
+    private readonly matchClientId = false,
+  ) {
     for (const l of leases) this.put(l);
   }
 
@@ -39,9 +47,9 @@ export class LeaseBook {
 
   put(l: Lease): void {
     const old = this.byIp.get(l.ip);
-    if (old) this.byClient.get(leaseClientKey(old))?.delete(old.ip);
+    if (old) this.byClient.get(leaseClientKey(old, this.matchClientId))?.delete(old.ip);
     this.byIp.set(l.ip, l);
-    const key = leaseClientKey(l);
+    const key = leaseClientKey(l, this.matchClientId);
     let set = this.byClient.get(key);
     if (!set) this.byClient.set(key, (set = new Set()));
     set.add(l.ip);
@@ -65,7 +73,7 @@ export class LeaseBook {
     const l = this.byIp.get(ip);
     if (!l) return true;
     if (l.state === 'declined') return l.expiresAt <= now;
-    if (leaseClientKey(l) === key) return true;
+    if (leaseClientKey(l, this.matchClientId) === key) return true;
     if (l.state === 'released' || l.state === 'expired') return true;
     return l.expiresAt <= now;
   }

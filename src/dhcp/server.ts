@@ -118,7 +118,7 @@ export class DhcpServer implements Service {
     for (const n of this.config.networks) {
       if (!n.serverAddress) throw new Error(`networks.${n.name}.serverAddress is needed for DHCP (option 54, siaddr)`);
     }
-    this.book = new LeaseBook(this.deps.store.leases.list());
+    this.book = new LeaseBook(this.deps.store.leases.list(), this.config.dhcp.matchClientId);
     const ifaces = [...new Set(this.config.networks.flatMap((n) => (n.interface ? [n.interface] : [])))];
     // One unbound socket serves networks without an interface (relayed requests, or the single
     // unnamed network of a one-segment setup).
@@ -250,7 +250,7 @@ export class DhcpServer implements Service {
       }
     }
     const nodeId = nic?.node_id ?? null;
-    const ctx: Ctx = { p, rinfo, l, net, mac, nodeId, client, key: clientKey(mac, p.options.clientId) };
+    const ctx: Ctx = { p, rinfo, l, net, mac, nodeId, client, key: clientKey(mac, p.options.clientId, this.config.dhcp.matchClientId) };
 
     if (mode === 'proxy') return this.handleProxy(ctx);
     switch (type) {
@@ -325,7 +325,7 @@ export class DhcpServer implements Service {
     const held = book.get(ip);
     const seconds = this.leaseSecondsFor(ctx);
     // A bound lease renewed by DISCOVER keeps its state; otherwise the address is held for the offer.
-    const keepBound = held && held.state === 'bound' && leaseClientKey(held) === key && held.expiresAt > now;
+    const keepBound = held && held.state === 'bound' && leaseClientKey(held, this.config.dhcp.matchClientId) === key && held.expiresAt > now;
     this.putLease(ctx, ip, keepBound ? 'bound' : 'offered', keepBound ? held.expiresAt : now + this.config.dhcp.offerSeconds * 1000);
     this.reply(ctx, 'offer', ip, seconds);
   }
@@ -346,7 +346,7 @@ export class DhcpServer implements Service {
       }
       const ip = o.requestedAddress ?? (p.ciaddr !== ZERO ? p.ciaddr : undefined);
       const lease = ip ? book.get(ip) : undefined;
-      const ok = ip !== undefined && (ip === fixed || (lease !== undefined && leaseClientKey(lease) === key && lease.state !== 'declined'));
+      const ok = ip !== undefined && (ip === fixed || (lease !== undefined && leaseClientKey(lease, this.config.dhcp.matchClientId) === key && lease.state !== 'declined'));
       if (!ok || !ip) return this.nak(ctx, 'requested address was not offered to this client');
       return this.ack(ctx, ip);
     }
@@ -357,7 +357,7 @@ export class DhcpServer implements Service {
     if (fixed && ip !== fixed) return this.nak(ctx, `this NIC's address is ${fixed}`);
     if (ip === fixed) return this.ack(ctx, ip);
     const lease = book.get(ip);
-    if (lease && leaseClientKey(lease) === key && lease.state !== 'declined') return this.ack(ctx, ip);
+    if (lease && leaseClientKey(lease, this.config.dhcp.matchClientId) === key && lease.state !== 'declined') return this.ack(ctx, ip);
     if (!inRange(ip, net) || !book.availableTo(ip, key, now) || this.reservedFor(ctx.mac)(ip)) {
       return this.nak(ctx, `${ip} belongs to another client`);
     }
@@ -385,7 +385,7 @@ export class DhcpServer implements Service {
     this.event(ctx, 'dhcp_release', { ip });
     this.log.info({ event: 'dhcp_release', mac: ctx.mac, node: ctx.nodeId, ip }, 'DHCPRELEASE');
     // RFC 2131 §4.3.4: mark the address free, but remember the client for its next DISCOVER.
-    if (lease && leaseClientKey(lease) === ctx.key && lease.state === 'bound') this.putLease(ctx, ip, 'released', this.now(), lease);
+    if (lease && leaseClientKey(lease, this.config.dhcp.matchClientId) === ctx.key && lease.state === 'bound') this.putLease(ctx, ip, 'released', this.now(), lease);
   }
 
   private onDecline(ctx: Ctx): void {
@@ -395,7 +395,7 @@ export class DhcpServer implements Service {
     this.event(ctx, 'dhcp_decline', { ip });
     this.log.warn({ event: 'dhcp_decline', mac: ctx.mac, node: ctx.nodeId, ip }, 'client declined an address (in use on the wire?)');
     // RFC 2131 §4.3.3: the address is marked not available for a while.
-    if (lease && leaseClientKey(lease) === ctx.key) {
+    if (lease && leaseClientKey(lease, this.config.dhcp.matchClientId) === ctx.key) {
       this.putLease(ctx, ip, 'declined', this.now() + this.config.dhcp.declineSeconds * 1000, { ...lease, mac: null, clientId: null });
     }
   }
