@@ -9,6 +9,12 @@
       "target_name": "fleetboot_sendfile",
       "sources": ["src/platforms/native/sendfile.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "fleetboot_tftp",
+      "sources": ["src/tftp/native/tftp_data.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "libraries": ["-lm", "-lpthread"]
     }
   ]
 }

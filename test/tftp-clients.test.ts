@@ -10,6 +10,7 @@ import { execa } from 'execa';
 import { parseMac } from '../src/mac.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
 import { RawClient, ack, errorPacket, parseOack, rawGet, request, startTftp } from './tftp-rawclient.ts';
+import { nativeAvailable } from '../src/tftp/native.ts';
 
 function curl(port: number, file: string, out: string, blksize?: number): Promise<unknown> {
   const args = ['-sS', '--fail', '--max-time', '60', '--connect-timeout', '3', '-o', out];
@@ -169,6 +170,45 @@ test('the head node starts TFTP when config.tftp.enabled, serving config.ipxeDir
   assert.ok(readFileSync(join(out, 'u')).equals(readFileSync(join(ipxe, 'undionly.kpxe'))));
   await head.tftp.whenIdle();
   assert.equal(head.tftp.stats.served, 1);
+});
+
+test('one place picks the data path: native when built (unless FLEETBOOT_TFTP_NATIVE=0), JS with native: false; both send the same bytes and log the same outcome', async (t) => {
+  const dir = tempDir(t);
+  const out = tempDir(t);
+  const data = randomBytes(300_000);
+  writeFileSync(join(dir, 'f.bin'), data);
+  const fast = await startTftp(t, dir);
+  const js = await startTftp(t, dir, { native: false });
+  await curl(fast.port, 'f.bin', join(out, 'fast'), 1468);
+  await curl(js.port, 'f.bin', join(out, 'js'), 1468);
+  assert.ok(readFileSync(join(out, 'fast')).equals(data), 'default path copy differs');
+  assert.ok(readFileSync(join(out, 'js')).equals(data), 'JS path copy differs');
+  await Promise.all([fast.server.whenIdle(), js.server.whenIdle()]);
+  const got = (logs: Array<Record<string, unknown>>): unknown[] => logs.filter((l) => l.event === 'tftp_get').map((l) => [l.path, l.size, l.blksize, l.retransmits]);
+  assert.deepEqual(got(fast.logs), [[nativeAvailable() ? 'native' : 'js', data.length, 1468, 0]]);
+  assert.deepEqual(got(js.logs), [['js', data.length, 1468, 0]]);
+});
+
+test('stopping the server ends a running transfer: the client gets ERROR 0 and nothing more, and the server goes idle', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'f'), randomBytes(100_000));
+  const { port, server } = await startTftp(t, dir, { minRetransmitMs: 5000, defaultTimeoutMs: 5000 });
+  const c = await RawClient.open();
+  t.after(() => c.close());
+  await c.send(request('f', 'octet', { blksize: '1468', windowsize: '4' }), port);
+  const oack = await c.next();
+  assert.equal(oack.msg.readUInt16BE(0), 6);
+  await c.send(ack(0), oack.rinfo.port);
+  for (let i = 1; i <= 4; i++) assert.equal((await c.next()).msg.readUInt16BE(2), i, `DATA ${i}`);
+  assert.equal(server.stats.active, 1);
+  await server.stop();
+  await server.whenIdle();
+  const after = await c.drain(300);
+  assert.deepEqual(
+    after.map((d) => [d.msg.readUInt16BE(0), d.msg.readUInt16BE(2), d.rinfo.port]),
+    [[5, 0, oack.rinfo.port]],
+  );
+  assert.equal(server.stats.active, 0);
 });
 
 test('TFTP stays off unless enabled', async (t) => {

@@ -2,6 +2,7 @@
 // interleaved round by round (order rotated), every copy compared byte for byte, medians.
 //   node --import tsx bench/tftp/run.ts [--size-mib 64] [--rounds 5] [--storm 500]
 //        [--storm-rounds 5] [--no-storm] [--no-throughput] [--servers fleetboot,tftpd-hpa,dnsmasq]
+//   (fleetboot-js in --servers: fleetboot with its native data path off, FLEETBOOT_TFTP_NATIVE=0)
 // (1) throughput: one 64 MiB file, curl lock-step at blksize 512/1432/1468 and atftp
 //     windowsize 4/16 (blksize 1468); tftpd-hpa and dnsmasq ignore windowsize, so for them
 //     those rows are lock-step with atftp.
@@ -9,7 +10,7 @@
 // dnsmasq 2.90 has no option for its TFTP port: it listens on 127.0.0.1:69 (loopback only,
 // --bind-interfaces), so that port must be free. (tftpd-hpa answers nothing inside a fresh
 // network namespace here, so the benchmark runs in the host's loopback.)
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -70,8 +71,10 @@ async function waitReady(port: number): Promise<void> {
 async function startServer(name: string): Promise<Server> {
   const port = name === 'dnsmasq' ? 69 : await freeUdpPort();
   let proc: ChildProcess;
-  if (name === 'fleetboot') {
-    proc = spawn(process.execPath, ['--import', 'tsx', join(repo, 'bench/tftp/serve-fleetboot.ts'), String(port), root], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (name === 'fleetboot' || name === 'fleetboot-js') {
+    // fleetboot-js: the same server with the native data path switched off (src/tftp/native.ts).
+    const env = name === 'fleetboot-js' ? { ...process.env, FLEETBOOT_TFTP_NATIVE: '0' } : process.env;
+    proc = spawn(process.execPath, ['--import', 'tsx', join(repo, 'bench/tftp/serve-fleetboot.ts'), String(port), root], { cwd: repo, env, stdio: ['ignore', 'ignore', 'inherit'] });
   } else if (name === 'tftpd-hpa') {
     proc = spawn('in.tftpd', ['--foreground', '--address', `127.0.0.1:${port}`, '--secure', root], { stdio: ['ignore', 'ignore', 'inherit'] });
   } else if (name === 'dnsmasq') {
@@ -84,6 +87,20 @@ async function startServer(name: string): Promise<Server> {
   children.push(proc);
   await waitReady(port);
   return { name, port, proc };
+}
+
+const clockTicks = Number(execSync('getconf CLK_TCK').toString().trim()) || 100;
+
+/**
+ * CPU time the server has used, its reaped children included (in.tftpd forks per transfer):
+ * /proc/PID/stat utime + stime + cutime + cstime (proc(5)), in ms. With a lock-step client
+ * as the bottleneck, MB/s ties; this shows what each server spends per transfer.
+ */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // f[0] is field 3 (state): utime..cstime are fields 14..17.
+  return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / clockTicks;
 }
 
 function median(xs: number[]): number {
@@ -119,15 +136,18 @@ async function main(): Promise<void> {
   if (!flags['no-throughput']) {
     const big = readFileSync(join(root, 'big.bin'));
     const mbps = new Map<string, number[]>();
+    const cpu = new Map<string, number[]>();
     for (let r = 0; r < rounds; r++) {
       for (const sc of scenarios) {
         const order = servers.map((_, i) => servers[(i + r) % servers.length]!);
         for (const s of order) {
           const out = join(outDir, `${s.name}.bin`);
           rmSync(out, { force: true });
+          const c0 = cpuMs(s.proc.pid!);
           const t0 = performance.now();
           await sc.run(s.port, out);
           const sec = (performance.now() - t0) / 1000;
+          cpu.set(`${sc.label}|${s.name}`, [...(cpu.get(`${sc.label}|${s.name}`) ?? []), cpuMs(s.proc.pid!) - c0]);
           if (!readFileSync(out).equals(big)) throw new Error(`${s.name} ${sc.label}: copy differs`);
           const key = `${sc.label}|${s.name}`;
           mbps.set(key, [...(mbps.get(key) ?? []), sizeBytes / 1e6 / sec]);
@@ -143,6 +163,8 @@ async function main(): Promise<void> {
       const ratios = meds.slice(1).map((m) => (meds[0]! / m).toFixed(2));
       console.log(`| ${sc.label} | ${meds.map((m) => m.toFixed(1)).join(' | ')} | ${ratios.join(' | ')} |`);
     }
+    console.log(`\n| server CPU ms per file (median) | ${servers.map((s) => s.name).join(' | ')} |\n|${['', ...servers].map(() => '---').join('|')}|`);
+    for (const sc of scenarios) console.log(`| ${sc.label} | ${servers.map((s) => median(cpu.get(`${sc.label}|${s.name}`)!).toFixed(0)).join(' | ')} |`);
     const ws16 = median(mbps.get(`windowsize 16 blksize 1468 (atftp)|fleetboot`) ?? [NaN]);
     if (!Number.isNaN(hpaLock)) console.log(`\nfleetboot windowsize 16 / tftpd-hpa lock-step 1468: ${(ws16 / hpaLock).toFixed(2)}x (goal >= 6)`);
   }

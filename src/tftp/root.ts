@@ -31,6 +31,8 @@ export interface TftpSource {
   readonly size: number;
   read(target: Buffer, targetOffset: number, position: number, length: number): number;
   close(): void;
+  /** What the native data path (native.ts) reads: the bytes in memory, or the open file's descriptor. */
+  backing?(): { data: Buffer } | { fd: number };
 }
 
 export type PathCheck = { ok: true; path: string } | { ok: false; reason: PathRefusal };
@@ -70,6 +72,9 @@ export class MemorySource implements TftpSource {
     return this.data.copy(target, targetOffset, position, position + length);
   }
   close(): void {}
+  backing(): { data: Buffer } {
+    return { data: this.data };
+  }
 }
 
 /** A large file read through one descriptor held for the transfer (page-cache reads). */
@@ -90,6 +95,9 @@ class FileSource implements TftpSource {
   }
   close(): void {
     void this.handle.close().catch(() => undefined);
+  }
+  backing(): { fd: number } {
+    return { fd: this.handle.fd };
   }
 }
 

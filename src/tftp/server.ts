@@ -9,9 +9,16 @@
 // has had no commit since 2018. A read-only server is a few hundred lines we can test
 // against real clients (curl, atftp, OVMF's request pattern) and make faster than tftpd-hpa.
 //
-// Shape: one listening socket takes requests; each accepted request becomes a Transfer on
-// its own connected socket (transfer.ts), so a slow or lossy client only ever waits on its
-// own timer and many transfers run side by side on the event loop.
+// Shape: one listening socket takes requests; each accepted request becomes a transfer on
+// its own connected socket, so a slow or lossy client only ever waits on its own timer.
+// Lock-step TFTP is one round trip per block, and through the event loop each costs an
+// epoll wake, a recvmsg, a JS callback and a send (measured: 0.6-0.78× tftpd-hpa). So once
+// the request is parsed, the file resolved and the options negotiated here, createTransfer
+// (native.ts, the one place that chooses) hands the OACK exchange and data phase to a
+// thread of the native addon (native/tftp_data.c: blocking recv, sendmmsg per window, the
+// same timer and retry rules), which reports once at the end; without the addon, or with
+// FLEETBOOT_TFTP_NATIVE=0 or `native: false`, the JS Transfer (transfer.ts) runs it on the
+// event loop. Either way onEnd logs and records the outcome the same way.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { isIPv6 } from 'node:net';
@@ -23,7 +30,8 @@ import type { Store } from '../store/store.ts';
 import { negotiate } from './options.ts';
 import { ErrorCode, encodeError, parseRequest, toNetascii, type ErrorCodeValue } from './packet.ts';
 import { MemorySource, VirtualRoot, checkPath, type TftpContent, type TftpProvider, type TftpSource } from './root.ts';
-import { Transfer, type TransferOutcome } from './transfer.ts';
+import { createTransfer } from './native.ts';
+import type { TftpTransfer, TransferOutcome } from './transfer.ts';
 
 export interface TftpServerOptions {
   /** Address to listen on (config.tftp.listen). */
@@ -47,6 +55,8 @@ export interface TftpServerOptions {
   maxTransfers?: number;
   /** Files up to this size are cached in memory. */
   cacheFileMaxBytes?: number;
+  /** false: every transfer runs in JS even when the native data path is built (see native.ts). */
+  native?: boolean;
 }
 
 /** Counters for `status` and tests; refusals by reason. */
@@ -89,9 +99,9 @@ export class TftpServer {
   };
   private socket: Socket | undefined;
   /** Transfers by client `address:port`: a retransmitted RRQ must not start a second one. */
-  private readonly transfers = new Map<string, Transfer>();
+  private readonly transfers = new Map<string, TftpTransfer>();
   private readonly pending = new Set<string>();
-  private readonly requesters = new WeakMap<Transfer, Requester & { file: string }>();
+  private readonly requesters = new WeakMap<TftpTransfer, Requester & { file: string }>();
   private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly options: TftpServerOptions) {
@@ -203,7 +213,7 @@ export class TftpServer {
         source.close();
         return; // stopped while resolving
       }
-      const transfer = new Transfer({
+      const transfer = createTransfer({
         source,
         params: negotiation.params,
         oack: negotiation.oack,
@@ -215,7 +225,7 @@ export class TftpServer {
           retries: this.options.retries ?? 6,
         },
         onEnd: (t, outcome) => this.onEnd(key, t, outcome),
-      });
+      }, this.options.native ?? true);
       this.transfers.set(key, transfer);
       this.requesters.set(transfer, { ...who, file: checked.path });
       this.stats.active = this.transfers.size;
@@ -238,7 +248,7 @@ export class TftpServer {
     for (const w of waiters) w();
   }
 
-  private onEnd(key: string, t: Transfer, outcome: TransferOutcome): void {
+  private onEnd(key: string, t: TftpTransfer, outcome: TransferOutcome): void {
     this.transfers.delete(key);
     this.stats.active = this.transfers.size;
     this.stats.retransmits += t.retransmits;
@@ -252,6 +262,7 @@ export class TftpServer {
       windowsize: t.params.windowsize,
       ms,
       retransmits: t.retransmits,
+      path: t.path,
       ...this.who(who ?? { node: null, mac: null }),
     };
     switch (outcome.kind) {

@@ -35,12 +35,27 @@ export interface TransferInit {
   /** Local address to send from (the listening address; 0.0.0.0 lets the route choose). */
   localAddress: string;
   retransmit: RetransmitPolicy;
-  onEnd: (t: Transfer, outcome: TransferOutcome) => void;
+  onEnd: (t: TftpTransfer, outcome: TransferOutcome) => void;
+}
+
+/** What the server sees of a transfer, JS (Transfer) or native (native.ts NativeTransfer). */
+export interface TftpTransfer {
+  /** Which data path runs it (logged with each outcome). */
+  readonly path: 'js' | 'native';
+  readonly startedAt: number;
+  /** DATA packets sent again after a timeout; final once onEnd runs. */
+  readonly retransmits: number;
+  readonly client: { address: string; port: number };
+  readonly params: TransferParams;
+  readonly size: number;
+  start(): void;
+  stop(): void;
 }
 
 const HEADER = 4;
 
-export class Transfer {
+export class Transfer implements TftpTransfer {
+  readonly path = 'js';
   readonly startedAt = performance.now();
   /** DATA packets sent again after a timeout (for the server's counters). */
   retransmits = 0;
