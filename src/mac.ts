@@ -10,8 +10,14 @@ export function parseMac(text: string): Mac | null {
   return hex.match(/../g)!.join(':') as Mac;
 }
 
+const hexByte = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
 export function macFromBytes(bytes: Uint8Array): Mac {
-  return Array.from(bytes.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join(':') as Mac;
+  // Called for every DHCP packet: a table lookup per byte, no intermediate array.
+  let s = '';
+  const n = Math.min(6, bytes.length);
+  for (let i = 0; i < n; i++) s += i === 0 ? hexByte[bytes[i]!]! : `:${hexByte[bytes[i]!]!}`;
+  return s as Mac;
 }
 
 export function macToBytes(mac: Mac): Buffer {

@@ -91,7 +91,7 @@ test('udhcpc in a namespace gets a lease, renews and releases it; only admin int
     dataDir: join(dir, 'var'),
     apiTokenFile: join(dir, 'var', 'api-token'),
     http: { listen: '127.0.0.1', port: 0 },
-    log: { level: 'info' },
+    log: { level: 'debug' },
     dhcp: { mode: 'full' },
     networks: [
       { name: 'rack-a', interface: `sa${tag}`, subnet: '10.77.0.0/24', serverAddress: '10.77.0.1', range: { start: '10.77.0.100', end: '10.77.0.110' }, leaseSeconds: 120 },

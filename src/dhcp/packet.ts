@@ -370,68 +370,148 @@ function cstr(b: Buffer, start: number, end: number): Buffer {
   return b.subarray(start, nul === -1 || nul > end ? end : nul);
 }
 
-const ipBytes = (ip: string): Buffer => Buffer.from(ip.split('.').map(Number));
-const ipsBytes = (ips: string[]): Buffer => Buffer.concat(ips.map(ipBytes));
-const u32Bytes = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
-const u16Bytes = (n: number): Buffer => {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(n);
-  return b;
-};
+// Encoding writes straight into one reused scratch buffer and copies the result out once:
+// no Buffer per option on the reply path (every OFFER/ACK goes through here).
+let scratch = Buffer.alloc(4096);
+let at = 0;
+
+function ensure(n: number): void {
+  if (at + n <= scratch.length) return;
+  const bigger = Buffer.alloc(Math.max(scratch.length * 2, at + n + 1024));
+  scratch.copy(bigger, 0, 0, at);
+  scratch = bigger;
+}
+
+/** Dotted quad into 4 bytes; a missing or non-numeric part is 0 (as `Number('')` was). */
+function ipInto(b: Buffer, o: number, ip: string): void {
+  let part = 0;
+  let v = 0;
+  let digits = true;
+  for (let i = 0; i < ip.length && part < 4; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      b[o + part++] = digits ? v : 0;
+      v = 0;
+      digits = true;
+    } else if (c >= 48 && c <= 57) v = v * 10 + (c - 48);
+    else digits = false;
+  }
+  if (part < 4) b[o + part++] = digits ? v : 0;
+  while (part < 4) b[o + part++] = 0;
+}
+
+/** One option from bytes; RFC 3396 §7: longer than 255 bytes is split into consecutive instances. */
+function putBytes(code: number, v: Uint8Array): void {
+  ensure(v.length + 2 * Math.ceil(v.length / 255) + 2);
+  if (v.length === 0) {
+    scratch[at++] = code;
+    scratch[at++] = 0;
+    return;
+  }
+  for (let i = 0; i < v.length; i += 255) {
+    const n = Math.min(255, v.length - i);
+    scratch[at++] = code;
+    scratch[at++] = n;
+    scratch.set(v.subarray(i, i + n), at);
+    at += n;
+  }
+}
+
+function putText(code: number, s: string): void {
+  if (s.length > 255) return putBytes(code, Buffer.from(s, 'latin1'));
+  ensure(s.length + 2);
+  scratch[at++] = code;
+  scratch[at++] = s.length;
+  at += scratch.write(s, at, s.length, 'latin1');
+}
+
+function putIps(code: number, ips: readonly string[]): void {
+  const n = ips.length * 4;
+  if (n > 255) {
+    const b = Buffer.alloc(n);
+    ips.forEach((ip, i) => ipInto(b, i * 4, ip));
+    return putBytes(code, b);
+  }
+  ensure(n + 2);
+  scratch[at++] = code;
+  scratch[at++] = n;
+  for (const ip of ips) {
+    ipInto(scratch, at, ip);
+    at += 4;
+  }
+}
+
+function putU32(code: number, n: number): void {
+  ensure(6);
+  scratch[at++] = code;
+  scratch[at++] = 4;
+  scratch.writeUInt32BE(n >>> 0, at);
+  at += 4;
+}
+
+function putByte(code: number, n: number): void {
+  ensure(3);
+  scratch[at++] = code;
+  scratch[at++] = 1;
+  scratch[at++] = n;
+}
+
+function putU16(code: number, n: number): void {
+  ensure(4);
+  scratch[at++] = code;
+  scratch[at++] = 2;
+  scratch.writeUInt16BE(n, at);
+  at += 2;
+}
 
 function uuidBytes(uuid: string): Buffer {
   return Buffer.concat([Buffer.from([0]), Buffer.from(uuid.replace(/-/g, ''), 'hex')]);
 }
 
-/** Options as (code, bytes) in the order they are written: 53 and 54 first, as clients expect. */
-export function optionList(o: DhcpOptions): [number, Buffer][] {
-  const out: [number, Buffer][] = [];
-  const put = (code: number, v: Buffer | undefined): void => {
-    if (v !== undefined) out.push([code, v]);
-  };
-  if (o.messageType) put(Opt.messageType, Buffer.from([MessageType[o.messageType]]));
-  if (o.serverId) put(Opt.serverId, ipBytes(o.serverId));
-  if (o.leaseSeconds !== undefined) put(Opt.leaseSeconds, u32Bytes(o.leaseSeconds));
-  if (o.renewalSeconds !== undefined) put(Opt.renewalSeconds, u32Bytes(o.renewalSeconds));
-  if (o.rebindingSeconds !== undefined) put(Opt.rebindingSeconds, u32Bytes(o.rebindingSeconds));
-  if (o.subnetMask) put(Opt.subnetMask, ipBytes(o.subnetMask));
-  if (o.routers?.length) put(Opt.routers, ipsBytes(o.routers));
-  if (o.domainServers?.length) put(Opt.domainServers, ipsBytes(o.domainServers));
-  if (o.hostname !== undefined) put(Opt.hostname, Buffer.from(o.hostname, 'latin1'));
-  if (o.domainName !== undefined) put(Opt.domainName, Buffer.from(o.domainName, 'latin1'));
-  if (o.interfaceMtu !== undefined) put(Opt.interfaceMtu, u16Bytes(o.interfaceMtu));
-  if (o.broadcastAddress) put(Opt.broadcastAddress, ipBytes(o.broadcastAddress));
-  if (o.ntpServers?.length) put(Opt.ntpServers, ipsBytes(o.ntpServers));
-  if (o.requestedAddress) put(Opt.requestedAddress, ipBytes(o.requestedAddress));
-  if (o.parameterRequestList) put(Opt.parameterRequestList, Buffer.from(o.parameterRequestList));
-  if (o.message !== undefined) put(Opt.message, Buffer.from(o.message, 'latin1'));
-  if (o.maxMessageSize !== undefined) put(Opt.maxMessageSize, u16Bytes(o.maxMessageSize));
-  if (o.vendorClassId !== undefined) put(Opt.vendorClassId, Buffer.from(o.vendorClassId, 'latin1'));
-  if (o.clientId) put(Opt.clientId, o.clientId);
-  if (o.vendorSpecific) put(Opt.vendorSpecific, o.vendorSpecific);
-  if (o.tftpServerName !== undefined) put(Opt.tftpServerName, Buffer.from(o.tftpServerName, 'latin1'));
-  if (o.bootfileName !== undefined) put(Opt.bootfileName, Buffer.from(o.bootfileName, 'latin1'));
-  if (o.userClass) put(Opt.userClass, o.userClass);
-  if (o.clientArch) put(Opt.clientArch, Buffer.concat(o.clientArch.map(u16Bytes)));
-  if (o.clientNdi) put(Opt.clientNdi, Buffer.from([o.clientNdi.type, o.clientNdi.major, o.clientNdi.minor]));
-  if (o.clientUuid) put(Opt.clientUuid, uuidBytes(o.clientUuid));
-  if (o.ipxeEncap) put(Opt.ipxeEncap, o.ipxeEncap);
-  for (const [code, v] of o.other) put(code, v);
+/** Writes the options in order: 53 and 54 first, as clients expect; 82 last (RFC 3046 §2.1). */
+function writeOptions(o: DhcpOptions): void {
+  if (o.messageType) putByte(Opt.messageType, MessageType[o.messageType]);
+  if (o.serverId) putIps(Opt.serverId, [o.serverId]);
+  if (o.leaseSeconds !== undefined) putU32(Opt.leaseSeconds, o.leaseSeconds);
+  if (o.renewalSeconds !== undefined) putU32(Opt.renewalSeconds, o.renewalSeconds);
+  if (o.rebindingSeconds !== undefined) putU32(Opt.rebindingSeconds, o.rebindingSeconds);
+  if (o.subnetMask) putIps(Opt.subnetMask, [o.subnetMask]);
+  if (o.routers?.length) putIps(Opt.routers, o.routers);
+  if (o.domainServers?.length) putIps(Opt.domainServers, o.domainServers);
+  if (o.hostname !== undefined) putText(Opt.hostname, o.hostname);
+  if (o.domainName !== undefined) putText(Opt.domainName, o.domainName);
+  if (o.interfaceMtu !== undefined) putU16(Opt.interfaceMtu, o.interfaceMtu);
+  if (o.broadcastAddress) putIps(Opt.broadcastAddress, [o.broadcastAddress]);
+  if (o.ntpServers?.length) putIps(Opt.ntpServers, o.ntpServers);
+  if (o.requestedAddress) putIps(Opt.requestedAddress, [o.requestedAddress]);
+  if (o.parameterRequestList) putBytes(Opt.parameterRequestList, Uint8Array.from(o.parameterRequestList));
+  if (o.message !== undefined) putText(Opt.message, o.message);
+  if (o.maxMessageSize !== undefined) putU16(Opt.maxMessageSize, o.maxMessageSize);
+  if (o.vendorClassId !== undefined) putText(Opt.vendorClassId, o.vendorClassId);
+  if (o.clientId) putBytes(Opt.clientId, o.clientId);
+  if (o.vendorSpecific) putBytes(Opt.vendorSpecific, o.vendorSpecific);
+  if (o.tftpServerName !== undefined) putText(Opt.tftpServerName, o.tftpServerName);
+  if (o.bootfileName !== undefined) putText(Opt.bootfileName, o.bootfileName);
+  if (o.userClass) putBytes(Opt.userClass, o.userClass);
+  if (o.clientArch) {
+    const b = Buffer.alloc(o.clientArch.length * 2);
+    o.clientArch.forEach((a, i) => b.writeUInt16BE(a, i * 2));
+    putBytes(Opt.clientArch, b);
+  }
+  if (o.clientNdi) putBytes(Opt.clientNdi, Uint8Array.of(o.clientNdi.type, o.clientNdi.major, o.clientNdi.minor));
+  if (o.clientUuid) putBytes(Opt.clientUuid, uuidBytes(o.clientUuid));
+  if (o.ipxeEncap) putBytes(Opt.ipxeEncap, o.ipxeEncap);
+  for (const [code, v] of o.other) putBytes(code, v);
   // RFC 3046 §2.1: the relay agent option is the last option before end.
-  if (o.relayAgentInfo) put(Opt.relayAgentInfo, o.relayAgentInfo.raw);
-  return out;
+  if (o.relayAgentInfo) putBytes(Opt.relayAgentInfo, o.relayAgentInfo.raw);
 }
 
 /** Serialises a packet; pads to the 300-byte BOOTP minimum (RFC 1542 §2.1). */
 export function encodePacket(p: DhcpPacket): Buffer {
-  const list = optionList(p.options);
-  let optLen = 1; // end option
-  for (const [, v] of list) optLen += v.length === 0 ? 2 : v.length + 2 * Math.ceil(v.length / 255);
-  const b = Buffer.alloc(Math.max(MIN_BOOTP_LEN, FIXED_LEN + 4 + optLen));
+  at = 0;
+  ensure(FIXED_LEN + 4);
+  const b = scratch;
+  b.fill(0, 0, FIXED_LEN);
   b[0] = p.op;
   b[1] = p.htype;
   b[2] = p.hlen;
@@ -447,29 +527,20 @@ export function encodePacket(p: DhcpPacket): Buffer {
   if (p.sname) b.write(p.sname.slice(0, 63), 44, 'latin1');
   if (p.file) b.write(p.file.slice(0, 127), 108, 'latin1');
   b.writeUInt32BE(MAGIC_COOKIE, FIXED_LEN);
-  let o = FIXED_LEN + 4;
-  for (const [code, v] of list) {
-    if (v.length === 0) {
-      b[o++] = code;
-      b[o++] = 0;
-    }
-    // RFC 3396 §7: an option longer than 255 bytes is split into consecutive instances.
-    for (let i = 0; i < v.length; i += 255) {
-      const n = Math.min(255, v.length - i);
-      b[o++] = code;
-      b[o++] = n;
-      v.copy(b, o, i, i + n);
-      o += n;
-    }
-  }
-  b[o] = Opt.end;
-  return b;
+  at = FIXED_LEN + 4;
+  writeOptions(p.options);
+  ensure(1 + MIN_BOOTP_LEN);
+  scratch[at++] = Opt.end;
+  const len = Math.max(MIN_BOOTP_LEN, at);
+  if (len > at) scratch.fill(0, at, len);
+  const out = Buffer.allocUnsafe(len);
+  scratch.copy(out, 0, 0, len);
+  return out;
 }
 
 function writeIp(b: Buffer, at: number, ip: string): void {
   if (ip === '0.0.0.0') return; // already zero
-  const parts = ip.split('.');
-  for (let i = 0; i < 4; i++) b[at + i] = Number(parts[i]);
+  ipInto(b, at, ip);
 }
 
 /** An empty options record (only `other`). */

@@ -85,12 +85,16 @@ export class DhcpServer implements Service {
   private pendingEvents: PendingEvent[] = [];
   private pendingReplies: Outgoing[] = [];
   private flushScheduled = false;
+  /** The per-turn write, built once (better-sqlite3 transaction function). */
+  private writeBatch: ((leases: readonly Lease[], events: readonly PendingEvent[]) => void) | null = null;
   private lastFlushAt = -Infinity;
   private httpPortCache: number | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private readonly nicOf;
   private readonly staticOwner;
   private boundPorts: { dhcp: number; proxy: number | null } = { dhcp: 0, proxy: null };
+  /** Per-network values computed once, not per packet. */
+  private readonly maskOf = new Map<NetworkConfig, string>();
 
   constructor(private readonly deps: DhcpServerDeps) {
     const db = deps.store.db;
@@ -451,7 +455,9 @@ export class DhcpServer implements Service {
   }
 
   private addNetworkOptions(o: DhcpOptions, net: NetworkConfig): void {
-    o.subnetMask = intToIpv4(parseCidr(net.subnet).mask);
+    let mask = this.maskOf.get(net);
+    if (mask === undefined) this.maskOf.set(net, (mask = intToIpv4(parseCidr(net.subnet).mask)));
+    o.subnetMask = mask;
     if (net.gateway) o.routers = [net.gateway];
     if (net.resolvers.length) o.domainServers = net.resolvers;
     if (net.dnsDomain) o.domainName = net.dnsDomain;
@@ -470,7 +476,11 @@ export class DhcpServer implements Service {
     if (type === 'ack') this.event(ctx, 'dhcp_ack', { ip, network: ctx.net.name, leaseSeconds: seconds, boot: boot ?? null });
     // OFFERs are logged, not stored: the timeline keeps DISCOVER, REQUEST and ACK (one row
     // fewer per exchange on the hot path).
-    this.log.info({ event: `dhcp_${type}`, mac: ctx.mac, node: ctx.nodeId, ip, network: ctx.net.name, boot }, `DHCP${type.toUpperCase()}`);
+    // One line per packet belongs at debug: at info it would cost more than the exchange
+    // (the boot events above are the per-node record).
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ event: `dhcp_${type}`, mac: ctx.mac, node: ctx.nodeId, ip, network: ctx.net.name, boot }, `DHCP${type.toUpperCase()}`);
+    }
     this.send(ctx, r, false);
   }
 
@@ -554,7 +564,9 @@ export class DhcpServer implements Service {
     const boot = this.addBoot(ctx, r, 'proxy');
     if (!boot) return this.ignore(ctx.p, ctx.rinfo, 'no boot file for this client architecture', ctx.mac);
     if (type === 'request') this.event(ctx, 'dhcp_ack', { proxy: true, boot });
-    this.log.info({ event: type === 'discover' ? 'dhcp_proxy_offer' : 'dhcp_proxy_ack', mac: ctx.mac, node: ctx.nodeId, boot }, 'ProxyDHCP reply');
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ event: type === 'discover' ? 'dhcp_proxy_offer' : 'dhcp_proxy_ack', mac: ctx.mac, node: ctx.nodeId, boot }, 'ProxyDHCP reply');
+    }
     if (ctx.l.port === 'proxy') {
       // The client already has an address and asked us directly: reply to where it came from.
       this.queueSend(ctx, r, ctx.rinfo.address, ctx.rinfo.port);
@@ -617,10 +629,12 @@ export class DhcpServer implements Service {
     const store = this.deps.store;
     if (!store.db.open) return;
     try {
-      store.db.transaction(() => {
-        for (const l of leases) store.leases.save(l);
-        for (const e of events) store.events.record(e);
-      })();
+      this.writeBatch ??= store.db.transaction((ls: readonly Lease[], es: readonly PendingEvent[]) => {
+        // Multi-row statements: far fewer calls into SQLite per burst.
+        store.leases.saveMany(ls);
+        store.events.recordAll(es);
+      });
+      this.writeBatch(leases, events);
     } catch (err) {
       // Nothing promised on the wire unless it is on disk: drop the replies; clients retry.
       this.stats.writeErrors++;
@@ -668,10 +682,14 @@ function sameLease(a: Lease, b: Lease): boolean {
   );
 }
 
+const rangeOf = new WeakMap<NetworkConfig, readonly [number, number]>();
+
 function inRange(ip: string, net: NetworkConfig): boolean {
   if (!net.range) return false;
+  let r = rangeOf.get(net);
+  if (!r) rangeOf.set(net, (r = [ipToNum(net.range.start), ipToNum(net.range.end)]));
   const n = ipToNum(ip);
-  return n >= ipToNum(net.range.start) && n <= ipToNum(net.range.end);
+  return n >= r[0] && n <= r[1];
 }
 
 function ipToNum(ip: string): number {

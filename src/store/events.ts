@@ -51,10 +51,14 @@ const fromRow = (r: EventRow): BootEvent => ({
   at: r.at,
 });
 
+/** Rows per multi-row INSERT in recordAll. */
+const CHUNK = 16;
+
 export class BootEventRepo {
   private readonly insert;
   private readonly nodeOfMac;
   private readonly ofNode;
+  private readonly insertChunk;
 
   constructor(
     db: Db,
@@ -62,6 +66,10 @@ export class BootEventRepo {
   ) {
     this.insert = db.prepare<[number | null, string | null, string, string, number]>(
       'INSERT INTO boot_events (node_id, mac, event, detail, at) VALUES (?, ?, ?, ?, ?)',
+    );
+    // Several rows per statement for batches (the DHCP server writes one per packet).
+    this.insertChunk = db.prepare<(number | string | null)[]>(
+      `INSERT INTO boot_events (node_id, mac, event, detail, at) VALUES ${Array(CHUNK).fill('(?, ?, ?, ?, ?)').join(', ')}`,
     );
     this.nodeOfMac = db.prepare<[string], { node_id: number }>('SELECT node_id FROM nics WHERE mac = ?');
     this.ofNode = db.prepare<[number, number], EventRow>(
@@ -73,6 +81,26 @@ export class BootEventRepo {
   record(e: { event: BootEventKind; nodeId?: number | null; mac?: Mac | null; detail?: Record<string, unknown> }): void {
     const nodeId = e.nodeId ?? (e.mac ? (this.nodeOfMac.get(e.mac)?.node_id ?? null) : null);
     this.insert.run(nodeId, e.mac ?? null, e.event, JSON.stringify(e.detail ?? {}), this.now());
+  }
+
+  /** Records several events (call inside a transaction); same rules as `record`. */
+  recordAll(events: readonly { event: BootEventKind; nodeId?: number | null; mac?: Mac | null; detail?: Record<string, unknown> }[]): void {
+    const at = this.now();
+    let i = 0;
+    const params: (number | string | null)[] = new Array<number | string | null>(CHUNK * 5);
+    for (; i + CHUNK <= events.length; i += CHUNK) {
+      for (let j = 0; j < CHUNK; j++) {
+        const e = events[i + j]!;
+        const k = j * 5;
+        params[k] = e.nodeId ?? (e.mac ? (this.nodeOfMac.get(e.mac)?.node_id ?? null) : null);
+        params[k + 1] = e.mac ?? null;
+        params[k + 2] = e.event;
+        params[k + 3] = JSON.stringify(e.detail ?? {});
+        params[k + 4] = at;
+      }
+      this.insertChunk.run(...params);
+    }
+    for (; i < events.length; i++) this.record(events[i]!);
   }
 
   /** The node's most recent `limit` events, oldest first. */
