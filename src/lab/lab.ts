@@ -222,6 +222,8 @@ export function labPowerDriver(dir: string, vmName: string): QemuPowerDriver {
   if (!state || !vm) throw new LabError(`no lab VM ${vmName} in ${dir}`);
   return new QemuPowerDriver({
     qmpSocket: vm.qmpSocket,
+    // SeaBIOS answers the reset with one of its own (power-qemu.ts); OVMF does not.
+    guestResetWaitMs: vm.firmware === 'bios' ? 20_000 : 3000,
     relaunch: async () => {
       const now = readLabState(state.dir);
       const current = now && findVm(now, vmName);

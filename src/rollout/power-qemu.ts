@@ -172,6 +172,12 @@ export class QmpClient {
 
 export interface QemuPowerOptions {
   qmpSocket: string;
+  /**
+   * How long a power cycle waits for the firmware's own reset before -no-reboot is restored
+   * (default 3000 ms). SeaBIOS always sends one, but under TCG on a loaded machine it can
+   * come late, and a reset after the restore would end the VM: give BIOS VMs longer.
+   */
+  guestResetWaitMs?: number;
   /** Starts the VM again after it was powered off (QEMU exits on `quit`); the lab supplies it. */
   relaunch?: () => Promise<void>;
   timeoutMs?: number;
@@ -227,7 +233,7 @@ export class QemuPowerDriver implements PowerDriver {
       await qmp.execute('set-action', { reboot: 'reset' }, this.timeoutMs);
       try {
         await qmp.execute('system_reset', undefined, this.timeoutMs);
-        await qmp.waitForEvent('RESET', (d) => (d as { guest?: boolean } | undefined)?.guest === true, 3000);
+        await qmp.waitForEvent('RESET', (d) => (d as { guest?: boolean } | undefined)?.guest === true, this.options.guestResetWaitMs ?? 3000);
       } finally {
         await qmp.execute('set-action', { reboot: 'shutdown' }, this.timeoutMs);
       }

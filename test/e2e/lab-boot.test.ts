@@ -192,7 +192,7 @@ describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, ()
   });
 
   it('an unknown BIOS VM PXE-boots, is discovered, checks in and shows in `node list` with MAC, UUID, RAM and disks', async (t) => {
-    const checkedIn = await waitFor(`${bios.name} to check in`, 90_000, () => {
+    const checkedIn = await waitFor(`${bios.name} to check in`, 150_000, () => {
       const n = node(bios);
       return n && n.lastSeen !== null ? n : undefined;
     }, diagnose);
@@ -234,7 +234,7 @@ describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, ()
     const power = labPowerDriver(dir, bios.name);
     assert.equal(await power.status(), 'on');
     await power.powerCycle();
-    const running = await waitFor(`${bios.name} to run fleetboot-test-B after the power cycle`, 90_000, () => {
+    const running = await waitFor(`${bios.name} to run fleetboot-test-B after the power cycle`, 150_000, () => {
       const cur = node(bios);
       return cur && cur.lastSeen !== null && cur.lastSeen > cycledAt && cur.state === 'running' ? cur : undefined;
     }, diagnose);
