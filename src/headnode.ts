@@ -11,6 +11,7 @@ import { nodeKeysIn } from './nodeconfig/secrets.ts';
 import { sweepPlatformFolders } from './platforms/layout.ts';
 import { UnknownNodeSweeper } from './nodeconfig/lifecycle.ts';
 import type { Logger } from './log.ts';
+import { WalCheckpointer } from './store/checkpointer.ts';
 import { Store } from './store/store.ts';
 import { TftpServer } from './tftp/server.ts';
 
@@ -33,6 +34,8 @@ export class HeadNode {
   /** Always built so modules can register TFTP providers; started only when config.tftp.enabled. */
   readonly tftp: TftpServer;
   readonly apiToken: string;
+  /** Runs WAL checkpoints on a worker thread (store/checkpointer.ts). */
+  readonly checkpointer: WalCheckpointer;
   /** The DHCP server (full or ProxyDHCP); null when config.dhcp.mode is "off". */
   readonly dhcp: DhcpServer | null;
   /** Marks nodes that missed their check-ins `unknown` (nodeconfig). */
@@ -59,6 +62,9 @@ export class HeadNode {
       apiToken: this.apiToken,
       nodeContribution: nodeConfigProvider(nodeKeysIn(config.dataDir)),
     });
+    // First in, last out: checkpoints run off the event loop while the servers write.
+    this.checkpointer = new WalCheckpointer(this.store.db, options.log);
+    this.services.push(this.checkpointer);
     this.services.push({ name: 'http', start: () => this.http.start(), stop: () => this.http.stop() });
     this.tftp = new TftpServer({ listen: config.tftp.listen, port: config.tftp.port, dir: config.ipxeDir, log: options.log, store: this.store });
     if (config.tftp.enabled) this.services.push(this.tftp);

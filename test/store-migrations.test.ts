@@ -87,3 +87,19 @@ test('the node holding an address is found by static NIC address or by a bound, 
   assert.equal(store.nodes.findByAddress('10.0.0.150'), undefined);
   assert.equal(store.nodes.findByAddress('10.0.0.99'), undefined);
 });
+
+test('a running head node checkpoints the WAL on a worker thread, with automatic checkpoints off', async (t) => {
+  const { startHeadNode } = await import('./fixtures.ts');
+  const { head } = await startHeadNode(t, tempDir(t));
+  assert.equal(head.store.db.pragma('wal_autocheckpoint', { simple: true }), 0);
+  const insert = head.store.db.transaction(() => {
+    for (let i = 0; i < 2000; i++) head.store.events.record({ event: 'dhcp_discover', detail: { i } });
+  });
+  insert();
+  const deadline = Date.now() + 10_000;
+  while (head.checkpointer.checkpointedFrames === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(head.checkpointer.checkpointedFrames > 0, 'the worker checkpointed the WAL');
+  await head.stop();
+  // Stopped: the connection is closed, so nothing is left without checkpoints.
+  assert.equal(head.store.db.open, false);
+});
