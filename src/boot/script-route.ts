@@ -5,7 +5,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { FleetbootConfig } from '../config/schema.ts';
 import { baseUrlFor } from '../http/boot-routes.ts';
-import { sourceAddress } from '../http/node-api.ts';
+import { sourceAddress } from '../http/auth.ts';
 import type { Logger } from '../log.ts';
 import { parseMac, type Mac } from '../mac.ts';
 import type { NodeRecord } from '../store/nodes.ts';

@@ -2,11 +2,22 @@ import type { NextFunction, Request, Response } from 'express';
 import { tokenMatches } from '../config/token.ts';
 import { sendError } from './errors.ts';
 
+/** The request's source address as the registry stores it (IPv4-mapped IPv6 unwrapped). */
+export function sourceAddress(req: Request): string {
+  const ip = req.socket.remoteAddress ?? '';
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}
+
+/** The token of `Authorization: Bearer <token>` (RFC 6750 §2.1), or null. */
+export function bearerToken(req: Request): string | null {
+  return /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '')?.[1] ?? null;
+}
+
 /** Admin API guard: `Authorization: Bearer <token>` (RFC 6750 §2.1), else 401 with a JSON body. */
 export function requireBearer(token: string) {
   return (req: Request, res: Response, next: NextFunction): void => {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
-    if (!m?.[1] || !tokenMatches(m[1], token)) {
+    const presented = bearerToken(req);
+    if (presented === null || !tokenMatches(presented, token)) {
       res.set('WWW-Authenticate', 'Bearer realm="fleetboot"');
       return sendError(res, 401, 'unauthorized', 'missing or wrong bearer token (see the API token file in the head-node config)');
     }

@@ -19,6 +19,7 @@ import { parseZpoolLayout, parseZpoolSpec } from '../nodeconfig/zpool.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
 import { nodeView } from './admin-api.ts';
+import { bearerToken, sourceAddress } from './auth.ts';
 import { baseUrlFor } from './boot-routes.ts';
 import { HttpError } from './errors.ts';
 
@@ -29,15 +30,10 @@ export interface NodeApiDeps {
   log: Logger;
 }
 
-/** The request's source address as the registry stores it (IPv4-mapped IPv6 unwrapped). */
-export function sourceAddress(req: Request): string {
-  const ip = req.socket.remoteAddress ?? '';
-  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-}
 
 function presentedToken(req: Request): string | null {
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
-  if (m?.[1]) return m[1];
+  const bearer = bearerToken(req);
+  if (bearer !== null) return bearer;
   const q = req.query.token;
   return typeof q === 'string' && q !== '' ? q : null;
 }

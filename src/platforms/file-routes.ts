@@ -19,6 +19,7 @@ import type { Store } from '../store/store.ts';
 import { PlatformFileCache } from './file-cache.ts';
 import { sendfileToSocket, zeroCopyAvailable } from './sendfile.ts';
 import { platformsRoot } from './layout.ts';
+import { sourceAddress } from '../http/auth.ts';
 
 const eventOfRole: Record<PlatformFile['role'], BootEventKind> = {
   kernel: 'kernel',
@@ -231,7 +232,7 @@ function recordFetch(
   f: { stamp: string; file: PlatformFile; start: number; length: number },
 ): void {
   const macParam = typeof req.query['mac'] === 'string' ? parseMac(req.query['mac']) : null;
-  const address = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+  const address = sourceAddress(req);
   let nodeId: number | null = null;
   let mac = macParam;
   if (!mac && address) {
