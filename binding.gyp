@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "bind_device",
-      "sources": ["src/dhcp/native/bind_device.c"],
+      "target_name": "fleetboot_dhcp_io",
+      "sources": ["src/dhcp/native/dhcp_io.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
     },
     {

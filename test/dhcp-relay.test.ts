@@ -42,7 +42,7 @@ test('giaddr selects the network (relayAddresses or subnet); option 82 is stored
   const bOffer = await relayB.exchange(clientPacket({ type: 1, mac: '52:54:00:00:10:03', giaddr: '127.0.0.2', xid: 4 }), port);
   assert.equal(bOffer.yiaddr, '127.0.0.200');
   assert.equal(bOffer.options.serverId, '127.0.0.1');
-  assert.equal(head.store.leases.get('127.0.0.200')?.network, 'rack-b');
+  assert.equal(head.dhcp!.lease('127.0.0.200')?.network, 'rack-b');
 
   // A giaddr that belongs to no network is ignored.
   const before = head.dhcp!.stats.ignored;

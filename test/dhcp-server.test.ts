@@ -125,7 +125,9 @@ test('RELEASE frees the address but the client gets it back; DECLINE quarantines
   await ask({ type: D.request, mac: a, requested: offer.yiaddr, serverId: '10.20.0.1' });
   agent.send(packet({ type: D.release, mac: a, ciaddr: offer.yiaddr, serverId: '10.20.0.1' }), port);
   const again = await ask({ type: D.discover, mac: a });
-  assert.equal(head.store.leases.get(offer.yiaddr)?.state, 'offered');
+  assert.equal(head.dhcp!.lease(offer.yiaddr)?.state, 'offered');
+  // Offers are not written (RFC 2131 §4.3.1): the disk still has the release.
+  assert.equal(head.store.leases.get(offer.yiaddr)?.state, 'released');
   assert.equal(again.yiaddr, offer.yiaddr); // RFC 2131 §4.3.1: previous binding first
 
   const b = '52:54:00:00:04:02';
@@ -164,7 +166,8 @@ test('renewal extends the lease; INIT-REBOOT for an unknown client stays silent;
   const o = await ask({ type: D.discover, mac: other });
   agent.send(clientPacket({ type: D.request, mac: other, requested: o.yiaddr, serverId: '10.20.0.99', giaddr: '127.0.0.1', xid: 90 }), port);
   assert.ok(await agent.silentAbout(90, clientPacket({ type: D.discover, mac: '52:54:00:00:05:05', giaddr: '127.0.0.1', xid: 91 }), port));
-  assert.equal(head.store.leases.get(o.yiaddr)?.state, 'released');
+  assert.equal(head.dhcp!.lease(o.yiaddr)?.state, 'released');
+  assert.equal(head.store.leases.get(o.yiaddr), undefined, 'an offer never reaches the disk');
 
   // After the lease runs out, it is marked expired and the address is free for others.
   now += 700_000;

@@ -2,14 +2,15 @@
 // ProxyDHCP mode (PXE spec §2.2.3: boot fields only, no address, on ports 67 and 4011).
 //
 // Interfaces (NETBOOT-NOTES pitfall 8): one socket per admin interface, each bound to its
-// device with SO_BINDTODEVICE (./bind-device.ts), so a packet's socket says which network it
-// came from and replies leave by that interface. Networks without an interface are reached
+// device with SO_BINDTODEVICE (./udp.ts), so a packet's socket says which network it came
+// from and replies leave by that interface. Networks without an interface are reached
 // through relays only: an unbound socket takes their relayed (giaddr != 0) requests.
+// Sockets receive and send in batches (recvmmsg/sendmmsg, ./udp.ts).
 //
 // Durability: leases and boot events produced while handling packets are queued and
 // written in one SQLite transaction per event-loop turn; replies are sent only after that
 // transaction commits, so an address promised on the wire is always on disk first.
-import dgram, { type RemoteInfo, type Socket } from 'node:dgram';
+import type { RemoteInfo } from 'node:dgram';
 import { ipInSubnet, parseCidr, intToIpv4, type FleetbootConfig, type NetworkConfig } from '../config/schema.ts';
 import type { Service } from '../headnode.ts';
 import type { Logger } from '../log.ts';
@@ -17,7 +18,6 @@ import { macFromBytes, type Mac } from '../mac.ts';
 import type { BootEventKind } from '../store/events.ts';
 import type { Lease } from '../store/leases.ts';
 import type { Store } from '../store/store.ts';
-import { bindSocketToDevice } from './bind-device.ts';
 import { archName, bootAnswerFor, classifyClient, ipxeNoPxeDhcp, pxeDiscoveryControl, type BootSettings, type ClientKind } from './boot.ts';
 import { clientKey, LeaseBook, leaseClientKey } from './lease-book.ts';
 import {
@@ -30,6 +30,7 @@ import {
   type DhcpPacket,
   type MessageTypeName,
 } from './packet.ts';
+import { DhcpSocket } from './udp.ts';
 
 export interface DhcpServerDeps {
   config: FleetbootConfig;
@@ -52,7 +53,7 @@ export interface DhcpStats {
 type Port = 'dhcp' | 'proxy';
 
 interface Listener {
-  socket: Socket;
+  socket: DhcpSocket;
   /** The device this socket is bound to; null for the relay-only socket. */
   iface: string | null;
   port: Port;
@@ -60,10 +61,13 @@ interface Listener {
 
 interface Outgoing {
   bytes: Buffer;
-  socket: Socket;
+  socket: DhcpSocket;
   address: string;
   port: number;
-  log: Record<string, unknown>;
+  /** For the log line when the send fails. */
+  mac: Mac;
+  nodeId: number | null;
+  type: MessageTypeName | undefined;
 }
 
 interface PendingEvent {
@@ -74,6 +78,8 @@ interface PendingEvent {
 }
 
 const ZERO = '0.0.0.0';
+/** Most replies sent in one go (see queueSend). */
+const MAX_BURST = 32;
 const BROADCAST = '255.255.255.255';
 
 export class DhcpServer implements Service {
@@ -90,18 +96,11 @@ export class DhcpServer implements Service {
   private lastFlushAt = -Infinity;
   private httpPortCache: number | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
-  private readonly nicOf;
-  private readonly staticOwner;
   private boundPorts: { dhcp: number; proxy: number | null } = { dhcp: 0, proxy: null };
   /** Per-network values computed once, not per packet. */
   private readonly maskOf = new Map<NetworkConfig, string>();
 
-  constructor(private readonly deps: DhcpServerDeps) {
-    const db = deps.store.db;
-    // Read-only lookups in the registry's NIC table (owned by store/nodes.ts).
-    this.nicOf = db.prepare<[string], { node_id: number; ip: string | null }>('SELECT node_id, ip FROM nics WHERE mac = ?');
-    this.staticOwner = db.prepare<[string], { mac: string }>('SELECT mac FROM nics WHERE ip = ?');
-  }
+  constructor(private readonly deps: DhcpServerDeps) {}
 
   private get config(): FleetbootConfig {
     return this.deps.config;
@@ -109,6 +108,11 @@ export class DhcpServer implements Service {
 
   private get log(): Logger {
     return this.deps.log;
+  }
+
+  /** The server's view of an address, offers included (offers are never written: putLease). */
+  lease(ip: string): Lease | undefined {
+    return this.book?.get(ip);
   }
 
   /** Ports actually bound (tests bind port 0). */
@@ -138,8 +142,8 @@ export class DhcpServer implements Service {
       for (const port of ports) {
         let bound = port === 'dhcp' ? this.config.dhcp.port : this.config.dhcp.proxyPort;
         for (const iface of [...ifaces, ...(needUnbound ? [null] : [])]) {
-          const l = await this.listen(port, bound, iface);
-          bound = l.socket.address().port;
+          const l = this.listen(port, bound, iface);
+          bound = l.socket.port;
           if (port === 'dhcp') this.boundPorts.dhcp = bound;
           else this.boundPorts.proxy = bound;
         }
@@ -154,30 +158,25 @@ export class DhcpServer implements Service {
     return this.ports();
   }
 
-  private listen(port: Port, portNumber: number, iface: string | null): Promise<Listener> {
-    return new Promise((resolve, reject) => {
-      // reuseAddr: several sockets (one per interface) share :67 (socket(7) SO_REUSEADDR).
-      const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
-      const l: Listener = { socket, iface, port };
-      socket.once('error', reject);
-      socket.bind({ port: portNumber, address: this.config.dhcp.listen }, () => {
-        socket.removeListener('error', reject);
-        try {
-          if (iface) bindSocketToDevice(socket, iface);
-          socket.setBroadcast(true);
-          // Bursts of PXE clients (a rack powering on) must not overflow the default ~200 KiB buffer.
-          socket.setRecvBufferSize(4 << 20);
-        } catch (err) {
-          socket.close();
-          reject(err instanceof Error ? new Error(`DHCP on ${iface}: ${err.message}`) : err);
-          return;
-        }
-        socket.on('error', (err) => this.log.error({ err, iface, event: 'dhcp_socket_error' }, 'DHCP socket error'));
-        socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo, l));
-        this.listeners.push(l);
-        resolve(l);
-      });
+  private listen(port: Port, portNumber: number, iface: string | null): Listener {
+    const l = {} as Listener;
+    l.iface = iface;
+    l.port = port;
+    l.socket = new DhcpSocket({
+      address: this.config.dhcp.listen,
+      port: portNumber,
+      device: iface,
+      // Bursts of PXE clients (a rack powering on) must not overflow the default ~200 KiB buffer.
+      receiveBuffer: 4 << 20,
+      onMessage: (msg, rinfo) => this.onMessage(msg, rinfo, l),
+      onTruncated: (rinfo) => {
+        this.stats.received++;
+        this.stats.malformed++;
+        this.log.debug({ event: 'dhcp_malformed', from: rinfo.address, reason: 'datagram longer than 4 KiB' }, 'dropped malformed DHCP packet');
+      },
     });
+    this.listeners.push(l);
+    return l;
   }
 
   async stop(): Promise<void> {
@@ -186,7 +185,8 @@ export class DhcpServer implements Service {
     this.flush();
     const ls = this.listeners;
     this.listeners = [];
-    await Promise.all(ls.map((l) => new Promise<void>((resolve) => l.socket.close(() => resolve()))));
+    for (const l of ls) l.socket.close();
+    await Promise.resolve();
   }
 
   private onMessage(msg: Buffer, rinfo: RemoteInfo, l: Listener): void {
@@ -239,7 +239,7 @@ export class DhcpServer implements Service {
 
     // Unknown-node policy: allow-list answers only MACs in the registry; the others let
     // the boot script decide (DESIGN.md "The boot path" §4).
-    let nic = this.nicOf.get(mac);
+    let nic = this.deps.store.nodes.nicByMac(mac);
     if (!nic) {
       if (this.config.unknownNodePolicy === 'allow-list') return this.ignore(p, rinfo, 'MAC not in the registry (allow-list)', mac);
       if (type === 'discover' || type === 'request' || type === 'inform') {
@@ -250,10 +250,10 @@ export class DhcpServer implements Service {
           arch: arch === undefined ? null : archName(arch),
         });
         if (created) this.log.info({ event: 'node_discovered', mac, node: node.id }, 'new node discovered by DHCP');
-        nic = { node_id: node.id, ip: node.nics.find((n) => n.mac === mac)?.ip ?? null };
+        nic = { nodeId: node.id, ip: node.nics.find((n) => n.mac === mac)?.ip ?? null };
       }
     }
-    const nodeId = nic?.node_id ?? null;
+    const nodeId = nic?.nodeId ?? null;
     const ctx: Ctx = { p, rinfo, l, net, mac, nodeId, client, key: clientKey(mac, p.options.clientId, this.config.dhcp.matchClientId) };
 
     if (mode === 'proxy') return this.handleProxy(ctx);
@@ -295,8 +295,8 @@ export class DhcpServer implements Service {
 
   private reservedFor(mac: Mac): (ip: string) => boolean {
     return (ip) => {
-      const owner = this.staticOwner.get(ip);
-      return owner !== undefined && owner.mac !== mac;
+      const owner = this.deps.store.nodes.staticOwner(ip);
+      return owner !== null && owner !== mac;
     };
   }
 
@@ -345,7 +345,7 @@ export class DhcpServer implements Service {
       // SELECTING (RFC 2131 §4.3.2): the client chose a server; if not us, free our offer.
       if (o.serverId !== net.serverAddress) {
         const mine = book.forClient(key, net.name);
-        if (mine && mine.state === 'offered') this.putLease(ctx, mine.ip, 'released', now, mine);
+        if (mine && mine.state === 'offered') this.putLease(ctx, mine.ip, 'released', now, mine, false);
         return;
       }
       const ip = o.requestedAddress ?? (p.ciaddr !== ZERO ? p.ciaddr : undefined);
@@ -413,7 +413,14 @@ export class DhcpServer implements Service {
     this.send(ctx, r, false);
   }
 
-  private putLease(ctx: Ctx, ip: string, state: Lease['state'], expiresAt: number, base?: Lease): void {
+  /**
+   * Records a lease change in the book and, when `persist`, queues it for the disk before the
+   * reply goes. Offers are not written: RFC 2131 §4.3.1 lets a server not even reserve an
+   * offered address, and one lost in a crash costs the client a NAK and a new DISCOVER, never
+   * an address given twice (only an ACK binds, and an ACK is always on disk first). Kea does
+   * the same (no lease on DISCOVER unless offer-lifetime is set).
+   */
+  private putLease(ctx: Ctx, ip: string, state: Lease['state'], expiresAt: number, base?: Lease, persist = state !== 'offered'): void {
     const now = this.now();
     const l: Lease = {
       ip,
@@ -431,6 +438,7 @@ export class DhcpServer implements Service {
     // A DISCOVER from a client already bound to the address changes nothing: no write.
     if (old && sameLease(old, l)) return;
     this.book!.put(l);
+    if (!persist) return;
     this.pendingLeases.set(ip, l);
     this.scheduleFlush();
   }
@@ -443,6 +451,8 @@ export class DhcpServer implements Service {
       if ((l.state === 'bound' || l.state === 'offered') && l.expiresAt <= now) {
         const expired: Lease = { ...l, state: 'expired', updatedAt: now };
         this.book!.put(expired);
+        // An offer was never written (putLease), so its end is not either.
+        if (l.state === 'offered') continue;
         this.pendingLeases.set(l.ip, expired);
         n++;
       }
@@ -596,9 +606,14 @@ export class DhcpServer implements Service {
       socket: ctx.l.socket,
       address,
       port,
-      log: { mac: ctx.mac, node: ctx.nodeId, type: r.options.messageType, to: address },
+      mac: ctx.mac,
+      nodeId: ctx.nodeId,
+      type: r.options.messageType,
     });
-    this.scheduleFlush();
+    // A relay (or perfdhcp) takes replies into a ~200 KiB socket buffer: hundreds at once
+    // overflow it. Past MAX_BURST replies, commit and send now instead of at the timer.
+    if (this.pendingReplies.length >= MAX_BURST) this.flush();
+    else this.scheduleFlush();
   }
 
   private event(ctx: Ctx, event: BootEventKind, detail: Record<string, unknown>): void {
@@ -642,14 +657,25 @@ export class DhcpServer implements Service {
       for (const l of leases) this.reloadLease(l.ip);
       return;
     }
+    // One sendmmsg per socket for the whole turn (usually one socket).
+    const bySocket = new Map<DhcpSocket, Outgoing[]>();
     for (const out of replies) {
-      out.socket.send(out.bytes, out.port, out.address, (err) => {
-        if (err) {
-          this.stats.sendErrors++;
-          this.log.warn({ err, event: 'dhcp_send_failed', ...out.log }, 'DHCP reply not sent');
-        }
-      });
-      this.stats.replies++;
+      const list = bySocket.get(out.socket);
+      if (list) list.push(out);
+      else bySocket.set(out.socket, [out]);
+    }
+    for (const [socket, outs] of bySocket) {
+      const failed = socket.sendAll(
+        outs.map((o) => o.bytes),
+        outs.map((o) => o.address),
+        outs.map((o) => o.port),
+      );
+      this.stats.replies += outs.length - failed.length;
+      for (const f of failed) {
+        this.stats.sendErrors++;
+        const o = outs[f.index]!;
+        this.log.warn({ error: f.error, event: 'dhcp_send_failed', mac: o.mac, node: o.nodeId, type: o.type, to: o.address }, 'DHCP reply not sent');
+      }
     }
   }
 

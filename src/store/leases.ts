@@ -52,13 +52,11 @@ export class LeaseRepo {
   private readonly allStmt;
   private readonly byIp;
   private readonly upsert;
-  private readonly byMacStmt;
   private readonly upsertChunk;
 
   constructor(private readonly db: Db) {
     this.allStmt = db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY ip');
     this.byIp = db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE ip = ?');
-    this.byMacStmt = db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE mac = ? ORDER BY updated_at DESC');
     this.upsert = db.prepare<[string, string, string | null, string | null, string | null, LeaseState, number, Buffer | null, number]>(
       `INSERT INTO leases (ip, network, mac, client_id, hostname, state, expires_at, relay_info, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -83,10 +81,6 @@ export class LeaseRepo {
   get(ip: string): Lease | undefined {
     const r = this.byIp.get(ip);
     return r && fromRow(r);
-  }
-
-  byMac(mac: Mac): Lease[] {
-    return this.byMacStmt.all(mac).map(fromRow);
   }
 
   /** Writes leases (insert or replace by ip) in one transaction. */

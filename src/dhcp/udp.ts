@@ -1,0 +1,136 @@
+// The DHCP server's UDP sockets, through the addon in native/dhcp_io.c: packets arrive in
+// batches (recvmmsg, one JavaScript call per batch instead of one per packet) and replies
+// leave in batches (sendmmsg). Node's dgram costs a 64 KiB allocation and a callback per
+// packet received and a syscall per reply, a third of the server's CPU at boot-storm rates
+// (bench/dhcp). The socket is also bound to its device here (SO_BINDTODEVICE), which dgram
+// cannot do at all (NETBOOT-NOTES pitfall 8).
+import type { RemoteInfo } from 'node:dgram';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { installDir } from '../config/load.ts';
+
+interface DhcpIoAddon {
+  SLOTS: number;
+  SLOT: number;
+  META: number;
+  open(address: string, port: number, device: string, rcvbuf: number, slab: Buffer, meta: Uint32Array, onBatch: (count: number) => void): number;
+  send(id: number, packets: readonly Buffer[], addresses: Uint32Array, ports: Uint32Array, from: number, count: number): number;
+  lastError(): string;
+  localPort(id: number): number;
+  close(id: number): void;
+}
+
+let addon: DhcpIoAddon | null = null;
+
+function loadAddon(): DhcpIoAddon {
+  if (addon) return addon;
+  const file = join(installDir, 'build', 'Release', 'fleetboot_dhcp_io.node');
+  try {
+    addon = createRequire(import.meta.url)(file) as DhcpIoAddon;
+  } catch (err) {
+    throw new Error(`cannot load ${file} (${(err as Error).message}); run \`npm ci\` or \`npm run install\` to build it (needs make, g++, python3)`);
+  }
+  return addon;
+}
+
+export interface DhcpSocketOptions {
+  address: string;
+  port: number;
+  /** The network device to bind to (SO_BINDTODEVICE, needs root), or null for any. */
+  device: string | null;
+  /** Receive buffer in bytes (capped by net.core.rmem_max). */
+  receiveBuffer: number;
+  onMessage: (msg: Buffer, rinfo: RemoteInfo) => void;
+  /** A datagram longer than a receive slot (4 KiB): never a DHCP packet worth reading. */
+  onTruncated: (rinfo: RemoteInfo) => void;
+}
+
+export interface SendFailure {
+  index: number;
+  error: string;
+}
+
+export class DhcpSocket {
+  readonly port: number;
+  private readonly id: number;
+  private closed = false;
+  private addrs = new Uint32Array(64);
+  private ports = new Uint32Array(64);
+
+  constructor(opts: DhcpSocketOptions) {
+    const io = loadAddon();
+    const slab = Buffer.alloc(io.SLOTS * io.SLOT);
+    const meta = new Uint32Array(io.SLOTS * io.META);
+    const onBatch = (count: number): void => {
+      for (let i = 0; i < count; i++) {
+        const m = i * io.META;
+        const len = meta[m]!;
+        const a = meta[m + 1]!;
+        const address = `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
+        const rinfo: RemoteInfo = { address, family: 'IPv4', port: meta[m + 2]!, size: len };
+        if (meta[m + 3]) {
+          opts.onTruncated(rinfo);
+          continue;
+        }
+        // A copy: the slab is refilled by the next batch, and decoded options keep slices.
+        const msg = Buffer.allocUnsafe(len);
+        slab.copy(msg, 0, i * io.SLOT, i * io.SLOT + len);
+        opts.onMessage(msg, rinfo);
+      }
+    };
+    const device = opts.device ?? '';
+    try {
+      this.id = io.open(opts.address, opts.port, device, opts.receiveBuffer, slab, meta, onBatch);
+    } catch (err) {
+      const where = device ? `DHCP on ${device}` : `DHCP socket ${opts.address}:${opts.port}`;
+      throw new Error(`${where}: ${(err as Error).message}`);
+    }
+    this.port = io.localPort(this.id);
+  }
+
+  /**
+   * Sends packets[i] to addresses[i]:ports[i], all in as few syscalls as the kernel takes;
+   * returns the ones that failed and why (a full send buffer, an unreachable network).
+   */
+  sendAll(packets: readonly Buffer[], addresses: readonly string[], ports: readonly number[]): SendFailure[] {
+    if (this.closed) return packets.map((_, index) => ({ index, error: 'socket closed' }));
+    const io = loadAddon();
+    const n = packets.length;
+    if (this.addrs.length < n) {
+      this.addrs = new Uint32Array(n * 2);
+      this.ports = new Uint32Array(n * 2);
+    }
+    for (let i = 0; i < n; i++) {
+      this.addrs[i] = dottedToInt(addresses[i]!);
+      this.ports[i] = ports[i]!;
+    }
+    const failed: SendFailure[] = [];
+    let i = 0;
+    while (i < n) {
+      const k = io.send(this.id, packets, this.addrs, this.ports, i, n - i);
+      i += k;
+      if (i < n && k === 0) failed.push({ index: i++, error: io.lastError() });
+    }
+    return failed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    loadAddon().close(this.id);
+  }
+}
+
+/** A dotted quad the server itself formatted (never user input) as a host-order u32. */
+function dottedToInt(ip: string): number {
+  let n = 0;
+  let part = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      n = n * 256 + part;
+      part = 0;
+    } else part = part * 10 + (c - 48);
+  }
+  return n * 256 + part;
+}
