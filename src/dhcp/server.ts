@@ -186,7 +186,6 @@ export class DhcpServer implements Service {
     const ls = this.listeners;
     this.listeners = [];
     for (const l of ls) l.socket.close();
-    await Promise.resolve();
   }
 
   private onMessage(msg: Buffer, rinfo: RemoteInfo, l: Listener): void {

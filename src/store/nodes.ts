@@ -167,7 +167,6 @@ export class NodeRepo {
   private readonly all;
   private readonly nicsOf;
   private readonly allNics;
-  private readonly idByMac;
   private readonly idByUuid;
   private readonly idByHostname;
   private readonly insertNode;
@@ -186,7 +185,6 @@ export class NodeRepo {
     this.all = db.prepare<[], NodeRow>('SELECT * FROM nodes ORDER BY id');
     this.nicsOf = db.prepare<[number], NicRow>('SELECT * FROM nics WHERE node_id = ? ORDER BY is_admin DESC, mac');
     this.allNics = db.prepare<[], NicRow>('SELECT * FROM nics ORDER BY is_admin DESC, mac');
-    this.idByMac = db.prepare<[string], { node_id: number }>('SELECT node_id FROM nics WHERE mac = ?');
     this.idByUuid = db.prepare<[string], { id: number }>('SELECT id FROM nodes WHERE uuid = ?');
     this.idByHostname = db.prepare<[string], { id: number }>('SELECT id FROM nodes WHERE hostname = ?');
     this.insertNode = db.prepare<[string | null, string | null, string | null, string | null, number, number], { id: number }>(
@@ -299,7 +297,7 @@ export class NodeRepo {
   }
 
   findByMac(mac: Mac): NodeRecord | undefined {
-    const hit = this.idByMac.get(mac);
+    const hit = this.nicByMacStmt.get(mac);
     return hit && this.get(hit.node_id);
   }
 
@@ -337,7 +335,7 @@ export class NodeRepo {
   } {
     const uuid = meaningfulUuid(input.uuid);
     return this.db.transaction(() => {
-      const byMac = this.idByMac.get(input.mac);
+      const byMac = this.nicByMacStmt.get(input.mac);
       if (byMac) {
         const node = this.get(byMac.node_id)!;
         const patch: NodePatch = {};

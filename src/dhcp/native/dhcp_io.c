@@ -76,8 +76,7 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   struct mmsghdr msgs[SLOTS];
   struct iovec iov[SLOTS];
   struct sockaddr_in from[SLOTS];
-  // Until the socket is empty: libuv reports readiness edge-style here (a capped drain left
-  // packets waiting until the next one arrived).
+  // Until the socket is empty (a short batch), one JavaScript call per batch.
   for (;;) {
     memset(msgs, 0, sizeof msgs);
     for (int i = 0; i < SLOTS; i++) {
