@@ -379,7 +379,7 @@ export class DhcpServer implements Service {
   private nak(ctx: Ctx, reason: string): void {
     this.event(ctx, 'dhcp_nak', { reason });
     this.log.info({ event: 'dhcp_nak', mac: ctx.mac, node: ctx.nodeId, reason }, 'DHCPNAK');
-    this.send(ctx, this.baseReply(ctx, 'nak', ZERO, { message: reason }), true);
+    this.send(ctx, this.baseReply(ctx, 'nak', ZERO, reason), true);
   }
 
   private onRelease(ctx: Ctx): void {
@@ -406,7 +406,7 @@ export class DhcpServer implements Service {
   private onInform(ctx: Ctx): void {
     this.event(ctx, 'dhcp_inform', { ciaddr: ctx.p.ciaddr });
     // RFC 2131 §4.3.5: DHCPACK with configuration, no lease time, no yiaddr, sent to ciaddr.
-    const r = this.baseReply(ctx, 'ack', ZERO, {});
+    const r = this.baseReply(ctx, 'ack', ZERO);
     this.addNetworkOptions(r.options, ctx.net);
     this.addBoot(ctx, r, 'full');
     this.send(ctx, r, false);
@@ -475,7 +475,7 @@ export class DhcpServer implements Service {
   }
 
   private reply(ctx: Ctx, type: 'offer' | 'ack', ip: string, seconds: number): void {
-    const r = this.baseReply(ctx, type, ip, {});
+    const r = this.baseReply(ctx, type, ip);
     // RFC 2131 §4.4.5: T1 = 0.5 and T2 = 0.875 of the lease time.
     r.options.leaseSeconds = seconds;
     r.options.renewalSeconds = Math.floor(seconds * 0.5);
@@ -493,9 +493,12 @@ export class DhcpServer implements Service {
     this.send(ctx, r, false);
   }
 
-  private baseReply(ctx: Ctx, type: MessageTypeName, yiaddr: string, extra: Partial<DhcpOptions>): DhcpPacket {
+  private baseReply(ctx: Ctx, type: MessageTypeName, yiaddr: string, message?: string): DhcpPacket {
     const { p, net } = ctx;
-    const options: DhcpOptions = { ...noOptions(), ...extra, messageType: type, serverId: net.serverAddress! };
+    const options = noOptions();
+    options.messageType = type;
+    options.serverId = net.serverAddress!;
+    if (message !== undefined) options.message = message;
     // RFC 3046 §2.2: echo option 82 unchanged in replies to the relay.
     if (p.giaddr !== ZERO && p.options.relayAgentInfo) options.relayAgentInfo = p.options.relayAgentInfo;
     return {
@@ -568,7 +571,7 @@ export class DhcpServer implements Service {
     const want = ctx.l.port === 'dhcp' ? 'discover' : 'request';
     if (type !== want) return this.ignore(ctx.p, ctx.rinfo, `proxy: ${type} on the ${ctx.l.port} port`, ctx.mac);
     this.event(ctx, type === 'discover' ? 'dhcp_discover' : 'dhcp_request', { network: ctx.net.name, proxy: true, arch: ctx.p.options.clientArch?.[0] ?? null });
-    const r = this.baseReply(ctx, type === 'discover' ? 'offer' : 'ack', ZERO, {});
+    const r = this.baseReply(ctx, type === 'discover' ? 'offer' : 'ack', ZERO);
     r.ciaddr = ctx.p.ciaddr;
     const boot = this.addBoot(ctx, r, 'proxy');
     if (!boot) return this.ignore(ctx.p, ctx.rinfo, 'no boot file for this client architecture', ctx.mac);
