@@ -195,6 +195,30 @@ test('one machine keeps one address through its boot chain though firmware and i
   assert.notEqual(b.yiaddr, a.yiaddr);
 });
 
+test('a lease that cannot be written is never ACKed, and the server does not believe it bound', async (t) => {
+  const { head, ask, agent, port, packet } = await setup(t);
+  const dhcp = head.dhcp!;
+  const mac = '52:54:00:00:0a:01';
+  const offer = await ask({ type: D.discover, mac, model: 'udhcpc' });
+  // From here every write to the leases table fails, as a full disk would make it.
+  head.store.db.exec("CREATE TRIGGER leases_fail BEFORE INSERT ON leases BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+  const request = packet({ type: D.request, mac, requested: offer.yiaddr, serverId: '10.20.0.1' });
+  agent.send(request, port);
+  for (let i = 0; dhcp.stats.writeErrors === 0; i++) {
+    assert.ok(i < 300, 'the failed write is counted');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  head.store.db.exec('DROP TRIGGER leases_fail');
+  const probe = packet({ type: D.discover, mac: '52:54:00:00:0a:02', model: 'udhcpc' });
+  assert.ok(await agent.silentAbout(request.readUInt32BE(4), probe, port), 'no ACK for a lease not on disk');
+  assert.equal(head.store.leases.get(offer.yiaddr), undefined);
+  assert.notEqual(dhcp.lease(offer.yiaddr)?.state, 'bound', 'the in-memory book does not keep the binding');
+  // The client's retry binds the address, on disk before the ACK.
+  const ack = await ask({ type: D.request, mac, requested: offer.yiaddr, serverId: '10.20.0.1' });
+  assert.equal(ack.options.messageType, 'ack');
+  assert.equal(head.store.leases.get(offer.yiaddr)?.state, 'bound');
+});
+
 test('leases survive a restart: the same client gets the same address, others do not', async (t) => {
   const dir = tempDir(t);
   const mac = '52:54:00:00:06:01';

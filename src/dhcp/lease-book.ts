@@ -55,6 +55,14 @@ export class LeaseBook {
     set.add(l.ip);
   }
 
+  /** Forgets the address (a write that would have created its only row failed). */
+  delete(ip: string): void {
+    const old = this.byIp.get(ip);
+    if (!old) return;
+    this.byClient.get(leaseClientKey(old, this.matchClientId))?.delete(ip);
+    this.byIp.delete(ip);
+  }
+
   /** The client's lease in `network`, preferring a live one (RFC 2131 §4.3.1: current, then previous binding). */
   forClient(key: string, network: string): Lease | undefined {
     const ips = this.byClient.get(key);

@@ -88,6 +88,8 @@ export class DhcpServer implements Service {
   private listeners: Listener[] = [];
   private book: LeaseBook | null = null;
   private pendingLeases = new Map<string, Lease>();
+  /** For each address in pendingLeases, the book's entry before the batch (none: undefined). */
+  private beforeBatch = new Map<string, Lease | undefined>();
   private pendingEvents: PendingEvent[] = [];
   private pendingReplies: Outgoing[] = [];
   private flushScheduled = false;
@@ -438,6 +440,7 @@ export class DhcpServer implements Service {
     if (old && sameLease(old, l)) return;
     this.book!.put(l);
     if (!persist) return;
+    if (!this.beforeBatch.has(ip)) this.beforeBatch.set(ip, old);
     this.pendingLeases.set(ip, l);
     this.scheduleFlush();
   }
@@ -452,6 +455,7 @@ export class DhcpServer implements Service {
         this.book!.put(expired);
         // An offer was never written (putLease), so its end is not either.
         if (l.state === 'offered') continue;
+        if (!this.beforeBatch.has(l.ip)) this.beforeBatch.set(l.ip, l);
         this.pendingLeases.set(l.ip, expired);
         n++;
       }
@@ -639,6 +643,8 @@ export class DhcpServer implements Service {
     const leases = [...this.pendingLeases.values()];
     const events = this.pendingEvents;
     const replies = this.pendingReplies;
+    const before = this.beforeBatch;
+    this.beforeBatch = new Map();
     this.pendingLeases = new Map();
     this.pendingEvents = [];
     this.pendingReplies = [];
@@ -656,7 +662,12 @@ export class DhcpServer implements Service {
       // Nothing promised on the wire unless it is on disk: drop the replies; clients retry.
       this.stats.writeErrors++;
       this.log.error({ err, event: 'dhcp_write_failed', leases: leases.length }, 'lease write failed; replies dropped');
-      for (const l of leases) this.reloadLease(l.ip);
+      // The transaction rolled back: the book goes back to what it held before the batch
+      // (disk as it still is, plus offers, which were never written).
+      for (const [ip, l] of before) {
+        if (l) this.book?.put(l);
+        else this.book?.delete(ip);
+      }
       return;
     }
     // One sendmmsg per socket for the whole turn (usually one socket).
@@ -681,10 +692,6 @@ export class DhcpServer implements Service {
     }
   }
 
-  private reloadLease(ip: string): void {
-    const l = this.deps.store.leases.get(ip);
-    if (l) this.book?.put(l);
-  }
 }
 
 interface Ctx {
