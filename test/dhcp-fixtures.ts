@@ -162,11 +162,15 @@ export class RelayAgent {
   }
 
   /**
-   * True when the server stayed silent about `xid`: sends `probe` (which it answers) and,
-   * once that answer is in, checks nothing for `xid` came first. Loopback keeps order and
-   * the server answers in arrival order, so no fixed sleep is needed.
+   * True when the server stayed silent about `xid`: sends `probe` (which it answers); its
+   * answer proves the server has handled the earlier packet. Offers leave at once, but a
+   * reply that waits for a commit could still be pending: `settled` waits that out, and a
+   * second probe answer proves anything sent before it has arrived (loopback keeps order),
+   * so no fixed sleep is needed.
    */
-  async silentAbout(xid: number, probe: Buffer, port: number): Promise<boolean> {
+  async silentAbout(xid: number, probe: Buffer, port: number, settled: () => Promise<void>): Promise<boolean> {
+    await this.exchange(probe, port);
+    await settled();
     await this.exchange(probe, port);
     return !this.inbox.some((p) => p.xid === xid);
   }

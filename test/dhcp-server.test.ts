@@ -100,7 +100,7 @@ test('a registered NIC gets its static address; dynamic clients never get it', a
 });
 
 test('an address is never handed to two clients; the pool runs out rather than double-allocating', async (t) => {
-  const { ask, agent, port, packet } = await setup(t);
+  const { head, ask, agent, port, packet } = await setup(t);
   const given = new Set<string>();
   for (let i = 0; i < 4; i++) {
     const mac = `52:54:00:00:03:0${i}`;
@@ -113,7 +113,7 @@ test('an address is never handed to two clients; the pool runs out rather than d
   // Pool of 4 is full: a fifth client is offered nothing; a stolen address is NAKed.
   const fifth = packet({ type: D.discover, mac: '52:54:00:00:03:09' });
   agent.send(fifth, port);
-  assert.ok(await agent.silentAbout(fifth.readUInt32BE(4), packet({ type: D.discover, mac: '52:54:00:00:03:00' }), port));
+  assert.ok(await agent.silentAbout(fifth.readUInt32BE(4), packet({ type: D.discover, mac: '52:54:00:00:03:00' }), port, () => head.dhcp!.settled()));
   const nak = await ask({ type: D.request, mac: '52:54:00:00:03:09', ciaddr: '10.20.0.100', requested: '10.20.0.100' });
   assert.equal(nak.options.messageType, 'nak');
 });
@@ -125,6 +125,7 @@ test('RELEASE frees the address but the client gets it back; DECLINE quarantines
   await ask({ type: D.request, mac: a, requested: offer.yiaddr, serverId: '10.20.0.1' });
   agent.send(packet({ type: D.release, mac: a, ciaddr: offer.yiaddr, serverId: '10.20.0.1' }), port);
   const again = await ask({ type: D.discover, mac: a });
+  await head.dhcp!.settled(); // offers leave before the commit that carries the release
   assert.equal(head.dhcp!.lease(offer.yiaddr)?.state, 'offered');
   // Offers are not written (RFC 2131 §4.3.1): the disk still has the release.
   assert.equal(head.store.leases.get(offer.yiaddr)?.state, 'released');
@@ -136,6 +137,7 @@ test('RELEASE frees the address but the client gets it back; DECLINE quarantines
   agent.send(packet({ type: D.decline, mac: b, requested: ob.yiaddr, serverId: '10.20.0.1' }), port);
   const next = await ask({ type: D.discover, mac: b });
   assert.notEqual(next.yiaddr, ob.yiaddr);
+  await head.dhcp!.settled();
   assert.equal(head.store.leases.get(ob.yiaddr)?.state, 'declined');
   const c = await ask({ type: D.discover, mac: '52:54:00:00:04:03' });
   assert.notEqual(c.yiaddr, ob.yiaddr);
@@ -160,19 +162,19 @@ test('renewal extends the lease; INIT-REBOOT for an unknown client stays silent;
 
   const unknown = clientPacket({ type: D.request, mac: '52:54:00:00:05:02', requested: '10.20.0.103', giaddr: '127.0.0.1', xid: 77 });
   agent.send(unknown, port);
-  assert.ok(await agent.silentAbout(77, clientPacket({ type: D.discover, mac: '52:54:00:00:05:03', giaddr: '127.0.0.1', xid: 78 }), port));
+  assert.ok(await agent.silentAbout(77, clientPacket({ type: D.discover, mac: '52:54:00:00:05:03', giaddr: '127.0.0.1', xid: 78 }), port, () => head.dhcp!.settled()));
 
   const other = '52:54:00:00:05:04';
   const o = await ask({ type: D.discover, mac: other });
   agent.send(clientPacket({ type: D.request, mac: other, requested: o.yiaddr, serverId: '10.20.0.99', giaddr: '127.0.0.1', xid: 90 }), port);
-  assert.ok(await agent.silentAbout(90, clientPacket({ type: D.discover, mac: '52:54:00:00:05:05', giaddr: '127.0.0.1', xid: 91 }), port));
+  assert.ok(await agent.silentAbout(90, clientPacket({ type: D.discover, mac: '52:54:00:00:05:05', giaddr: '127.0.0.1', xid: 91 }), port, () => head.dhcp!.settled()));
   assert.equal(head.dhcp!.lease(o.yiaddr)?.state, 'released');
   assert.equal(head.store.leases.get(o.yiaddr), undefined, 'an offer never reaches the disk');
 
   // After the lease runs out, it is marked expired and the address is free for others.
   now += 700_000;
   assert.ok(head.dhcp!.expireLeases() >= 1);
-  await ask({ type: D.inform, mac: '52:54:00:00:05:07', ciaddr: '10.20.0.77' }); // a turn later the write is in
+  await head.dhcp!.settled(); // the write is in
   assert.equal(head.store.leases.get(offer.yiaddr)?.state, 'expired');
   const late = await ask({ type: D.discover, mac: '52:54:00:00:05:06', requested: offer.yiaddr });
   assert.equal(late.yiaddr, offer.yiaddr);
@@ -210,7 +212,7 @@ test('a lease that cannot be written is never ACKed, and the server does not bel
   }
   head.store.db.exec('DROP TRIGGER leases_fail');
   const probe = packet({ type: D.discover, mac: '52:54:00:00:0a:02', model: 'udhcpc' });
-  assert.ok(await agent.silentAbout(request.readUInt32BE(4), probe, port), 'no ACK for a lease not on disk');
+  assert.ok(await agent.silentAbout(request.readUInt32BE(4), probe, port, () => dhcp.settled()), 'no ACK for a lease not on disk');
   assert.equal(head.store.leases.get(offer.yiaddr), undefined);
   assert.notEqual(dhcp.lease(offer.yiaddr)?.state, 'bound', 'the in-memory book does not keep the binding');
   // The client's retry binds the address, on disk before the ACK.
@@ -284,7 +286,7 @@ test('allow-list answers only registered MACs; discover creates nodes', async (t
   head.store.nodes.create({ nics: [{ mac: known }] });
   const stranger = packet({ type: D.discover, mac: '52:54:00:00:09:02' });
   agent.send(stranger, port);
-  assert.ok(await agent.silentAbout(stranger.readUInt32BE(4), packet({ type: D.discover, mac: known }), port));
+  assert.ok(await agent.silentAbout(stranger.readUInt32BE(4), packet({ type: D.discover, mac: known }), port, () => head.dhcp!.settled()));
   assert.equal(head.store.nodes.findByMac(parseMac('52:54:00:00:09:02')!), undefined);
 });
 
@@ -321,7 +323,7 @@ test('ProxyDHCP answers PXE clients only, with boot information and no address, 
   // An OS's DHCP client is not ours to answer in proxy mode.
   const os = clientPacket({ type: D.discover, mac: '52:54:00:00:0b:02', giaddr: '127.0.0.1', xid: 7 });
   agent.send(os, dhcp);
-  assert.ok(await agent.silentAbout(7, clientPacket({ type: D.discover, mac: '52:54:00:00:0b:03', model: 'ipxe-bios', giaddr: '127.0.0.1', xid: 8 }), dhcp));
+  assert.ok(await agent.silentAbout(7, clientPacket({ type: D.discover, mac: '52:54:00:00:0b:03', model: 'ipxe-bios', giaddr: '127.0.0.1', xid: 8 }), dhcp, () => head.dhcp!.settled()));
   assert.equal(head.store.leases.list().length, 0);
 });
 

@@ -91,8 +91,15 @@ export class DhcpServer implements Service {
   /** For each address in pendingLeases, the book's entry before the batch (none: undefined). */
   private beforeBatch = new Map<string, Lease | undefined>();
   private pendingEvents: PendingEvent[] = [];
+  /** Replies that wait for the next commit: their packet changed a lease that is written. */
   private pendingReplies: Outgoing[] = [];
-  private flushScheduled = false;
+  /** Replies that promise nothing on disk (offers, NAKs, INFORM and ProxyDHCP answers). */
+  private readyReplies: Outgoing[] = [];
+  /** Set while a packet is handled once it has changed a lease that must be written. */
+  private persistedByPacket = false;
+  private flushTimeout: NodeJS.Timeout | null = null;
+  private flushImmediate: NodeJS.Immediate | null = null;
+  private settledWaiters: (() => void)[] = [];
   /** The per-turn write, built once (better-sqlite3 transaction function). */
   private writeBatch: ((leases: readonly Lease[], events: readonly PendingEvent[]) => void) | null = null;
   private lastFlushAt = -Infinity;
@@ -184,6 +191,7 @@ export class DhcpServer implements Service {
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    this.sendReady();
     this.flush();
     const ls = this.listeners;
     this.listeners = [];
@@ -192,6 +200,7 @@ export class DhcpServer implements Service {
 
   private onMessage(msg: Buffer, rinfo: RemoteInfo, l: Listener): void {
     this.stats.received++;
+    this.persistedByPacket = false;
     try {
       const decoded = decodePacket(msg);
       if (!decoded.ok) {
@@ -442,6 +451,7 @@ export class DhcpServer implements Service {
     if (!persist) return;
     if (!this.beforeBatch.has(ip)) this.beforeBatch.set(ip, old);
     this.pendingLeases.set(ip, l);
+    this.persistedByPacket = true;
     this.scheduleFlush();
   }
 
@@ -607,7 +617,7 @@ export class DhcpServer implements Service {
   }
 
   private queueSend(ctx: Ctx, r: DhcpPacket, address: string, port: number): void {
-    this.pendingReplies.push({
+    const out: Outgoing = {
       bytes: encodePacket(r),
       socket: ctx.l.socket,
       address,
@@ -615,7 +625,17 @@ export class DhcpServer implements Service {
       mac: ctx.mac,
       nodeId: ctx.nodeId,
       type: r.options.messageType,
-    });
+    };
+    if (!this.persistedByPacket) {
+      // Nothing this reply says has to be on disk first (an offer binds nothing: RFC 2131
+      // §4.3.1, putLease), so it does not wait for the commit: it leaves with the rest of its
+      // receive batch, as soon as the batch's callback returns. Half the replies of a boot
+      // storm then go out at once, and commits carry only ACKs (see MAX_BURST).
+      if (this.readyReplies.length === 0) queueMicrotask(() => this.sendReady());
+      this.readyReplies.push(out);
+      return;
+    }
+    this.pendingReplies.push(out);
     // A relay (or perfdhcp) takes replies into a ~200 KiB socket buffer: hundreds at once
     // overflow it. Past MAX_BURST replies, commit and send now instead of at the timer.
     if (this.pendingReplies.length >= MAX_BURST) this.flush();
@@ -628,17 +648,38 @@ export class DhcpServer implements Service {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
+    if (this.flushTimeout || this.flushImmediate) return;
     // Under load, group up to 4 ms of packets into one commit (a WAL commit costs far more
     // than a row; DHCP clients wait seconds); when idle, answer on the next turn.
-    if (performance.now() - this.lastFlushAt < 8) setTimeout(() => this.flush(), 4);
-    else setImmediate(() => this.flush());
+    if (performance.now() - this.lastFlushAt < 8) this.flushTimeout = setTimeout(() => this.flush(), 4);
+    else this.flushImmediate = setImmediate(() => this.flush());
   }
 
   /** Writes this turn's leases and events in one transaction, then sends the replies. */
   private flush(): void {
-    this.flushScheduled = false;
+    // An early flush (MAX_BURST) leaves no timer behind to wake the loop for nothing.
+    if (this.flushTimeout) clearTimeout(this.flushTimeout);
+    if (this.flushImmediate) clearImmediate(this.flushImmediate);
+    this.flushTimeout = null;
+    this.flushImmediate = null;
+    try {
+      this.writeAndSend();
+    } finally {
+      for (const w of this.settledWaiters.splice(0)) w();
+    }
+  }
+
+  /**
+   * Resolves once every reply decided so far has been sent or dropped, and the writes they
+   * wait for are done (tests use it to prove a silence).
+   */
+  async settled(): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve)); // ready replies leave on a microtask
+    if (!this.flushTimeout && !this.flushImmediate) return;
+    await new Promise<void>((resolve) => this.settledWaiters.push(resolve));
+  }
+
+  private writeAndSend(): void {
     this.lastFlushAt = performance.now();
     const leases = [...this.pendingLeases.values()];
     const events = this.pendingEvents;
@@ -670,7 +711,17 @@ export class DhcpServer implements Service {
       }
       return;
     }
-    // One sendmmsg per socket for the whole turn (usually one socket).
+    this.sendReplies(replies);
+  }
+
+  private sendReady(): void {
+    if (this.readyReplies.length === 0) return;
+    const replies = this.readyReplies;
+    this.readyReplies = [];
+    this.sendReplies(replies);
+  }
+
+  private sendReplies(replies: readonly Outgoing[]): void {
     const bySocket = new Map<DhcpSocket, Outgoing[]>();
     for (const out of replies) {
       const list = bySocket.get(out.socket);
