@@ -66,7 +66,14 @@ export class HeadNode {
     this.checkpointer = new WalCheckpointer(this.store.db, options.log);
     this.services.push(this.checkpointer);
     this.services.push({ name: 'http', start: () => this.http.start(), stop: () => this.http.stop() });
-    this.tftp = new TftpServer({ listen: config.tftp.listen, port: config.tftp.port, dir: config.ipxeDir, log: options.log, store: this.store });
+    this.tftp = new TftpServer({
+      listen: config.tftp.listen,
+      port: config.tftp.port,
+      dir: config.ipxeDir,
+      log: options.log,
+      store: this.store,
+      busyPollMicros: config.tftp.busyPollMicros,
+    });
     if (config.tftp.enabled) this.services.push(this.tftp);
     this.dhcp =
       config.dhcp.mode === 'off'

@@ -189,6 +189,26 @@ test('one place picks the data path: native when built (unless FLEETBOOT_TFTP_NA
   assert.deepEqual(got(js.logs), [['js', data.length, 1468, 0]]);
 });
 
+test('busy polling for ACKs (tftp.busyPollMicros) changes only how the native thread waits: off, at the default, and against a client slower than the budget, the copies are byte-identical with no retransmission', async (t) => {
+  const dir = tempDir(t);
+  const out = tempDir(t);
+  const data = randomBytes(200_000);
+  writeFileSync(join(dir, 'f.bin'), data);
+  const off = await startTftp(t, dir, { busyPollMicros: 0 });
+  const polling = await startTftp(t, dir); // the default, 50 µs
+  await curl(off.port, 'f.bin', join(out, 'off'), 1468);
+  await curl(polling.port, 'f.bin', join(out, 'polling'), 1468);
+  assert.ok(readFileSync(join(out, 'off')).equals(data), 'copy without polling differs');
+  assert.ok(readFileSync(join(out, 'polling')).equals(data), 'copy with polling differs');
+  // 2 ms per ACK: every poll misses, the thread backs off to sleeping in recv, and the
+  // transfer still completes within its retransmission timer.
+  const slow = await rawGet(polling.port, 'f.bin', { blksize: '8192' }, { ackDelayMs: 2 });
+  assert.ok(slow.data.equals(data), 'copy to the slow client differs');
+  await Promise.all([off.server.whenIdle(), polling.server.whenIdle()]);
+  assert.equal(off.server.stats.retransmits + polling.server.stats.retransmits, 0);
+  assert.equal(polling.server.stats.served, 2);
+});
+
 test('stopping the server ends a running transfer: the client gets ERROR 0 and nothing more, and the server goes idle', async (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, 'f'), randomBytes(100_000));

@@ -107,7 +107,7 @@ export async function rawGet(
   port: number,
   filename: string,
   options: Record<string, string>,
-  how: { ackTimes?: number; retryMs?: number } = {},
+  how: { ackTimes?: number; retryMs?: number; ackDelayMs?: number } = {},
 ): Promise<{ data: Buffer; dataPackets: number; oack: Record<string, string> | null }> {
   const c = await RawClient.open();
   const retryMs = how.retryMs ?? 3000;
@@ -172,6 +172,7 @@ export async function rawGet(
       inWindow++;
       const last = payload.length < blksize;
       if (last || inWindow === window) {
+        if (how.ackDelayMs) await new Promise((r) => setTimeout(r, how.ackDelayMs));
         await sendAck(expected & 0xffff);
         inWindow = 0;
       }

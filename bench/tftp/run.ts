@@ -2,7 +2,8 @@
 // interleaved round by round (order rotated), every copy compared byte for byte, medians.
 //   node --import tsx bench/tftp/run.ts [--size-mib 64] [--rounds 5] [--storm 500]
 //        [--storm-rounds 5] [--no-storm] [--no-throughput] [--servers fleetboot,tftpd-hpa,dnsmasq]
-//   (fleetboot-js in --servers: fleetboot with its native data path off, FLEETBOOT_TFTP_NATIVE=0)
+//   (fleetboot-js in --servers: fleetboot with its native data path off, FLEETBOOT_TFTP_NATIVE=0;
+//   fleetboot-nopoll: native, but sleeping for every ACK, tftp.busyPollMicros = 0)
 // (1) throughput: one 64 MiB file, curl lock-step at blksize 512/1432/1468 and atftp
 //     windowsize 4/16 (blksize 1468); tftpd-hpa and dnsmasq ignore windowsize, so for them
 //     those rows are lock-step with atftp.
@@ -71,9 +72,15 @@ async function waitReady(port: number): Promise<void> {
 async function startServer(name: string): Promise<Server> {
   const port = name === 'dnsmasq' ? 69 : await freeUdpPort();
   let proc: ChildProcess;
-  if (name === 'fleetboot' || name === 'fleetboot-js') {
-    // fleetboot-js: the same server with the native data path switched off (src/tftp/native.ts).
-    const env = name === 'fleetboot-js' ? { ...process.env, FLEETBOOT_TFTP_NATIVE: '0' } : process.env;
+  if (name === 'fleetboot' || name === 'fleetboot-js' || name === 'fleetboot-nopoll') {
+    // fleetboot-js: the same server with the native data path switched off (src/tftp/native.ts);
+    // fleetboot-nopoll: native without busy polling (spin_recv in native/tftp_data.c).
+    const env =
+      name === 'fleetboot-js'
+        ? { ...process.env, FLEETBOOT_TFTP_NATIVE: '0' }
+        : name === 'fleetboot-nopoll'
+          ? { ...process.env, FLEETBOOT_TFTP_BUSY_POLL_US: '0' }
+          : process.env;
     proc = spawn(process.execPath, ['--import', 'tsx', join(repo, 'bench/tftp/serve-fleetboot.ts'), String(port), root], { cwd: repo, env, stdio: ['ignore', 'ignore', 'inherit'] });
   } else if (name === 'tftpd-hpa') {
     proc = spawn('in.tftpd', ['--foreground', '--address', `127.0.0.1:${port}`, '--secure', root], { stdio: ['ignore', 'ignore', 'inherit'] });

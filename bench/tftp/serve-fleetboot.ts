@@ -11,6 +11,8 @@ const server = new TftpServer({
   dir,
   log: createLogger(process.env.FLEETBOOT_LOG === 'info' ? 'info' : 'warn'),
   cacheFileMaxBytes: 128 * 1024 * 1024,
+  // Unset: the server's default, as config.tftp.busyPollMicros has it.
+  ...(process.env.FLEETBOOT_TFTP_BUSY_POLL_US ? { busyPollMicros: Number(process.env.FLEETBOOT_TFTP_BUSY_POLL_US) } : {}),
 });
 const addr = await server.start();
 process.stdout.write(`ready ${addr.port}\n`);

@@ -95,6 +95,11 @@ export const configSchema = z
         enabled: z.boolean().default(false),
         listen: z.string().min(1).default('0.0.0.0'),
         port: z.number().int().min(0).max(65535).default(69),
+        /**
+         * How long a transfer's thread polls for the client's ACK before sleeping for it
+         * (microseconds; 0: never). See spin_recv in src/tftp/native/tftp_data.c.
+         */
+        busyPollMicros: z.number().int().min(0).max(1000).default(50),
       })
       .prefault({}),
     boot: z

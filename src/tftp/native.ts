@@ -26,6 +26,8 @@ interface NativeStartOptions {
   rtoCeilingMs: number;
   minMs: number;
   retries: number;
+  /** Busy-poll budget per ACK wait (spin_recv in native/tftp_data.c); 0 never polls. */
+  spinUs: number;
 }
 
 type NativeDone = (status: number, code: number, message: string, afterOack: boolean, block: number, retransmits: number) => void;
@@ -124,6 +126,7 @@ class NativeTransfer implements TftpTransfer {
           rtoCeilingMs,
           minMs,
           retries,
+          spinUs: this.init.busyPollMicros ?? 0,
         },
         (status, code, message, afterOack, block, retransmits) => {
           this.handle = undefined;

@@ -57,6 +57,8 @@ export interface TftpServerOptions {
   cacheFileMaxBytes?: number;
   /** false: every transfer runs in JS even when the native data path is built (see native.ts). */
   native?: boolean;
+  /** Native path: µs to poll for an ACK before sleeping for it (config.tftp.busyPollMicros). */
+  busyPollMicros?: number;
 }
 
 /** Counters for `status` and tests; refusals by reason. */
@@ -224,6 +226,7 @@ export class TftpServer {
           maxMs: this.options.defaultTimeoutMs ?? 1000,
           retries: this.options.retries ?? 6,
         },
+        busyPollMicros: this.options.busyPollMicros ?? 50,
         onEnd: (t, outcome) => this.onEnd(key, t, outcome),
       }, this.options.native ?? true);
       this.transfers.set(key, transfer);

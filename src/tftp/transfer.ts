@@ -35,6 +35,8 @@ export interface TransferInit {
   /** Local address to send from (the listening address; 0.0.0.0 lets the route choose). */
   localAddress: string;
   retransmit: RetransmitPolicy;
+  /** µs to poll for each ACK before sleeping (native path only: the JS path waits on the event loop). */
+  busyPollMicros?: number;
   onEnd: (t: TftpTransfer, outcome: TransferOutcome) => void;
 }
 
