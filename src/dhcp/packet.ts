@@ -582,5 +582,10 @@ class OptionsRecord implements DhcpOptions {
   other = new Map<number, Buffer>();
 }
 
+// A field added to DhcpOptions but not here would be added per packet again: tsc says so.
+type FieldsMissing = Exclude<keyof DhcpOptions, keyof OptionsRecord>;
+const everyField: [FieldsMissing] extends [never] ? true : FieldsMissing = true;
+void everyField;
+
 /** An empty options record: every field undefined, `other` empty. */
 export const noOptions = (): DhcpOptions => new OptionsRecord();
