@@ -56,13 +56,14 @@ const CHUNK = 16;
 
 export class BootEventRepo {
   private readonly insert;
-  private readonly nodeOfMac;
   private readonly ofNode;
   private readonly insertChunk;
 
   constructor(
     db: Db,
     private readonly now: () => number,
+    /** The node holding a NIC (NodeRepo.nicByMac), for events recorded with only a MAC. */
+    private readonly nodeOfMac: (mac: Mac) => number | null,
   ) {
     this.insert = db.prepare<[number | null, string | null, string, string, number]>(
       'INSERT INTO boot_events (node_id, mac, event, detail, at) VALUES (?, ?, ?, ?, ?)',
@@ -71,7 +72,6 @@ export class BootEventRepo {
     this.insertChunk = db.prepare<(number | string | null)[]>(
       `INSERT INTO boot_events (node_id, mac, event, detail, at) VALUES ${Array(CHUNK).fill('(?, ?, ?, ?, ?)').join(', ')}`,
     );
-    this.nodeOfMac = db.prepare<[string], { node_id: number }>('SELECT node_id FROM nics WHERE mac = ?');
     this.ofNode = db.prepare<[number, number], EventRow>(
       'SELECT * FROM (SELECT * FROM boot_events WHERE node_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id',
     );
@@ -79,8 +79,7 @@ export class BootEventRepo {
 
   /** Records an event; with only a MAC, the node holding that NIC (if any) gets it. */
   record(e: { event: BootEventKind; nodeId?: number | null; mac?: Mac | null; detail?: Record<string, unknown> }): void {
-    const nodeId = e.nodeId ?? (e.mac ? (this.nodeOfMac.get(e.mac)?.node_id ?? null) : null);
-    this.insert.run(nodeId, e.mac ?? null, e.event, JSON.stringify(e.detail ?? {}), this.now());
+    this.insert.run(this.nodeFor(e), e.mac ?? null, e.event, JSON.stringify(e.detail ?? {}), this.now());
   }
 
   /** Records several events (call inside a transaction); same rules as `record`. */
@@ -92,7 +91,7 @@ export class BootEventRepo {
       for (let j = 0; j < CHUNK; j++) {
         const e = events[i + j]!;
         const k = j * 5;
-        params[k] = e.nodeId ?? (e.mac ? (this.nodeOfMac.get(e.mac)?.node_id ?? null) : null);
+        params[k] = this.nodeFor(e);
         params[k + 1] = e.mac ?? null;
         params[k + 2] = e.event;
         params[k + 3] = JSON.stringify(e.detail ?? {});
@@ -101,6 +100,10 @@ export class BootEventRepo {
       this.insertChunk.run(...params);
     }
     for (; i < events.length; i++) this.record(events[i]!);
+  }
+
+  private nodeFor(e: { nodeId?: number | null; mac?: Mac | null }): number | null {
+    return e.nodeId ?? (e.mac ? this.nodeOfMac(e.mac) : null);
   }
 
   /** The node's most recent `limit` events, oldest first. */

@@ -24,7 +24,7 @@ export class Store {
     readonly now: () => number,
   ) {
     this.nodes = new NodeRepo(db, now);
-    this.events = new BootEventRepo(db, now);
+    this.events = new BootEventRepo(db, now, (mac) => this.nodes.nicByMac(mac)?.nodeId ?? null);
     this.leases = new LeaseRepo(db);
     this.platforms = new PlatformRepo(db, now);
   }
