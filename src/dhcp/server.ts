@@ -93,8 +93,6 @@ export class DhcpServer implements Service {
   private pendingEvents: PendingEvent[] = [];
   /** Replies that wait for the next commit: their packet changed a lease that is written. */
   private pendingReplies: Outgoing[] = [];
-  /** Set while a packet is handled once it has changed a lease that must be written. */
-  private persistedByPacket = false;
   private flushTimeout: NodeJS.Timeout | null = null;
   private flushImmediate: NodeJS.Immediate | null = null;
   private settledWaiters: (() => void)[] = [];
@@ -197,7 +195,6 @@ export class DhcpServer implements Service {
 
   private onMessage(msg: Buffer, rinfo: RemoteInfo, l: Listener): void {
     this.stats.received++;
-    this.persistedByPacket = false;
     try {
       const decoded = decodePacket(msg);
       if (!decoded.ok) {
@@ -261,7 +258,8 @@ export class DhcpServer implements Service {
       }
     }
     const nodeId = nic?.nodeId ?? null;
-    const ctx: Ctx = { p, rinfo, l, net, mac, nodeId, client, key: clientKey(mac, p.options.clientId, this.config.dhcp.matchClientId) };
+    const key = clientKey(mac, p.options.clientId, this.config.dhcp.matchClientId);
+    const ctx: Ctx = { p, rinfo, l, net, mac, nodeId, client, key, persisted: false };
 
     if (mode === 'proxy') return this.handleProxy(ctx);
     switch (type) {
@@ -448,7 +446,7 @@ export class DhcpServer implements Service {
     if (!persist) return;
     if (!this.beforeBatch.has(ip)) this.beforeBatch.set(ip, old);
     this.pendingLeases.set(ip, l);
-    this.persistedByPacket = true;
+    ctx.persisted = true;
     this.scheduleFlush();
   }
 
@@ -623,7 +621,7 @@ export class DhcpServer implements Service {
       nodeId: ctx.nodeId,
       type: r.options.messageType,
     };
-    if (!this.persistedByPacket) {
+    if (!ctx.persisted) {
       // Nothing this reply says has to be on disk first (an offer binds nothing: RFC 2131
       // §4.3.1, putLease), so it does not wait for the commit: it leaves now, one datagram
       // as the client's arrived, and commits carry only ACKs (see MAX_BURST). Sending these
@@ -746,6 +744,8 @@ interface Ctx {
   nodeId: number | null;
   client: ClientKind;
   key: string;
+  /** This packet changed a lease that is written: its reply waits for the commit. */
+  persisted: boolean;
 }
 
 function sameLease(a: Lease, b: Lease): boolean {
