@@ -3,6 +3,9 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 
+/** tftp.busyPollMicros when unset; also what a TftpServer built without config uses. */
+export const TFTP_BUSY_POLL_MICROS = 50;
+
 const ipv4 = z.string().refine((s) => isIPv4(s), { message: 'expected an IPv4 address like 10.0.0.1' });
 
 /** `10.0.0.0/24`: an IPv4 network in CIDR notation. */
@@ -99,7 +102,7 @@ export const configSchema = z
          * How long a transfer's thread polls for the client's ACK before sleeping for it
          * (microseconds; 0: never). See spin_recv in src/tftp/native/tftp_data.c.
          */
-        busyPollMicros: z.number().int().min(0).max(1000).default(50),
+        busyPollMicros: z.number().int().min(0).max(1000).default(TFTP_BUSY_POLL_MICROS),
       })
       .prefault({}),
     boot: z

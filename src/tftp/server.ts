@@ -23,6 +23,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { isIPv6 } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { TFTP_BUSY_POLL_MICROS } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { Mac } from '../mac.ts';
 import type { NodeRecord } from '../store/nodes.ts';
@@ -226,7 +227,7 @@ export class TftpServer {
           maxMs: this.options.defaultTimeoutMs ?? 1000,
           retries: this.options.retries ?? 6,
         },
-        busyPollMicros: this.options.busyPollMicros ?? 50,
+        busyPollMicros: this.options.busyPollMicros ?? TFTP_BUSY_POLL_MICROS,
         onEnd: (t, outcome) => this.onEnd(key, t, outcome),
       }, this.options.native ?? true);
       this.transfers.set(key, transfer);
