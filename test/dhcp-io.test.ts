@@ -31,7 +31,7 @@ test('a burst larger than one receive batch arrives whole; replies to it leave i
   client.setRecvBufferSize(4 << 20);
   const replies: Buffer[] = [];
   client.on('message', (m) => replies.push(m));
-  // 300 packets: several recvmmsg batches of 64; each keeps its own bytes after later batches.
+  // 300 packets: several recvmmsg batches of SLOTS (32); each keeps its own bytes after later batches.
   // (In three bursts of 100: the sender shares this thread, so one burst of 300 small
   // datagrams would outgrow the socket buffer before the server reads any.)
   for (let i = 0; i < 300; i++) {
