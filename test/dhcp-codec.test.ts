@@ -118,11 +118,20 @@ test('malformed packets come back as reasons, never exceptions', () => {
     ['bad option 54 length', Buffer.concat([good.subarray(0, 240), Buffer.from([53, 1, 1, 54, 3, 1, 2, 3, 255])])],
     ['bad option 93 length', Buffer.concat([good.subarray(0, 240), Buffer.from([53, 1, 1, 93, 3, 0, 0, 7, 255])])],
   ];
+  // The decoder keeps its scan state between packets (packet.ts): each bad packet is followed
+  // by the good one, which must decode exactly as on its own, with nothing left over.
+  const alone = decode(good);
   for (const [name, bytes] of cases) {
     const d = decodePacket(bytes);
     assert.equal(d.ok, false, name);
     if (!d.ok) assert.ok(d.reason.length > 0, name);
+    assert.deepEqual(decode(good), alone, `good packet after ${name}`);
   }
+  // Decoded values are copies: reusing the receive buffer does not change them.
+  const buf = Buffer.from(good);
+  const kept = decode(buf);
+  buf.fill(0xff, 240);
+  assert.deepEqual(kept, alone);
 });
 
 test('boot decision follows the client table', () => {

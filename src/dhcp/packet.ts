@@ -145,33 +145,42 @@ class Malformed extends Error {}
 
 const ipAt = (b: Buffer, o: number): string => `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
 
-function ipList(code: number, v: Buffer): string[] {
-  if (v.length === 0 || v.length % 4 !== 0) throw new Malformed(`option ${code}: length ${v.length} is not a multiple of 4`);
+// The typed readers take the option's bytes as (buffer, offset, length), so an option that
+// appears once (nearly all of them) is read in place from the packet, with no Buffer view.
+function ipList(code: number, b: Buffer, o: number, len: number): string[] {
+  if (len === 0 || len % 4 !== 0) throw new Malformed(`option ${code}: length ${len} is not a multiple of 4`);
   const out: string[] = [];
-  for (let i = 0; i < v.length; i += 4) out.push(ipAt(v, i));
+  for (let i = 0; i < len; i += 4) out.push(ipAt(b, o + i));
   return out;
 }
 
-function oneIp(code: number, v: Buffer): string {
-  if (v.length !== 4) throw new Malformed(`option ${code}: length ${v.length}, expected 4`);
-  return ipAt(v, 0);
+function oneIp(code: number, b: Buffer, o: number, len: number): string {
+  if (len !== 4) throw new Malformed(`option ${code}: length ${len}, expected 4`);
+  return ipAt(b, o);
 }
 
-function u32(code: number, v: Buffer): number {
-  if (v.length !== 4) throw new Malformed(`option ${code}: length ${v.length}, expected 4`);
-  return v.readUInt32BE(0);
+function u32(code: number, b: Buffer, o: number, len: number): number {
+  if (len !== 4) throw new Malformed(`option ${code}: length ${len}, expected 4`);
+  return b.readUInt32BE(o);
 }
 
-function u16(code: number, v: Buffer): number {
-  if (v.length !== 2) throw new Malformed(`option ${code}: length ${v.length}, expected 2`);
-  return v.readUInt16BE(0);
+function u16(code: number, b: Buffer, o: number, len: number): number {
+  if (len !== 2) throw new Malformed(`option ${code}: length ${len}, expected 2`);
+  return b.readUInt16BE(o);
 }
 
-function text(v: Buffer): string {
+function text(b: Buffer, o = 0, len = b.length - o): string {
   // RFC 2132 §2: strings are not NUL-terminated, but some clients add one anyway.
-  let end = v.length;
-  while (end > 0 && v[end - 1] === 0) end--;
-  return v.toString('latin1', 0, end);
+  let end = o + len;
+  while (end > o && b[end - 1] === 0) end--;
+  return b.toString('latin1', o, end);
+}
+
+/** A copy of len bytes at o: decoded Buffers must not share the caller's receive buffer. */
+function copyOf(b: Buffer, o: number, len: number): Buffer {
+  const out = Buffer.allocUnsafe(len);
+  b.copy(out, 0, o, o + len);
+  return out;
 }
 
 /** Sub-options in RFC 2132 §8.4 / RFC 3046 §2.0 form: code, length, data. */
@@ -204,8 +213,27 @@ function formatUuid(b: Buffer): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
-/** Walks one options area, appending each option's bytes to `raw` (RFC 3396 §6: same code concatenates). */
-function scanOptions(b: Buffer, start: number, end: number, raw: Map<number, Buffer[]>, order: number[]): void {
+// Where each option of the packet being decoded lies, in arrays reused from packet to packet
+// (decodePacket is synchronous, so one scan is never interleaved with another): `optCount[code]`
+// occurrences, the first at `optAt[code]` for `optLen[code]` bytes, codes in first-seen order in
+// `optOrder`. Only a code that appears twice (RFC 3396 §6 splitting) gets its parts kept in a Map.
+// This replaced a Map, an array and a Buffer view per option, a tenth of the server's
+// allocation at boot-storm rates.
+const optCount = new Uint8Array(256);
+const optAt = new Int32Array(256);
+const optLen = new Int32Array(256);
+const optOrder = new Uint8Array(256);
+let nOrder = 0;
+let split: Map<number, Buffer[]> | null = null;
+
+function resetScan(): void {
+  for (let i = 0; i < nOrder; i++) optCount[optOrder[i]!] = 0;
+  nOrder = 0;
+  split = null;
+}
+
+/** Walks one options area, noting each option's place (RFC 3396 §6: the same code again concatenates). */
+function scanOptions(b: Buffer, start: number, end: number): void {
   let i = start;
   while (i < end) {
     const code = b[i]!;
@@ -215,88 +243,107 @@ function scanOptions(b: Buffer, start: number, end: number, raw: Map<number, Buf
     }
     if (code === Opt.end) return;
     if (i + 1 >= end) throw new Malformed(`option ${code}: length byte past the end`);
-    const len = b[i + 1]!;
-    if (i + 2 + len > end) throw new Malformed(`option ${code}: length ${len} runs past the end`);
-    const parts = raw.get(code);
-    const value = b.subarray(i + 2, i + 2 + len);
-    if (parts) parts.push(value);
-    else {
-      raw.set(code, [value]);
-      order.push(code);
+    const n = b[i + 1]!;
+    if (i + 2 + n > end) throw new Malformed(`option ${code}: length ${n} runs past the end`);
+    const seen = optCount[code]!;
+    if (seen === 0) {
+      optAt[code] = i + 2;
+      optLen[code] = n;
+      optOrder[nOrder++] = code;
+    } else {
+      split ??= new Map();
+      const parts = split.get(code);
+      if (parts) parts.push(b.subarray(i + 2, i + 2 + n));
+      else split.set(code, [b.subarray(optAt[code]!, optAt[code]! + optLen[code]!), b.subarray(i + 2, i + 2 + n)]);
     }
-    i += 2 + len;
+    optCount[code] = seen === 255 ? 255 : seen + 1;
+    i += 2 + n;
   }
   // RFC 2131 §3: the options field ends with option 255; running off the end without it is
   // tolerated in the sname/file overload areas but not in the main area (checked by caller).
 }
 
-function typeOptions(raw: Map<number, Buffer[]>, order: number[]): DhcpOptions {
+function typeOptions(b: Buffer): DhcpOptions {
   const o = noOptions();
-  for (const code of order) {
-    const parts = raw.get(code)!;
-    const v = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  for (let k = 0; k < nOrder; k++) {
+    const code = optOrder[k]!;
+    // The option's bytes: in place in the packet, or its parts joined when it was split.
+    let buf = b;
+    let off = optAt[code]!;
+    let n = optLen[code]!;
+    if (optCount[code]! > 1) {
+      buf = Buffer.concat(split!.get(code)!);
+      off = 0;
+      n = buf.length;
+    }
     switch (code) {
-      case Opt.subnetMask: o.subnetMask = oneIp(code, v); break;
-      case Opt.routers: o.routers = ipList(code, v); break;
-      case Opt.domainServers: o.domainServers = ipList(code, v); break;
-      case Opt.hostname: o.hostname = text(v); break;
-      case Opt.domainName: o.domainName = text(v); break;
-      case Opt.interfaceMtu: o.interfaceMtu = u16(code, v); break;
-      case Opt.broadcastAddress: o.broadcastAddress = oneIp(code, v); break;
-      case Opt.ntpServers: o.ntpServers = ipList(code, v); break;
-      case Opt.vendorSpecific: o.vendorSpecific = Buffer.from(v); break;
-      case Opt.requestedAddress: o.requestedAddress = oneIp(code, v); break;
-      case Opt.leaseSeconds: o.leaseSeconds = u32(code, v); break;
+      case Opt.subnetMask: o.subnetMask = oneIp(code, buf, off, n); break;
+      case Opt.routers: o.routers = ipList(code, buf, off, n); break;
+      case Opt.domainServers: o.domainServers = ipList(code, buf, off, n); break;
+      case Opt.hostname: o.hostname = text(buf, off, n); break;
+      case Opt.domainName: o.domainName = text(buf, off, n); break;
+      case Opt.interfaceMtu: o.interfaceMtu = u16(code, buf, off, n); break;
+      case Opt.broadcastAddress: o.broadcastAddress = oneIp(code, buf, off, n); break;
+      case Opt.ntpServers: o.ntpServers = ipList(code, buf, off, n); break;
+      case Opt.vendorSpecific: o.vendorSpecific = copyOf(buf, off, n); break;
+      case Opt.requestedAddress: o.requestedAddress = oneIp(code, buf, off, n); break;
+      case Opt.leaseSeconds: o.leaseSeconds = u32(code, buf, off, n); break;
       case Opt.overload: break; // consumed by decodePacket
       case Opt.messageType: {
-        const name = v.length === 1 ? messageTypeNames.get(v[0]!) : undefined;
-        if (!name) throw new Malformed(`option 53: unknown message type ${v.toString('hex')}`);
+        const name = n === 1 ? messageTypeNames.get(buf[off]!) : undefined;
+        if (!name) throw new Malformed(`option 53: unknown message type ${buf.toString('hex', off, off + n)}`);
         o.messageType = name;
         break;
       }
-      case Opt.serverId: o.serverId = oneIp(code, v); break;
-      case Opt.parameterRequestList: o.parameterRequestList = [...v]; break;
-      case Opt.message: o.message = text(v); break;
-      case Opt.maxMessageSize: {
-        const n = u16(code, v);
-        if (n < 576) throw new Malformed(`option 57: ${n} is below the 576-byte minimum (RFC 2132 §9.10)`);
-        o.maxMessageSize = n;
+      case Opt.serverId: o.serverId = oneIp(code, buf, off, n); break;
+      case Opt.parameterRequestList: {
+        const prl: number[] = [];
+        for (let i = 0; i < n; i++) prl.push(buf[off + i]!);
+        o.parameterRequestList = prl;
         break;
       }
-      case Opt.renewalSeconds: o.renewalSeconds = u32(code, v); break;
-      case Opt.rebindingSeconds: o.rebindingSeconds = u32(code, v); break;
-      case Opt.vendorClassId: o.vendorClassId = text(v); break;
-      case Opt.clientId:
-        if (v.length < 2) throw new Malformed('option 61: shorter than 2 bytes (RFC 2132 §9.14)');
-        o.clientId = Buffer.from(v);
+      case Opt.message: o.message = text(buf, off, n); break;
+      case Opt.maxMessageSize: {
+        const size = u16(code, buf, off, n);
+        if (size < 576) throw new Malformed(`option 57: ${size} is below the 576-byte minimum (RFC 2132 §9.10)`);
+        o.maxMessageSize = size;
         break;
-      case Opt.tftpServerName: o.tftpServerName = text(v); break;
-      case Opt.bootfileName: o.bootfileName = text(v); break;
-      case Opt.userClass: o.userClass = Buffer.from(v); break;
+      }
+      case Opt.renewalSeconds: o.renewalSeconds = u32(code, buf, off, n); break;
+      case Opt.rebindingSeconds: o.rebindingSeconds = u32(code, buf, off, n); break;
+      case Opt.vendorClassId: o.vendorClassId = text(buf, off, n); break;
+      case Opt.clientId:
+        if (n < 2) throw new Malformed('option 61: shorter than 2 bytes (RFC 2132 §9.14)');
+        o.clientId = copyOf(buf, off, n);
+        break;
+      case Opt.tftpServerName: o.tftpServerName = text(buf, off, n); break;
+      case Opt.bootfileName: o.bootfileName = text(buf, off, n); break;
+      case Opt.userClass: o.userClass = copyOf(buf, off, n); break;
       case Opt.relayAgentInfo: {
-        const subs = parseSubOptions(v);
-        o.relayAgentInfo = { circuitId: subs.get(1) ?? null, remoteId: subs.get(2) ?? null, raw: Buffer.from(v) };
+        const raw = copyOf(buf, off, n);
+        const subs = parseSubOptions(raw);
+        o.relayAgentInfo = { circuitId: subs.get(1) ?? null, remoteId: subs.get(2) ?? null, raw };
         break;
       }
       case Opt.clientArch: {
-        if (v.length === 0 || v.length % 2 !== 0) throw new Malformed(`option 93: length ${v.length} is not a multiple of 2`);
+        if (n === 0 || n % 2 !== 0) throw new Malformed(`option 93: length ${n} is not a multiple of 2`);
         const archs: number[] = [];
-        for (let i = 0; i < v.length; i += 2) archs.push(v.readUInt16BE(i));
+        for (let i = 0; i < n; i += 2) archs.push(buf.readUInt16BE(off + i));
         o.clientArch = archs;
         break;
       }
       case Opt.clientNdi:
-        if (v.length !== 3) throw new Malformed(`option 94: length ${v.length}, expected 3`);
-        o.clientNdi = { type: v[0]!, major: v[1]!, minor: v[2]! };
+        if (n !== 3) throw new Malformed(`option 94: length ${n}, expected 3`);
+        o.clientNdi = { type: buf[off]!, major: buf[off + 1]!, minor: buf[off + 2]! };
         break;
       case Opt.clientUuid:
         // RFC 4578 §2.3: type 0 then 16 bytes. Some firmware sends only the 16 bytes.
-        if (v.length === 17) o.clientUuid = formatUuid(v.subarray(1));
-        else if (v.length === 16) o.clientUuid = formatUuid(v);
-        else throw new Malformed(`option 97: length ${v.length}, expected 17`);
+        if (n === 17) o.clientUuid = formatUuid(buf.subarray(off + 1, off + 17));
+        else if (n === 16) o.clientUuid = formatUuid(buf.subarray(off, off + 16));
+        else throw new Malformed(`option 97: length ${n}, expected 17`);
         break;
-      case Opt.ipxeEncap: o.ipxeEncap = Buffer.from(v); break;
-      default: o.other.set(code, Buffer.from(v));
+      case Opt.ipxeEncap: o.ipxeEncap = copyOf(buf, off, n); break;
+      default: o.other.set(code, copyOf(buf, off, n));
     }
   }
   return o;
@@ -311,24 +358,23 @@ export function decodePacket(b: Buffer): DecodeResult {
     if (op !== BootOp.request && op !== BootOp.reply) return { ok: false, reason: `bad op ${op}` };
     const hlen = b[2]!;
     if (hlen === 0 || hlen > 16) return { ok: false, reason: `bad hlen ${hlen}` };
-    const raw = new Map<number, Buffer[]>();
-    const order: number[] = [];
+    resetScan();
     const optStart = FIXED_LEN + 4;
     // The main area must end with option 255 (RFC 2131 §4.1); find it while scanning.
-    scanOptions(b, optStart, b.length, raw, order);
+    scanOptions(b, optStart, b.length);
     if (!hasEnd(b, optStart, b.length)) return { ok: false, reason: 'options area has no end option' };
     // RFC 2132 §9.3: option 52 says the file (1), sname (2) or both (3) fields hold options too.
-    const overload = raw.get(Opt.overload);
     let fileUsed = false;
     let snameUsed = false;
-    if (overload) {
-      const v = overload[0]!;
-      if (v.length !== 1 || v[0]! < 1 || v[0]! > 3) return { ok: false, reason: 'option 52: bad overload value' };
-      fileUsed = (v[0]! & 1) !== 0;
-      snameUsed = (v[0]! & 2) !== 0;
+    if (optCount[Opt.overload]! > 0) {
+      const n = optLen[Opt.overload]!;
+      const v = b[optAt[Opt.overload]!]!;
+      if (n !== 1 || v < 1 || v > 3) return { ok: false, reason: 'option 52: bad overload value' };
+      fileUsed = (v & 1) !== 0;
+      snameUsed = (v & 2) !== 0;
       // RFC 2131 §4.1: file is read before sname.
-      if (fileUsed) scanOptions(b, 108, 236, raw, order);
-      if (snameUsed) scanOptions(b, 44, 108, raw, order);
+      if (fileUsed) scanOptions(b, 108, 236);
+      if (snameUsed) scanOptions(b, 44, 108);
     }
     const packet: DhcpPacket = {
       op,
@@ -345,7 +391,7 @@ export function decodePacket(b: Buffer): DecodeResult {
       chaddr: Buffer.from(b.subarray(28, 28 + hlen)),
       sname: snameUsed ? '' : text(cstr(b, 44, 108)),
       file: fileUsed ? '' : text(cstr(b, 108, 236)),
-      options: typeOptions(raw, order),
+      options: typeOptions(b),
     };
     return { ok: true, packet };
   } catch (err) {
