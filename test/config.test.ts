@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config/load.ts';
+import { intToIpv4, ipv4ToInt } from '../src/config/schema.ts';
 import { tempDir } from './fixtures.ts';
 
 test('no config file means the embedded defaults: state under ./var, HTTP on loopback, DHCP and TFTP off', (t) => {
@@ -36,4 +37,14 @@ test('config refused: not JSON', (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, 'cfg.json'), '{ "dhcp": ');
   assert.throws(() => loadConfig('cfg.json', dir), /^ConfigError: cfg\.json: not valid JSON/);
+});
+
+test('dotted quads to numbers and back (the DHCP server and lease book rely on both)', () => {
+  for (const ip of ['0.0.0.0', '10.50.0.1', '192.168.255.254', '255.255.255.255']) assert.equal(intToIpv4(ipv4ToInt(ip)), ip);
+  assert.equal(ipv4ToInt('10.0.0.1'), 0x0a000001);
+  assert.equal(ipv4ToInt('255.255.255.0'), 0xffffff00);
+  // Short or non-numeric input (never past the schema, but never a throw): missing parts are 0.
+  assert.equal(ipv4ToInt('1.2.3'), 0x01020300);
+  assert.equal(ipv4ToInt('1.2.x.4'), 0x01020004);
+  assert.equal(ipv4ToInt(''), 0);
 });

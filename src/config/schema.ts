@@ -144,9 +144,32 @@ export type FleetbootConfig = z.infer<typeof configSchema>;
 export type NetworkConfig = z.infer<typeof networkSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
+/**
+ * A dotted quad as an unsigned 32-bit number; a missing or non-numeric part counts as 0.
+ * A character loop, not split('.'): the DHCP server calls this for every packet, and an
+ * array of strings per call showed up in its allocation profile.
+ */
 export function ipv4ToInt(ip: string): number {
-  const parts = ip.split('.').map(Number);
-  return (((parts[0] ?? 0) << 24) | ((parts[1] ?? 0) << 16) | ((parts[2] ?? 0) << 8) | (parts[3] ?? 0)) >>> 0;
+  let n = 0;
+  let parts = 0;
+  let v = 0;
+  let digits = true;
+  for (let i = 0; i < ip.length && parts < 4; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      n = n * 256 + (digits ? v & 255 : 0);
+      parts++;
+      v = 0;
+      digits = true;
+    } else if (c >= 48 && c <= 57) v = v * 10 + (c - 48);
+    else digits = false;
+  }
+  if (parts < 4) {
+    n = n * 256 + (digits ? v & 255 : 0);
+    parts++;
+  }
+  for (; parts < 4; parts++) n *= 256;
+  return n;
 }
 
 export function intToIpv4(n: number): string {

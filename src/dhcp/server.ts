@@ -11,7 +11,7 @@
 // written in one SQLite transaction per event-loop turn; replies are sent only after that
 // transaction commits, so an address promised on the wire is always on disk first.
 import type { RemoteInfo } from 'node:dgram';
-import { ipInSubnet, parseCidr, intToIpv4, type FleetbootConfig, type NetworkConfig } from '../config/schema.ts';
+import { ipInSubnet, parseCidr, intToIpv4, ipv4ToInt, type FleetbootConfig, type NetworkConfig } from '../config/schema.ts';
 import type { Service } from '../headnode.ts';
 import type { Logger } from '../log.ts';
 import { macFromBytes, type Mac } from '../mac.ts';
@@ -765,12 +765,7 @@ const rangeOf = new WeakMap<NetworkConfig, readonly [number, number]>();
 function inRange(ip: string, net: NetworkConfig): boolean {
   if (!net.range) return false;
   let r = rangeOf.get(net);
-  if (!r) rangeOf.set(net, (r = [ipToNum(net.range.start), ipToNum(net.range.end)]));
-  const n = ipToNum(ip);
+  if (!r) rangeOf.set(net, (r = [ipv4ToInt(net.range.start), ipv4ToInt(net.range.end)]));
+  const n = ipv4ToInt(ip);
   return n >= r[0] && n <= r[1];
-}
-
-function ipToNum(ip: string): number {
-  const [a = 0, b = 0, c = 0, d = 0] = ip.split('.').map(Number);
-  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
 }

@@ -8,6 +8,7 @@ import type { RemoteInfo } from 'node:dgram';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { installDir } from '../config/load.ts';
+import { ipv4ToInt } from '../config/schema.ts';
 
 interface DhcpIoAddon {
   SLOTS: number;
@@ -101,7 +102,7 @@ export class DhcpSocket {
       this.ports = new Uint32Array(n * 2);
     }
     for (let i = 0; i < n; i++) {
-      this.addrs[i] = dottedToInt(addresses[i]!);
+      this.addrs[i] = ipv4ToInt(addresses[i]!);
       this.ports[i] = ports[i]!;
     }
     const failed: SendFailure[] = [];
@@ -119,18 +120,4 @@ export class DhcpSocket {
     this.closed = true;
     loadAddon().close(this.id);
   }
-}
-
-/** A dotted quad the server itself formatted (never user input) as a host-order u32. */
-function dottedToInt(ip: string): number {
-  let n = 0;
-  let part = 0;
-  for (let i = 0; i < ip.length; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 46) {
-      n = n * 256 + part;
-      part = 0;
-    } else part = part * 10 + (c - 48);
-  }
-  return n * 256 + part;
 }
