@@ -4,9 +4,6 @@ import { test } from 'node:test';
 import { loadMigrations, MigrationError, openDatabase } from '../src/store/db.ts';
 import { Store } from '../src/store/store.ts';
 import { parseMac } from '../src/mac.ts';
-import { statSync } from 'node:fs';
-import { WalCheckpointer } from '../src/store/checkpointer.ts';
-import { silentLogger } from '../src/log.ts';
 import { tempDir } from './fixtures.ts';
 
 test('a database made by an older migration set is upgraded in place, keeping its rows', (t) => {
@@ -105,32 +102,4 @@ test('a running head node checkpoints the WAL on a worker thread, with automatic
   await head.stop();
   // Stopped: the connection is closed, so nothing is left without checkpoints.
   assert.equal(head.store.db.open, false);
-});
-
-test('under writes that never pause, the WAL is truncated once it outgrows its bound', async (t) => {
-  // A PASSIVE checkpoint alone never lets SQLite start the WAL over while commits keep
-  // coming (checkpoint-worker.mjs): the file grew without end during a boot storm.
-  const file = join(tempDir(t), 'fleetboot.db');
-  const store = Store.open(file);
-  const checkpointer = new WalCheckpointer(store.db, silentLogger, 20, 64);
-  await checkpointer.start();
-  t.after(async () => {
-    await checkpointer.stop();
-    store.close();
-  });
-  const insert = store.db.transaction((n: number) => {
-    for (let i = 0; i < n; i++) store.events.record({ event: 'dhcp_discover', detail: { i, pad: 'x'.repeat(200) } });
-  });
-  // Commits every few milliseconds, as the DHCP server makes them, for as long as it takes.
-  const deadline = Date.now() + 10_000;
-  while (checkpointer.truncations === 0 && Date.now() < deadline) {
-    insert(50);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  assert.ok(checkpointer.truncations > 0, 'the worker truncated the WAL');
-  // Every row is still there, and the WAL is far below what was written through it.
-  const rows = (store.db.prepare('SELECT count(*) AS n FROM boot_events').get() as { n: number }).n;
-  assert.ok(rows >= 50);
-  insert(1);
-  assert.ok(statSync(`${file}-wal`).size < 64 * 4096 * 4, `WAL is ${statSync(`${file}-wal`).size} bytes`);
 });

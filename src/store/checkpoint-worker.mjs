@@ -12,18 +12,6 @@ const timer = setInterval(() => {
   try {
     const [result] = db.pragma('wal_checkpoint(PASSIVE)');
     if (result && result.checkpointed > 0) parentPort.postMessage({ checkpointed: result.checkpointed });
-    // A PASSIVE checkpoint copies the WAL up to where it ended when the checkpoint began, and
-    // SQLite starts the WAL over only when a write finds all of it copied. Under sustained
-    // writes (a boot storm commits every few milliseconds) that moment never comes: the WAL
-    // grew by ~40 MB/s in bench/dhcp and was never reused. Past `restartFrames`, TRUNCATE
-    // takes the write lock, copies what was appended since the PASSIVE pass just above (a
-    // few milliseconds' worth), and truncates the WAL to zero bytes. The head node's writer
-    // waits in its busy handler meanwhile; DHCP clients wait seconds, the socket buffer
-    // holds the packets (https://sqlite.org/pragma.html#pragma_wal_checkpoint).
-    if (result && result.log >= workerData.restartFrames) {
-      const [truncated] = db.pragma('wal_checkpoint(TRUNCATE)');
-      if (truncated && truncated.busy === 0) parentPort.postMessage({ truncated: result.log });
-    }
   } catch (err) {
     parentPort.postMessage({ error: String(err && err.message ? err.message : err) });
   }

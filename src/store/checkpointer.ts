@@ -12,28 +12,18 @@ export class WalCheckpointer {
   private worker: Worker | null = null;
   /** WAL frames the worker has copied into the database so far. */
   checkpointedFrames = 0;
-  /** Times the worker truncated the WAL after it outgrew restartFrames. */
-  truncations = 0;
 
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
     readonly intervalMs = 1000,
-    /** WAL length (frames, one per page written) past which it is truncated: 16384 is 64 MiB of 4 KiB pages. */
-    readonly restartFrames = 16384,
   ) {}
 
   async start(): Promise<void> {
-    const worker = new Worker(new URL('./checkpoint-worker.mjs', import.meta.url), {
-      workerData: { file: this.db.name, intervalMs: this.intervalMs, restartFrames: this.restartFrames },
-    });
-    worker.on('message', (m: { error?: string; checkpointed?: number; truncated?: number }) => {
+    const worker = new Worker(new URL('./checkpoint-worker.mjs', import.meta.url), { workerData: { file: this.db.name, intervalMs: this.intervalMs } });
+    worker.on('message', (m: { error?: string; checkpointed?: number }) => {
       if (m.error) this.log.warn({ event: 'wal_checkpoint', error: m.error }, 'WAL checkpoint failed');
       if (m.checkpointed) this.checkpointedFrames += m.checkpointed;
-      if (m.truncated) {
-        this.truncations++;
-        this.log.info({ event: 'wal_truncated', frames: m.truncated }, 'WAL copied into the database and truncated');
-      }
     });
     worker.on('error', (err) => this.log.error({ err, event: 'wal_checkpoint' }, 'WAL checkpointer died; automatic checkpoints resume'));
     worker.on('exit', () => {
