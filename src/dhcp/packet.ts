@@ -9,6 +9,8 @@
 // decodePacket never throws: a malformed packet comes back as `{ ok: false, reason }` so
 // the socket loop can count it and move on.
 
+import { ipv4ToInt } from '../config/schema.ts';
+
 export const MAGIC_COOKIE = 0x63825363; // RFC 2131 §3: 99.130.83.99
 const FIXED_LEN = 236; // op..file, RFC 2131 §2 figure 1
 const MIN_BOOTP_LEN = 300; // RFC 1542 §2.1: relays may drop BOOTP messages shorter than 300 bytes
@@ -430,20 +432,7 @@ function ensure(n: number): void {
 
 /** Dotted quad into 4 bytes; a missing or non-numeric part is 0 (as `Number('')` was). */
 function ipInto(b: Buffer, o: number, ip: string): void {
-  let part = 0;
-  let v = 0;
-  let digits = true;
-  for (let i = 0; i < ip.length && part < 4; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 46) {
-      b[o + part++] = digits ? v : 0;
-      v = 0;
-      digits = true;
-    } else if (c >= 48 && c <= 57) v = v * 10 + (c - 48);
-    else digits = false;
-  }
-  if (part < 4) b[o + part++] = digits ? v : 0;
-  while (part < 4) b[o + part++] = 0;
+  b.writeUInt32BE(ipv4ToInt(ip), o);
 }
 
 /** One option from bytes; RFC 3396 §7: longer than 255 bytes is split into consecutive instances. */
