@@ -110,6 +110,17 @@ async function perfdhcp(server: string, pid: number, rate: number, seconds = per
   return { rate, achieved, dropPct: s === 0 ? 100 : ((s - r) / s) * 100, cpuUs };
 }
 
+/** Prints one step's line (the median run, every run's drops); returns its median CPU per DORA. */
+function report(name: string, step: Step, runs: Step[], label: string): number {
+  const all = runs.map((r) => `${r.dropPct.toFixed(2)}%`).join(' ');
+  const cpu = runs.map((r) => r.cpuUs).sort((a, b) => a - b)[Math.floor(runs.length / 2)]!;
+  const ok = step.dropPct < 1;
+  console.log(
+    `${name.padEnd(10)} ${String(step.rate).padStart(9)} ${step.achieved.toFixed(0).padStart(12)} ${step.dropPct.toFixed(2).padStart(7)} %${ok ? '       ' : ' >= 1% '} ${cpu.toFixed(0).padStart(8)}   (${label}: ${all})`,
+  );
+  return cpu;
+}
+
 /** The run with the median drop ratio. */
 function median(runs: Step[]): Step {
   return [...runs].sort((a, b) => a.dropPct - b.dropPct)[Math.floor(runs.length / 2)]!;
@@ -162,12 +173,7 @@ async function main(): Promise<void> {
           held[name] = Math.max(held[name], step.achieved);
           misses[name] = 0;
         } else if (++misses[name] >= 2) failed.add(name);
-        const all = runs[name].map((r) => `${r.dropPct.toFixed(2)}%`).join(' ');
-        const cpu = runs[name].map((r) => r.cpuUs).sort((a, b) => a - b)[Math.floor(runs[name].length / 2)]!;
-        console.log(
-          `${name.padEnd(10)} ${String(rate).padStart(9)} ${step.achieved.toFixed(0).padStart(12)} ${step.dropPct.toFixed(2).padStart(7)} %${ok ? '       ' : ' >= 1% '} ${cpu.toFixed(0).padStart(8)}   (runs: ${all})`,
-        );
-        cpuAt[name].push(cpu);
+        cpuAt[name].push(report(name, step, runs[name], 'runs'));
       }
       if (failed.size === 2) break;
     }
@@ -191,11 +197,7 @@ async function main(): Promise<void> {
           lo = rate;
           held[name] = Math.max(held[name], step.achieved);
         } else hi = rate;
-        const all = runs.map((r) => `${r.dropPct.toFixed(2)}%`).join(' ');
-        const cpu = runs.map((r) => r.cpuUs).sort((a, b) => a - b)[Math.floor(runs.length / 2)]!;
-        console.log(
-          `${name.padEnd(10)} ${String(rate).padStart(9)} ${step.achieved.toFixed(0).padStart(12)} ${step.dropPct.toFixed(2).padStart(7)} %${ok ? '       ' : ' >= 1% '} ${cpu.toFixed(0).padStart(8)}   (bisect; runs: ${all})`,
-        );
+        report(name, step, runs, 'bisect; runs');
       }
     }
     // Stop both, then check every lease the servers acknowledged is on disk.
