@@ -216,11 +216,12 @@ function formatUuid(b: Buffer): string {
 }
 
 // Where each option of the packet being decoded lies, in arrays reused from packet to packet
-// (decodePacket is synchronous, so one scan is never interleaved with another): `optCount[code]`
-// occurrences, the first at `optAt[code]` for `optLen[code]` bytes, codes in first-seen order in
-// `optOrder`. Only a code that appears twice (RFC 3396 §6 splitting) gets its parts kept in a Map.
-// This replaced a Map, an array and a Buffer view per option, a tenth of the server's
-// allocation at boot-storm rates.
+// (decodePacket is synchronous, so one scan is never interleaved with another):
+// `optCount[code]` is 0, 1 or 2 (seen more than once); the first occurrence is at
+// `optAt[code]` for `optLen[code]` bytes; `optOrder` lists codes in first-seen order. Only a
+// code that appears twice (RFC 3396 §6 splitting) gets its parts kept in a Map. This replaced
+// a Map, an array and a Buffer view per option, a tenth of the server's allocation at
+// boot-storm rates.
 const optCount = new Uint8Array(256);
 const optAt = new Int32Array(256);
 const optLen = new Int32Array(256);
@@ -258,7 +259,7 @@ function scanOptions(b: Buffer, start: number, end: number): void {
       if (parts) parts.push(b.subarray(i + 2, i + 2 + n));
       else split.set(code, [b.subarray(optAt[code]!, optAt[code]! + optLen[code]!), b.subarray(i + 2, i + 2 + n)]);
     }
-    optCount[code] = seen === 255 ? 255 : seen + 1;
+    optCount[code] = seen === 0 ? 1 : 2;
     i += 2 + n;
   }
   // RFC 2131 §3: the options field ends with option 255; running off the end without it is
