@@ -4,6 +4,9 @@ import { test } from 'node:test';
 import { loadMigrations, MigrationError, openDatabase } from '../src/store/db.ts';
 import { Store } from '../src/store/store.ts';
 import { parseMac } from '../src/mac.ts';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { once } from 'node:events';
 import { tempDir } from './fixtures.ts';
 
 test('a database made by an older migration set is upgraded in place, keeping its rows', (t) => {
@@ -102,4 +105,29 @@ test('a running head node checkpoints the WAL on a worker thread, with automatic
   await head.stop();
   // Stopped: the connection is closed, so nothing is left without checkpoints.
   assert.equal(head.store.db.open, false);
+});
+
+test('a write that reads first waits for a write lock held elsewhere instead of failing', async (t) => {
+  // Another connection (the checkpoint worker, a second fleetboot CLI) may hold the write lock
+  // for a moment. A deferred transaction that has already read cannot wait for it
+  // (SQLITE_BUSY at once): writes are BEGIN IMMEDIATE.
+  const file = join(tempDir(t), 'fleetboot.db');
+  const store = Store.open(file);
+  t.after(() => store.close());
+  const holder = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const db = new (require(workerData.sqlite))(workerData.file);
+     db.exec('BEGIN IMMEDIATE');
+     parentPort.postMessage('locked');
+     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+     db.exec('COMMIT');
+     db.close();`,
+    { eval: true, workerData: { file, sqlite: createRequire(import.meta.url).resolve('better-sqlite3') } },
+  );
+  await once(holder, 'message');
+  const started = Date.now();
+  const { created } = store.nodes.discover({ mac: parseMac('52:54:00:00:00:77')! });
+  assert.equal(created, true);
+  assert.ok(Date.now() - started >= 100, 'it waited for the other connection to commit');
+  await once(holder, 'exit');
 });

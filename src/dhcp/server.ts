@@ -31,6 +31,7 @@ import {
   type MessageTypeName,
 } from './packet.ts';
 import { DhcpSocket } from './udp.ts';
+import { writeTransaction } from '../store/db.ts';
 
 export interface DhcpServerDeps {
   config: FleetbootConfig;
@@ -687,7 +688,7 @@ export class DhcpServer implements Service {
     const store = this.deps.store;
     if (!store.db.open) return;
     try {
-      this.writeBatch ??= store.db.transaction((ls: readonly Lease[], es: readonly PendingEvent[]) => {
+      this.writeBatch ??= writeTransaction(store.db, (ls: readonly Lease[], es: readonly PendingEvent[]) => {
         // Multi-row statements: far fewer calls into SQLite per burst.
         store.leases.saveMany(ls);
         store.events.recordAll(es);

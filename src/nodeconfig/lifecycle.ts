@@ -11,6 +11,7 @@ import { newSalt, tokenHashFor, tokenMatchesNode, type NodeKeys } from './secret
 import type { Checkin, StoredSysinfo } from './sysinfo.ts';
 import { reportedDisks } from './sysinfo.ts';
 import { planZpool, type ZpoolLayout } from './zpool.ts';
+import { writeTransaction } from '../store/db.ts';
 
 /** How a node-facing request proved who it is. */
 export type NodeAuth = { node: NodeRecord; by: 'address' | 'token' };
@@ -70,7 +71,7 @@ export interface CheckinResult {
  * machine fleetboot has never configured (discovery, trust on first use).
  */
 export function applyCheckin(store: Store, report: Checkin, target: NodeRecord | null, via: { ip: string; by: string }): CheckinResult {
-  return store.db.transaction((): CheckinResult => {
+  return writeTransaction(store.db, (): CheckinResult => {
     const now = store.now();
     let created = false;
     let node = target;
@@ -146,7 +147,7 @@ export function setupNode(store: Store, keys: NodeKeys, node: NodeRecord, input:
     const held = store.nodes.findByAddress(r.ip);
     if (held && held.node.id !== node.id) throw new NodeConfigError(`network.interfaces: ${r.ip} is in use by node ${held.node.id}`);
   }
-  return store.db.transaction(() => {
+  return writeTransaction(store.db, () => {
     store.nodes.replaceNics(node.id, rows);
     const state: NodeState = node.state === 'discovered' || node.state === 'unknown' || node.state === 'failed' ? 'setting_up' : node.state;
     const updated = store.nodes.update(node.id, {
@@ -201,7 +202,7 @@ export function setNodeFields(store: Store, node: NodeRecord, assignments: strin
     // The network config names the host too: keep both in step.
     patch.networkConfig = { ...(node.networkConfig as Record<string, unknown>), hostname: patch.hostname };
   }
-  return store.db.transaction(() => {
+  return writeTransaction(store.db, () => {
     const updated = store.nodes.update(node.id, patch);
     if (patch.state && patch.state !== node.state) store.events.record({ event: 'state', nodeId: node.id, detail: { from: node.state, to: patch.state, reason: 'operator' } });
     return updated;
@@ -210,7 +211,7 @@ export function setNodeFields(store: Store, node: NodeRecord, assignments: strin
 
 /** `node retire`: out of service; its token stops working and it gets no config modules. */
 export function retireNode(store: Store, node: NodeRecord): NodeRecord {
-  return store.db.transaction(() => {
+  return writeTransaction(store.db, () => {
     const updated = store.nodes.update(node.id, { state: 'retired', tokenHash: null });
     store.events.record({ event: 'state', nodeId: node.id, detail: { from: node.state, to: 'retired', reason: 'operator' } });
     return updated;
@@ -225,7 +226,7 @@ export function sweepUnknown(store: Store, unknownAfterMs: number): NodeRecord[]
   const changed: NodeRecord[] = [];
   for (const n of store.nodes.list()) {
     if (!sweptStates.includes(n.state) || n.lastSeen === null || n.lastSeen > cutoff) continue;
-    store.db.transaction(() => {
+    writeTransaction(store.db, () => {
       changed.push(store.nodes.update(n.id, { state: 'unknown' }));
       store.events.record({ event: 'state', nodeId: n.id, detail: { from: n.state, to: 'unknown', reason: 'missed check-ins', lastSeen: n.lastSeen } });
     })();

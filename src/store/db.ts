@@ -29,6 +29,19 @@ export class MigrationError extends Error {
   override readonly name = 'MigrationError';
 }
 
+/**
+ * A transaction that takes SQLite's write lock at BEGIN (BEGIN IMMEDIATE). Every write to the
+ * store goes through one. A deferred transaction that reads first and writes second cannot
+ * wait for the lock: when another connection holds it (a CLI command, a checkpoint), the
+ * upgrade fails at once with SQLITE_BUSY and the busy handler is never asked
+ * (https://sqlite.org/lang_transaction.html, "BEGIN IMMEDIATE"; https://sqlite.org/wal.html
+ * §"Sometimes Queries Return SQLITE_BUSY In WAL Mode"). BEGIN IMMEDIATE waits in busy_timeout.
+ * Nested inside another transaction it is a savepoint, as with db.transaction.
+ */
+export function writeTransaction<A extends unknown[], R>(db: Db, fn: (...args: A) => R): (...args: A) => R {
+  return db.transaction(fn).immediate;
+}
+
 /** Applies every migration newer than the database; returns the versions applied. */
 export function migrate(db: Db, migrations: Migration[]): number[] {
   const current = db.pragma('user_version', { simple: true }) as number;
@@ -39,7 +52,7 @@ export function migrate(db: Db, migrations: Migration[]): number[] {
   const applied: number[] = [];
   for (const m of migrations) {
     if (m.version <= current) continue;
-    db.transaction(() => {
+    writeTransaction(db, () => {
       db.exec(m.sql);
       db.pragma(`user_version = ${m.version}`);
     })();

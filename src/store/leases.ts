@@ -2,7 +2,7 @@
 // of these rows for allocation speed; this table is the durable copy, written before a
 // reply leaves (RFC 2131 §4.3.1: the server must not reuse an address it has promised).
 import type { Mac } from '../mac.ts';
-import type { Db } from './db.ts';
+import { writeTransaction, type Db } from './db.ts';
 
 export const leaseStates = ['offered', 'bound', 'released', 'expired', 'declined'] as const;
 export type LeaseState = (typeof leaseStates)[number];
@@ -85,7 +85,7 @@ export class LeaseRepo {
 
   /** Writes leases (insert or replace by ip) in one transaction. */
   saveAll(leases: Iterable<Lease>): void {
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       for (const l of leases) this.save(l);
     })();
   }

@@ -2,7 +2,7 @@
 // `unknown`: the module that owns each format parses it with its own schema.
 import type { Mac } from '../mac.ts';
 import { parseMac } from '../mac.ts';
-import type { Db } from './db.ts';
+import { writeTransaction, type Db } from './db.ts';
 
 export const nodeStates = ['discovered', 'setting_up', 'running', 'rebooting', 'unknown', 'failed', 'retired'] as const;
 export type NodeState = (typeof nodeStates)[number];
@@ -334,7 +334,7 @@ export class NodeRepo {
     created: boolean;
   } {
     const uuid = meaningfulUuid(input.uuid);
-    return this.db.transaction(() => {
+    return writeTransaction(this.db, () => {
       const byMac = this.nicByMacStmt.get(input.mac);
       if (byMac) {
         const node = this.get(byMac.node_id)!;
@@ -358,7 +358,7 @@ export class NodeRepo {
 
   /** Creates a node from an operator's declaration (pre-registration by MAC). */
   create(input: { nics: NicInput[]; uuid?: string | null; hostname?: string | null; state?: NodeState }): NodeRecord {
-    return this.db.transaction(() => {
+    return writeTransaction(this.db, () => {
       const t = this.now();
       const { id } = this.insertNode.get(meaningfulUuid(input.uuid), input.hostname ?? null, null, null, t, t)!;
       for (const nic of input.nics) this.upsertNic(id, nic);
@@ -397,7 +397,7 @@ export class NodeRepo {
   /** Replaces a node's whole NIC list in one transaction. */
   replaceNics(nodeId: number, nics: NicInput[]): void {
     this.nicsChanged();
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       this.deleteNicsOf.run(nodeId);
       for (const nic of nics) this.upsertNic(nodeId, nic);
     })();

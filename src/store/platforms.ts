@@ -1,6 +1,6 @@
 // Imported platform images (DESIGN.md "The registry": platforms). A row exists only for a
 // folder that was verified and renamed into place in the same transaction (src/platforms/import.ts).
-import type { Db } from './db.ts';
+import { writeTransaction, type Db } from './db.ts';
 
 export type PlatformOs = 'smartos' | 'linux';
 
@@ -122,7 +122,7 @@ export class PlatformRepo {
     undoPlace: () => void,
     options: { replace?: boolean } = {},
   ): PlatformRecord {
-    const run = this.db.transaction(() => {
+    const run = writeTransaction(this.db, () => {
       const existing = this.byStamp.get(p.stamp);
       let wasDefault = false;
       if (existing) {
@@ -147,7 +147,7 @@ export class PlatformRepo {
       placeFiles();
     });
     try {
-      run.immediate();
+      run();
     } catch (err) {
       undoPlace();
       throw err;
@@ -156,11 +156,11 @@ export class PlatformRepo {
   }
 
   setDefault(stamp: string): PlatformRecord {
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       if (!this.byStamp.get(stamp)) throw new PlatformMissingError(`no platform ${stamp} (see fleetboot platform list)`);
       this.clearDefault.run();
       this.markDefault.run(stamp);
-    }).immediate();
+    })();
     return this.get(stamp)!;
   }
 
@@ -170,24 +170,22 @@ export class PlatformRepo {
    * aside), so a failure leaves both row and folder.
    */
   remove(stamp: string, options: { force: boolean }, removeFiles: () => void): { unassigned: number } {
-    return this.db
-      .transaction(() => {
-        if (!this.byStamp.get(stamp)) throw new PlatformMissingError(`no platform ${stamp} (see fleetboot platform list)`);
-        const booting = this.usage().get(stamp)?.booting ?? 0;
-        if (booting > 0 && !options.force) {
-          throw new PlatformInUseError(`platform ${stamp} is assigned to ${booting} node(s); assign them another platform first, or use --force`);
-        }
-        if ((this.rolloutsOf.get(stamp)?.n ?? 0) > 0) {
-          throw new PlatformInUseError(`platform ${stamp} is the target of a rollout; it cannot be removed while the rollout history names it`);
-        }
-        const unassigned = this.db
-          .prepare<[number, string]>('UPDATE nodes SET boot_platform = NULL, updated_at = ? WHERE boot_platform = ?')
-          .run(this.now(), stamp).changes;
-        this.deleteStmt.run(stamp);
-        removeFiles();
-        return { unassigned };
-      })
-      .immediate();
+    return writeTransaction(this.db, () => {
+      if (!this.byStamp.get(stamp)) throw new PlatformMissingError(`no platform ${stamp} (see fleetboot platform list)`);
+      const booting = this.usage().get(stamp)?.booting ?? 0;
+      if (booting > 0 && !options.force) {
+        throw new PlatformInUseError(`platform ${stamp} is assigned to ${booting} node(s); assign them another platform first, or use --force`);
+      }
+      if ((this.rolloutsOf.get(stamp)?.n ?? 0) > 0) {
+        throw new PlatformInUseError(`platform ${stamp} is the target of a rollout; it cannot be removed while the rollout history names it`);
+      }
+      const unassigned = this.db
+        .prepare<[number, string]>('UPDATE nodes SET boot_platform = NULL, updated_at = ? WHERE boot_platform = ?')
+        .run(this.now(), stamp).changes;
+      this.deleteStmt.run(stamp);
+      removeFiles();
+      return { unassigned };
+    })();
   }
 
   /**
@@ -195,7 +193,7 @@ export class PlatformRepo {
    * start-up sweep uses it so it never sees a folder an import is committing right now.
    */
   withWriteLock<T>(fn: (stamps: Set<string>) => T): T {
-    return this.db.transaction(() => fn(new Set(this.all.all().map((r) => r.stamp)))).immediate();
+    return writeTransaction(this.db, () => fn(new Set(this.all.all().map((r) => r.stamp))))();
   }
 }
 
