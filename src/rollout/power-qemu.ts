@@ -178,6 +178,8 @@ export interface QemuPowerOptions {
    * come late, and a reset after the restore would end the VM: give BIOS VMs longer.
    */
   guestResetWaitMs?: number;
+  /** After the guest's reset, how long no further guest reset must come before -no-reboot is restored (default 1000 ms). */
+  resetSettleMs?: number;
   /** Starts the VM again after it was powered off (QEMU exits on `quit`); the lab supplies it. */
   relaunch?: () => Promise<void>;
   timeoutMs?: number;
@@ -230,10 +232,18 @@ export class QemuPowerDriver implements PowerDriver {
       // SeaBIOS answers a reset it did not expect with a reset of its own (src/resume.c
       // handle_resume -> tryReboot), so the policy comes back only after that guest reset, or
       // after a few seconds for firmware (OVMF) that does not do it.
+      // That guest reset can come twice: tryReboot falls through to a further reset method
+      // before QEMU, which acts on a request at its next main-loop turn, has reset the CPU
+      // (measured on this lab: RESET guest:true twice, 0.4 ms apart, in 1 of 8 cycles). The
+      // second one, after the policy is back, ended the VM: the policy stays lifted until the
+      // guest has made no reset for resetSettleMs.
+      const guestReset = (d: unknown): boolean => (d as { guest?: boolean } | undefined)?.guest === true;
       await qmp.execute('set-action', { reboot: 'reset' }, this.timeoutMs);
       try {
         await qmp.execute('system_reset', undefined, this.timeoutMs);
-        await qmp.waitForEvent('RESET', (d) => (d as { guest?: boolean } | undefined)?.guest === true, this.options.guestResetWaitMs ?? 3000);
+        if (await qmp.waitForEvent('RESET', guestReset, this.options.guestResetWaitMs ?? 3000)) {
+          while (await qmp.waitForEvent('RESET', guestReset, this.options.resetSettleMs ?? 1000));
+        }
       } finally {
         await qmp.execute('set-action', { reboot: 'shutdown' }, this.timeoutMs);
       }
