@@ -56,6 +56,10 @@ fi
 
 mkdir -p "$build_dir/cache"
 build_dir=$(cd "$build_dir" && pwd)
+# Builds of A and B run at once (test/e2e): one of them downloads and unpacks the kernel
+# while the other waits, instead of both writing the same cache files.
+exec 9>"$build_dir/cache/.lock"
+flock 9
 
 # 1. The kernel package: the one Debian's linux-image-amd64 points at, unless named.
 if [ -z "$kernel_pkg" ]; then
@@ -81,6 +85,7 @@ if [ ! -f "$kdir/.complete" ]; then
   touch "$kdir.tmp/.complete"
   mv "$kdir.tmp" "$kdir"
 fi
+flock -u 9
 kver=$(ls "$kdir/lib/modules" | head -n1)
 vmlinuz="$kdir/boot/vmlinuz-$kver"
 [ -f "$vmlinuz" ] || { echo "build-test-platform: $deb holds no kernel at boot/vmlinuz-$kver" >&2; exit 1; }
