@@ -14,8 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { labDown, labPowerDriver, labUp, startVms } from '../../src/lab/lab.ts';
-import type { LabState, LabVm } from '../../src/lab/state.ts';
+import { findVm, labDown, labPowerDriver, labUp, startVms } from '../../src/lab/lab.ts';
+import { readLabState, type LabState, type LabVm } from '../../src/lab/state.ts';
+import { isAlive } from '../../src/lab/process.ts';
 import { ovmfCode, ovmfVars } from '../../src/lab/vm.ts';
 import type { Mac } from '../../src/mac.ts';
 import type { BootEvent } from '../../src/store/events.ts';
@@ -120,7 +121,15 @@ describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, ()
   const diagnose = (): string =>
     [bios, uefi]
       .filter((vm): vm is LabVm => vm !== undefined)
-      .map((vm) => `--- ${vm.name} console (last 25 lines):\n${plainConsole(vm.serialLog).split('\n').slice(-25).join('\n')}`)
+      .map((vm) => {
+        const qemuLog = join(dir, `${vm.name}.qemu.log`);
+        const now = readLabState(dir);
+        const proc = now && findVm(now, vm.name)?.process;
+        return [
+          `--- ${vm.name} console (last 25 lines):\n${plainConsole(vm.serialLog).split('\n').slice(-25).join('\n')}`,
+          `--- ${vm.name} QEMU process ${proc ? `${proc.pid} ${isAlive(proc) ? 'alive' : 'gone'}` : 'none'}; its log (last 10 lines):\n${existsSync(qemuLog) ? readFileSync(qemuLog, 'utf8').split('\n').slice(-10).join('\n') : ''}`,
+        ].join('\n');
+      })
       .concat(`--- head node log (last 15 lines):\n${existsSync(join(dir, 'headnode.log')) ? readFileSync(join(dir, 'headnode.log'), 'utf8').split('\n').slice(-15).join('\n') : ''}`)
       .join('\n');
 
