@@ -12,6 +12,19 @@ const timer = setInterval(() => {
   try {
     const [result] = db.pragma('wal_checkpoint(PASSIVE)');
     if (result && result.checkpointed > 0) parentPort.postMessage({ checkpointed: result.checkpointed });
+    // A PASSIVE checkpoint copies the WAL up to where it ended when the checkpoint began, and
+    // SQLite starts the WAL over only when a write finds all of it copied. Under sustained
+    // writes (a boot storm commits every few milliseconds) that moment never comes: the WAL
+    // grew by ~40 MB/s in bench/dhcp and was never reused. Past `restartFrames`, RESTART
+    // takes the write lock, copies what was appended since the PASSIVE pass just above (a
+    // few milliseconds' worth) and makes the next commit write from the WAL's start; the
+    // main connection's journal_size_limit then cuts the file back (db.ts). The head node's
+    // writer waits in its busy handler meanwhile: every write is BEGIN IMMEDIATE for that
+    // reason (writeTransaction in db.ts; https://sqlite.org/pragma.html#pragma_wal_checkpoint).
+    if (result && result.log >= workerData.restartFrames) {
+      const [restarted] = db.pragma('wal_checkpoint(RESTART)');
+      if (restarted && restarted.busy === 0) parentPort.postMessage({ restarted: result.log });
+    }
   } catch (err) {
     parentPort.postMessage({ error: String(err && err.message ? err.message : err) });
   }

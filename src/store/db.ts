@@ -32,9 +32,9 @@ export class MigrationError extends Error {
 /**
  * A transaction that takes SQLite's write lock at BEGIN (BEGIN IMMEDIATE). Every write to the
  * store goes through one. A deferred transaction that reads first and writes second cannot
- * wait for the lock: when another connection holds it (a CLI command, a checkpoint), the
- * upgrade fails at once with SQLITE_BUSY and the busy handler is never asked
- * (https://sqlite.org/lang_transaction.html, "BEGIN IMMEDIATE"; https://sqlite.org/wal.html
+ * wait for the lock: when another connection holds it (a CLI command, the checkpoint worker
+ * starting the WAL over), the upgrade fails at once with SQLITE_BUSY and the busy handler is
+ * never asked * (https://sqlite.org/lang_transaction.html, "BEGIN IMMEDIATE"; https://sqlite.org/wal.html
  * §"Sometimes Queries Return SQLITE_BUSY In WAL Mode"). BEGIN IMMEDIATE waits in busy_timeout.
  * Nested inside another transaction it is a savepoint, as with db.transaction.
  */
@@ -61,6 +61,9 @@ export function migrate(db: Db, migrations: Migration[]): number[] {
   return applied;
 }
 
+/** Bytes a WAL file keeps after SQLite starts it over; WalCheckpointer restarts it at this size too. */
+export const walSizeLimit = 16384 * 4096;
+
 /** Opens (creating if needed) the SQLite registry in WAL mode and migrates it. */
 export function openDatabase(file: string, migrations: Migration[] = loadMigrations()): Db {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -71,6 +74,9 @@ export function openDatabase(file: string, migrations: Migration[] = loadMigrati
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  // A WAL the checkpoint worker started over (checkpointer.ts) is cut back to this many bytes
+  // by the commit that begins rewriting it; smaller than that, the file is reused in place.
+  db.pragma(`journal_size_limit = ${walSizeLimit}`);
   migrate(db, migrations);
   return db;
 }
