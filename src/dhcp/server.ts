@@ -8,8 +8,9 @@
 // Sockets receive and send in batches (recvmmsg/sendmmsg, ./udp.ts).
 //
 // Durability: leases and boot events produced while handling packets are queued and
-// written in one SQLite transaction per event-loop turn; replies are sent only after that
-// transaction commits, so an address promised on the wire is always on disk first.
+// written in one SQLite transaction per burst (flush); a reply whose packet changed a written
+// lease (an ACK) is sent only after that transaction commits, so an address promised on the
+// wire is always on disk first. Replies that bind nothing (offers, NAKs) leave at once.
 import type { RemoteInfo } from 'node:dgram';
 import { ipInSubnet, parseCidr, intToIpv4, ipv4ToInt, type FleetbootConfig, type NetworkConfig } from '../config/schema.ts';
 import type { Service } from '../headnode.ts';

@@ -34,8 +34,9 @@ export class MigrationError extends Error {
  * store goes through one. A deferred transaction that reads first and writes second cannot
  * wait for the lock: when another connection holds it (a CLI command, the checkpoint worker
  * starting the WAL over), the upgrade fails at once with SQLITE_BUSY and the busy handler is
- * never asked * (https://sqlite.org/lang_transaction.html, "BEGIN IMMEDIATE"; https://sqlite.org/wal.html
- * §"Sometimes Queries Return SQLITE_BUSY In WAL Mode"). BEGIN IMMEDIATE waits in busy_timeout.
+ * never asked (https://sqlite.org/lang_transaction.html, "BEGIN IMMEDIATE";
+ * https://sqlite.org/wal.html §"Sometimes Queries Return SQLITE_BUSY In WAL Mode").
+ * BEGIN IMMEDIATE waits in busy_timeout.
  * Nested inside another transaction it is a savepoint, as with db.transaction.
  */
 export function writeTransaction<A extends unknown[], R>(db: Db, fn: (...args: A) => R): (...args: A) => R {
