@@ -9,7 +9,7 @@
 //
 //   node --import tsx bench/dhcp/run.ts            # about 5 minutes
 //   RATES=2000,4000 PERIOD=3 REPEATS=1 BISECT=0 node --import tsx bench/dhcp/run.ts
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -200,6 +200,10 @@ async function main(): Promise<void> {
         report(name, step, runs, 'bisect; runs');
       }
     }
+    // fleetboot's store as the run left it (closing the database folds the WAL away): the
+    // checkpoint worker keeps the WAL near its 64 MiB bound however long the storm lasts.
+    const mb = (f: string): string => (existsSync(f) ? (statSync(f).size / 2 ** 20).toFixed(0) : '0');
+    const fbStore = `fleetboot.db ${mb(join(dir, 'fb', 'fleetboot.db'))} MB, fleetboot.db-wal ${mb(join(dir, 'fb', 'fleetboot.db-wal'))} MB`;
     // Stop both, then check every lease the servers acknowledged is on disk.
     for (const p of started) {
       p.kill('SIGTERM');
@@ -211,6 +215,7 @@ async function main(): Promise<void> {
     const fbBound = (db.prepare("SELECT count(*) AS n FROM leases WHERE state = 'bound'").get() as { n: number }).n;
     db.close();
     console.log(`\nleases on disk: kea ${keaLeases.size} addresses in its memfile CSV, fleetboot ${fbBound} bound rows in SQLite`);
+    console.log(`fleetboot store at the end of the run: ${fbStore}`);
     const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
     console.log(`server CPU per DORA (median over steps): kea ${med(cpuAt.kea).toFixed(0)} µs, fleetboot ${med(cpuAt.fleetboot).toFixed(0)} µs`);
     console.log(`highest rate held with <1% drops: kea ${held.kea.toFixed(0)}/s, fleetboot ${held.fleetboot.toFixed(0)}/s, ratio fleetboot/kea ${(held.fleetboot / (held.kea || 1)).toFixed(2)}`);
