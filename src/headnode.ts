@@ -11,7 +11,7 @@ import { nodeKeysIn } from './nodeconfig/secrets.ts';
 import { sweepPlatformFolders } from './platforms/layout.ts';
 import { UnknownNodeSweeper } from './nodeconfig/lifecycle.ts';
 import type { Logger } from './log.ts';
-import { WalCheckpointer } from './store/checkpointer.ts';
+import { StoreWorker } from './store/store-worker.ts';
 import { Store } from './store/store.ts';
 import { TftpServer } from './tftp/server.ts';
 
@@ -34,8 +34,8 @@ export class HeadNode {
   /** Always built so modules can register TFTP providers; started only when config.tftp.enabled. */
   readonly tftp: TftpServer;
   readonly apiToken: string;
-  /** Runs WAL checkpoints on a worker thread (store/checkpointer.ts). */
-  readonly checkpointer: WalCheckpointer;
+  /** WAL checkpoints and the boot-event index, on a worker thread (store/store-worker.ts). */
+  readonly storeWorker: StoreWorker;
   /** The DHCP server (full or ProxyDHCP); null when config.dhcp.mode is "off". */
   readonly dhcp: DhcpServer | null;
   /** Marks nodes that missed their check-ins `unknown` (nodeconfig). */
@@ -63,8 +63,8 @@ export class HeadNode {
       nodeContribution: nodeConfigProvider(nodeKeysIn(config.dataDir)),
     });
     // First in, last out: checkpoints run off the event loop while the servers write.
-    this.checkpointer = new WalCheckpointer(this.store.db, options.log);
-    this.services.push(this.checkpointer);
+    this.storeWorker = new StoreWorker(this.store.db, options.log);
+    this.services.push(this.storeWorker);
     this.services.push({ name: 'http', start: () => this.http.start(), stop: () => this.http.stop() });
     this.tftp = new TftpServer({
       listen: config.tftp.listen,

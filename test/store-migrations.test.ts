@@ -8,7 +8,7 @@ import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
-import { WalCheckpointer } from '../src/store/checkpointer.ts';
+import { StoreWorker } from '../src/store/store-worker.ts';
 import { silentLogger } from '../src/log.ts';
 import { tempDir } from './fixtures.ts';
 
@@ -103,8 +103,8 @@ test('a running head node checkpoints the WAL on a worker thread, with automatic
   });
   insert();
   const deadline = Date.now() + 10_000;
-  while (head.checkpointer.checkpointedFrames === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(head.checkpointer.checkpointedFrames > 0, 'the worker checkpointed the WAL');
+  while (head.storeWorker.checkpointedFrames === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(head.storeWorker.checkpointedFrames > 0, 'the worker checkpointed the WAL');
   await head.stop();
   // Stopped: the connection is closed, so nothing is left without checkpoints.
   assert.equal(head.store.db.open, false);
@@ -112,13 +112,13 @@ test('a running head node checkpoints the WAL on a worker thread, with automatic
 
 test('under writes that never pause, the WAL is started over once it outgrows its bound', async (t) => {
   // A PASSIVE checkpoint alone never lets SQLite start the WAL over while commits keep
-  // coming (checkpoint-worker.mjs): the file grew by ~40 MB/s during a boot storm.
+  // coming (store-worker.mjs): the file grew by ~40 MB/s during a boot storm.
   const file = join(tempDir(t), 'fleetboot.db');
   const store = Store.open(file);
-  const checkpointer = new WalCheckpointer(store.db, silentLogger, 20, 64);
-  await checkpointer.start();
+  const worker = new StoreWorker(store.db, silentLogger, { intervalMs: 20, restartFrames: 64 });
+  await worker.start();
   t.after(async () => {
-    await checkpointer.stop();
+    await worker.stop();
     store.close();
   });
   // Cut the WAL to nothing whenever it starts over (the head node keeps 64 MiB of it), so its
@@ -137,7 +137,7 @@ test('under writes that never pause, the WAL is started over once it outgrows it
     while (performance.now() < busyUntil);
     await new Promise((r) => setImmediate(r));
   }
-  assert.ok(checkpointer.restarts > 0, 'the worker started the WAL over');
+  assert.ok(worker.restarts > 0, 'the worker started the WAL over');
   // Every row is there, and the WAL holds only what came after the last restart.
   assert.equal((store.db.prepare('SELECT count(*) AS n FROM nodes').get() as { n: number }).n, commits);
   assert.equal((store.db.prepare('SELECT count(*) AS n FROM boot_events').get() as { n: number }).n, commits * 50);

@@ -32,7 +32,7 @@ export class MigrationError extends Error {
 /**
  * A transaction that takes SQLite's write lock at BEGIN (BEGIN IMMEDIATE). Every write to the
  * store goes through one. A deferred transaction that reads first and writes second cannot
- * wait for the lock: when another connection holds it (a CLI command, the checkpoint worker
+ * wait for the lock: when another connection holds it (a CLI command, the store worker
  * starting the WAL over), the upgrade fails at once with SQLITE_BUSY and the busy handler is
  * never asked (https://sqlite.org/lang_transaction.html, "BEGIN IMMEDIATE";
  * https://sqlite.org/wal.html §"Sometimes Queries Return SQLITE_BUSY In WAL Mode").
@@ -75,7 +75,7 @@ export function openDatabase(file: string, migrations: Migration[] = loadMigrati
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
-  // A WAL the checkpoint worker started over (checkpointer.ts) is cut back to this many bytes
+  // A WAL the store worker started over (store-worker.ts) is cut back to this many bytes
   // by the commit that begins rewriting it; smaller than that, the file is reused in place.
   db.pragma(`journal_size_limit = ${walSizeLimit}`);
   migrate(db, migrations);

@@ -1,5 +1,7 @@
 // Boot events: every step a node takes on its way up (DESIGN.md "The boot path" §7), kept
-// per node so `node show` can print its boot timeline.
+// per node so `node show` can print its boot timeline. Events are an append-only journal;
+// the per-node index (boot_events_by_node) is built behind it by the store worker, in bulk
+// (migration 004 says why), and a timeline reads the index plus the journal's unindexed tail.
 import type { Mac } from '../mac.ts';
 import type { Db } from './db.ts';
 
@@ -56,8 +58,11 @@ const CHUNK = 16;
 
 export class BootEventRepo {
   private readonly insert;
-  private readonly ofNode;
+  private readonly indexedUpto;
+  private readonly tailOfNode;
+  private readonly indexedOfNode;
   private readonly insertChunk;
+  private readonly readTimeline;
 
   constructor(
     db: Db,
@@ -72,9 +77,25 @@ export class BootEventRepo {
     this.insertChunk = db.prepare<(number | string | null)[]>(
       `INSERT INTO boot_events (node_id, mac, event, detail, at) VALUES ${Array(CHUNK).fill('(?, ?, ?, ?, ?)').join(', ')}`,
     );
-    this.ofNode = db.prepare<[number, number], EventRow>(
-      'SELECT * FROM (SELECT * FROM boot_events WHERE node_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id',
+    this.indexedUpto = db.prepare<[], number>('SELECT upto FROM boot_events_indexed').pluck();
+    // Newest first. The tail is a rowid range scan from the journal's end; it holds what
+    // the worker has not indexed yet, seconds' worth at most while the head node runs.
+    this.tailOfNode = db.prepare<[number, number, number], EventRow>(
+      'SELECT * FROM boot_events WHERE id > ? AND node_id = ? ORDER BY id DESC LIMIT ?',
     );
+    // `i.id <= upto`: a batch the worker is still writing has entries past upto already;
+    // those rows come from the tail scan.
+    this.indexedOfNode = db.prepare<[number, number, number], EventRow>(
+      `SELECT e.* FROM boot_events_by_node i JOIN boot_events e ON e.id = i.id
+       WHERE i.node_id = ? AND i.id <= ? ORDER BY i.id DESC LIMIT ?`,
+    );
+    // One read transaction: both halves come from the same snapshot of upto and the journal.
+    this.readTimeline = db.transaction((nodeId: number, limit: number): EventRow[] => {
+      const upto = this.indexedUpto.get() ?? 0;
+      const recent = this.tailOfNode.all(upto, nodeId, limit);
+      const older = recent.length < limit ? this.indexedOfNode.all(nodeId, upto, limit - recent.length) : [];
+      return recent.concat(older).reverse();
+    });
   }
 
   /** Records an event; with only a MAC, the node holding that NIC (if any) gets it. */
@@ -108,6 +129,6 @@ export class BootEventRepo {
 
   /** The node's most recent `limit` events, oldest first. */
   timeline(nodeId: number, limit = 200): BootEvent[] {
-    return this.ofNode.all(nodeId, limit).map(fromRow);
+    return this.readTimeline(nodeId, limit).map(fromRow);
   }
 }

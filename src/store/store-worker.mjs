@@ -1,0 +1,121 @@
+// The store's upkeep, on a thread of its own so none of it stalls the head node's event loop
+// in the middle of a DHCP burst: WAL checkpoints, and the per-node index of boot events.
+// Plain JS: a worker thread does not inherit the main thread's TypeScript loader.
+import { createRequire } from 'node:module';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parentPort, workerData } from 'node:worker_threads';
+
+const Database = createRequire(import.meta.url)('better-sqlite3');
+const { file, intervalMs, restartFrames, indexBatch, indexEveryMs, indexChunk, indexPauseMs } = workerData;
+const db = new Database(file);
+db.pragma('busy_timeout = 1000');
+
+// --- The boot-event index (migration 004_boot_event_journal.sql) ---------------------------
+// Events are appended to boot_events with no per-node index: an index keyed by node puts every
+// event on its own node's page, and a boot storm then rewrote tens of pages per commit. Here
+// the journal's unindexed tail is read (a read transaction: no lock), sorted by node, and
+// written into boot_events_by_node in small transactions. Sorted, a node's events of a whole
+// batch go into its page at once. Each transaction holds the write lock for about a
+// millisecond, then the worker pauses: the head node's writer, waiting in SQLite's busy
+// handler (it sleeps 1, 2, 5 ms... between tries), gets the lock in the gap. `upto` moves
+// only once the whole batch is in, so a crash mid-batch leaves the invariant true and the
+// next pass writes the batch again (INSERT OR IGNORE).
+const ROWS_PER_STATEMENT = 500;
+const indexedUpto = db.prepare('SELECT upto FROM boot_events_indexed').pluck();
+const lastEventId = db.prepare('SELECT coalesce(max(id), 0) FROM boot_events').pluck();
+const pendingOf = db
+  .prepare('SELECT node_id, id FROM boot_events WHERE id > ? AND id <= ? AND node_id IS NOT NULL ORDER BY node_id, id')
+  .raw();
+const insertRows = db.prepare(
+  `INSERT OR IGNORE INTO boot_events_by_node (node_id, id) VALUES ${Array(ROWS_PER_STATEMENT).fill('(?, ?)').join(', ')}`,
+);
+const insertRow = db.prepare('INSERT OR IGNORE INTO boot_events_by_node (node_id, id) VALUES (?, ?)');
+const setUpto = db.prepare('UPDATE boot_events_indexed SET upto = ? WHERE upto = ?');
+const writeChunk = db.transaction((rows) => {
+  let i = 0;
+  const params = new Array(ROWS_PER_STATEMENT * 2);
+  for (; i + ROWS_PER_STATEMENT <= rows.length; i += ROWS_PER_STATEMENT) {
+    for (let j = 0; j < ROWS_PER_STATEMENT; j++) {
+      params[2 * j] = rows[i + j][0];
+      params[2 * j + 1] = rows[i + j][1];
+    }
+    insertRows.run(params);
+  }
+  for (; i < rows.length; i++) insertRow.run(rows[i]);
+}).immediate;
+const advance = db.transaction((to, from) => setUpto.run(to, from).changes).immediate;
+
+let lastIndexedAt = 0;
+let stopping = false;
+
+/** Indexes the journal's tail once it is `indexBatch` events long or `indexEveryMs` old. */
+async function indexEvents() {
+  const upto = indexedUpto.get();
+  const last = lastEventId.get();
+  if (last === upto) return;
+  if (last - upto < indexBatch && Date.now() - lastIndexedAt < indexEveryMs) return;
+  // A long tail (a journal written while no head node ran) goes in over several wakes.
+  const to = Math.min(last, upto + 4 * indexBatch);
+  const rows = pendingOf.all(upto, to);
+  for (let i = 0; i < rows.length; i += indexChunk) {
+    if (stopping) return;
+    writeChunk(rows.slice(i, i + indexChunk));
+    await sleep(indexPauseMs);
+  }
+  // `WHERE upto = ?`: should another worker (a second head node on the same file) have moved
+  // it meanwhile, this one does not move it back.
+  if (advance(to, upto) === 1) parentPort.postMessage({ indexed: rows.length });
+  lastIndexedAt = Date.now();
+}
+
+// --- WAL checkpoints ----------------------------------------------------------------------
+// https://sqlite.org/wal.html § "Checkpointing": PASSIVE checkpoints never block readers or
+// writers. The head node turns SQLite's automatic checkpoint off (store-worker.ts).
+function checkpoint() {
+  const [result] = db.pragma('wal_checkpoint(PASSIVE)');
+  if (result && result.checkpointed > 0) parentPort.postMessage({ checkpointed: result.checkpointed });
+  // A PASSIVE checkpoint copies the WAL up to where it ended when the checkpoint began, and
+  // SQLite starts the WAL over only when a write finds all of it copied. Under sustained
+  // writes (a boot storm commits every few milliseconds) that moment never comes: the WAL
+  // grew by ~40 MB/s in bench/dhcp and was never reused. Past `restartFrames`, RESTART
+  // takes the write lock, copies what was appended while the PASSIVE pass just above ran
+  // (tens of milliseconds' worth; the lock was held 10-20 ms at 15,500 DORA/s) and makes
+  // the next commit write from the WAL's start; the main connection's journal_size_limit
+  // then cuts the file back (db.ts). The head node's writer waits in its busy handler
+  // meanwhile: every write is BEGIN IMMEDIATE for that reason (writeTransaction in db.ts;
+  // https://sqlite.org/pragma.html#pragma_wal_checkpoint).
+  if (result && result.log >= restartFrames) {
+    const [restarted] = db.pragma('wal_checkpoint(RESTART)');
+    if (restarted && restarted.busy === 0) parentPort.postMessage({ restarted: result.log });
+  }
+}
+
+/** Runs one kind of upkeep; a failure is reported and the next round tries again. */
+async function attempt(what, fn) {
+  try {
+    await fn();
+  } catch (err) {
+    parentPort.postMessage({ error: `${what}: ${err && err.message ? err.message : String(err)}` });
+  }
+}
+
+const wake = new AbortController();
+parentPort.on('message', (m) => {
+  if (m === 'stop') {
+    stopping = true;
+    wake.abort();
+  }
+});
+
+while (!stopping) {
+  await sleep(intervalMs, undefined, { signal: wake.signal }).catch(() => {});
+  if (stopping) break;
+  await attempt('boot event index', indexEvents);
+  await attempt('WAL checkpoint', checkpoint);
+}
+try {
+  db.pragma('wal_checkpoint(PASSIVE)');
+} finally {
+  db.close();
+  parentPort.close();
+}
