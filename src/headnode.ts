@@ -5,6 +5,7 @@ import { BootTemplates } from './boot/templates.ts';
 import type { FleetbootConfig } from './config/schema.ts';
 import { ensureTokenFile } from './config/token.ts';
 import { DhcpServer } from './dhcp/server.ts';
+import type { HeadNodeCounters } from './http/admin-api.ts';
 import { HttpServer } from './http/server.ts';
 import { nodeConfigProvider } from './nodeconfig/boot-modules.ts';
 import { nodeKeysIn } from './nodeconfig/secrets.ts';
@@ -41,6 +42,7 @@ export class HeadNode {
   /** Marks nodes that missed their check-ins `unknown` (nodeconfig). */
   readonly nodeSweeper: UnknownNodeSweeper;
   private readonly services: Service[] = [];
+  private startedAt = Date.now();
   private started: Service[] = [];
 
   constructor(
@@ -61,6 +63,7 @@ export class HeadNode {
       log: options.log,
       apiToken: this.apiToken,
       nodeContribution: nodeConfigProvider(nodeKeysIn(config.dataDir)),
+      counters: () => this.counters(),
     });
     // First in, last out: checkpoints run off the event loop while the servers write.
     this.storeWorker = new StoreWorker(this.store.db, options.log);
@@ -84,12 +87,23 @@ export class HeadNode {
     this.services.push(this.nodeSweeper);
   }
 
+  /** What each service has counted since the head node started (DHCP malformed packets and all). */
+  counters(): HeadNodeCounters {
+    return {
+      startedAt: new Date(this.startedAt).toISOString(),
+      dhcp: this.dhcp ? { ...this.dhcp.stats } : null,
+      tftp: this.config.tftp.enabled ? { ...this.tftp.stats, refused: { ...this.tftp.stats.refused } } : null,
+      store: this.storeWorker.counters,
+    };
+  }
+
   get log(): Logger {
     return this.options.log;
   }
 
   /** Starts every service in order; if one fails, the ones already started are stopped. */
   async start(): Promise<void> {
+    this.startedAt = Date.now();
     for (const s of this.services) {
       try {
         await s.start();

@@ -3,7 +3,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { execa } from 'execa';
-import { cliPath, runCli, tempDir } from './fixtures.ts';
+import { cliPath, runCli, startHeadNode, tempDir } from './fixtures.ts';
 
 test('every verb has --help with an example', async (t) => {
   const dir = tempDir(t);
@@ -77,7 +77,35 @@ test('status reports the fleet from the registry', async (t) => {
   const dir = tempDir(t);
   const r = await runCli(['status', '--json'], dir);
   assert.equal(r.exitCode, 0, String(r.stderr));
-  const s = JSON.parse(String(r.stdout)) as { running: boolean; dhcp: string; nodes: Record<string, number> };
+  const s = JSON.parse(String(r.stdout)) as { running: boolean; dhcp: string; nodes: Record<string, number>; counters: unknown };
   assert.equal(s.dhcp, 'off');
   assert.equal(s.nodes.discovered, 0);
+  assert.equal(s.running, false);
+  assert.equal(s.counters, null);
+});
+
+test("status shows a running head node's counters: DHCP packets received, malformed, replied", async (t) => {
+  const dir = tempDir(t);
+  const dhcp = { mode: 'full', listen: '127.0.0.1', port: 0 } as const;
+  const networks = [{ name: 'lab', subnet: '10.41.0.0/24', serverAddress: '10.41.0.1', range: { start: '10.41.0.100', end: '10.41.0.200' } }];
+  const { head } = await startHeadNode(t, dir, { dhcp, networks });
+  const port = head.http.address()!.port;
+  writeFileSync(join(dir, 'fleetboot.json'), JSON.stringify({ http: { listen: '127.0.0.1', port }, dhcp, networks }));
+  // Two malformed datagrams (no magic cookie; a header cut short) to the DHCP port.
+  const { createSocket } = await import('node:dgram');
+  const sock = createSocket('udp4');
+  t.after(() => sock.close());
+  for (const bytes of [Buffer.alloc(300), Buffer.alloc(20, 1)]) {
+    await new Promise<void>((resolve, reject) => sock.send(bytes, head.dhcp!.ports().dhcp, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+  }
+  const deadline = Date.now() + 5000;
+  while (head.dhcp!.stats.malformed < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const json = await runCli(['status', '--json'], dir);
+  assert.equal(json.exitCode, 0, String(json.stderr));
+  const s = JSON.parse(String(json.stdout)) as { running: boolean; counters: { dhcp: { received: number; malformed: number; replies: number }; tftp: unknown } };
+  assert.equal(s.running, true);
+  assert.deepEqual({ received: s.counters.dhcp.received, malformed: s.counters.dhcp.malformed, replies: s.counters.dhcp.replies }, { received: 2, malformed: 2, replies: 0 });
+  assert.equal(s.counters.tftp, null);
+  const text = await runCli(['status'], dir);
+  assert.match(String(text.stdout), /dhcp +received 2, replies 0, malformed 2,/);
 });

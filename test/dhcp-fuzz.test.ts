@@ -19,7 +19,7 @@ function prng(seed: number): () => number {
 
 test('10,000 random and mutated packets: no crash, counted, and the server still answers', async (t) => {
   const agent = await RelayAgent.open(t);
-  const { head } = await startHeadNode(t, tempDir(t), {
+  const { head, url, token } = await startHeadNode(t, tempDir(t), {
     dhcp: { mode: 'full', listen: '127.0.0.1', port: 0, relayReplyPort: agent.port },
     networks: [{ name: 'fuzz', subnet: '10.40.0.0/16', serverAddress: '10.40.0.1', range: { start: '10.40.1.0', end: '10.40.250.255' }, relayAddresses: ['127.0.0.1'] }],
   });
@@ -66,5 +66,8 @@ test('10,000 random and mutated packets: no crash, counted, and the server still
   const offer = await agent.exchange(clientPacket({ type: 1, mac: '52:54:00:ee:ee:ee', giaddr: '127.0.0.1', xid: 1 }), port);
   const ack = await agent.exchange(clientPacket({ type: 3, mac: '52:54:00:ee:ee:ee', giaddr: '127.0.0.1', requested: offer.yiaddr, serverId: '10.40.0.1', xid: 2 }), port);
   assert.equal(ack.options.messageType, 'ack');
+  // An operator sees the same counts (admin API; `fleetboot status` prints them).
+  const counters = (await (await fetch(`${url}/api/v1/counters`, { headers: { authorization: `Bearer ${token}` } })).json()) as { dhcp: typeof stats };
+  assert.deepEqual(counters.dhcp, stats);
   t.diagnostic(`${sent} packets in ${Date.now() - start} ms; stats ${JSON.stringify(stats)}`);
 });

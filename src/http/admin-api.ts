@@ -3,7 +3,19 @@
 import { Router } from 'express';
 import type { Store } from '../store/store.ts';
 import type { NodeRecord } from '../store/nodes.ts';
+import type { DhcpStats } from '../dhcp/server.ts';
+import type { TftpStats } from '../tftp/server.ts';
+import type { StoreWorkerCounters } from '../store/store-worker.ts';
 import { HttpError } from './errors.ts';
+
+/** The running head node's counters since it started (`GET /api/v1/counters`, `fleetboot status`). */
+export interface HeadNodeCounters {
+  startedAt: string;
+  /** Null when the service is off. */
+  dhcp: DhcpStats | null;
+  tftp: TftpStats | null;
+  store: StoreWorkerCounters;
+}
 
 /** The public shape of a node: timestamps as ISO strings, no secrets. */
 export function nodeView(n: NodeRecord): Record<string, unknown> {
@@ -30,8 +42,12 @@ export function nodeView(n: NodeRecord): Record<string, unknown> {
   };
 }
 
-export function adminApi(store: Store): Router {
+export function adminApi(store: Store, counters?: () => HeadNodeCounters): Router {
   const r = Router();
+  r.get('/counters', (_req, res) => {
+    if (!counters) throw new HttpError(404, 'not_found', 'this server keeps no counters');
+    res.json(counters());
+  });
   r.get('/nodes', (_req, res) => {
     res.json({ nodes: store.nodes.list().map(nodeView) });
   });

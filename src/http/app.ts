@@ -8,7 +8,7 @@ import { platformFileRoutes } from '../platforms/file-routes.ts';
 import type { FleetbootConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { Store } from '../store/store.ts';
-import { adminApi } from './admin-api.ts';
+import { adminApi, type HeadNodeCounters } from './admin-api.ts';
 import { requireBearer } from './auth.ts';
 import { bootRoutes } from './boot-routes.ts';
 import { ipxeRoutes } from './ipxe-routes.ts';
@@ -24,6 +24,8 @@ export interface HttpDeps {
   apiToken: string;
   /** Per-node boot args and modules for the boot plan (nodeconfig); none when absent. */
   nodeContribution?: NodeContributionProvider;
+  /** The head node's service counters, for GET /api/v1/counters. */
+  counters?: () => HeadNodeCounters;
 }
 
 export function createApp(deps: HttpDeps): Express {
@@ -40,7 +42,7 @@ export function createApp(deps: HttpDeps): Express {
   // Node-facing routes (agent, config modules, check-in) before the bearer-token admin API.
   const nodeKeys = nodeKeysIn(deps.config.dataDir);
   app.use(nodeRoutes(deps, nodeKeys));
-  app.use('/api/v1', express.json({ limit: '1mb' }), requireBearer(deps.apiToken), adminApi(deps.store), nodeAdminRoutes(deps, nodeKeys));
+  app.use('/api/v1', express.json({ limit: '1mb' }), requireBearer(deps.apiToken), adminApi(deps.store, deps.counters), nodeAdminRoutes(deps, nodeKeys));
   app.use((req, res) => sendError(res, 404, 'not_found', `no route for ${req.method} ${req.path}`));
   app.use(errorHandler(deps.log));
   return app;

@@ -26,6 +26,12 @@ export interface StoreWorkerOptions {
   indexPauseMs?: number;
 }
 
+export interface StoreWorkerCounters {
+  checkpointedFrames: number;
+  walRestarts: number;
+  indexedEvents: number;
+}
+
 export class StoreWorker {
   readonly name = 'store-worker';
   private worker: Worker | null = null;
@@ -54,6 +60,10 @@ export class StoreWorker {
       indexPauseMs: 3,
       ...options,
     };
+  }
+
+  get counters(): StoreWorkerCounters {
+    return { checkpointedFrames: this.checkpointedFrames, walRestarts: this.restarts, indexedEvents: this.indexedEvents };
   }
 
   async start(): Promise<void> {
