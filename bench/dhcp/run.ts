@@ -31,6 +31,8 @@ interface Step {
   dropPct: number;
   /** Server CPU time (user + system) per completed exchange: steadier than rates on a shared machine. */
   cpuUs: number;
+  /** Bytes the server passed to write() calls (fleetboot: WAL, checkpoints; Kea: its lease CSV) per completed exchange. */
+  writtenBytes: number;
 }
 
 /** utime + stime of a process in ms (/proc/PID/stat fields 14 and 15, in clock ticks of 10 ms). */
@@ -38,6 +40,11 @@ function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Bytes a process has passed to write()-family calls (/proc/PID/io wchar; datagrams sent with sendmsg are not in it). */
+function writtenBytes(pid: number): number {
+  return Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
 }
 
 async function inNs(cmd: string, args: string[], opts: { reject?: boolean; timeout?: number } = {}): Promise<{ stdout: string }> {
@@ -94,6 +101,7 @@ async function listening(address: string): Promise<void> {
 
 async function perfdhcp(server: string, pid: number, rate: number, seconds = period): Promise<Step> {
   const cpuBefore = cpuMs(pid);
+  const writtenBefore = writtenBytes(pid);
   const { stdout } = await inNs('perfdhcp', ['-4', '-l', '127.0.0.2', '-r', String(rate), '-R', String(clients), '-p', String(seconds), '-W', '200000', server], {
     reject: false,
     timeout: (period + 20) * 1000,
@@ -107,18 +115,22 @@ async function perfdhcp(server: string, pid: number, rate: number, seconds = per
   const r = received.reduce((a, b) => a + b, 0);
   const exchanges = received[1] ?? 0; // REQUEST-ACK pairs completed
   const cpuUs = exchanges > 0 ? ((cpuMs(pid) - cpuBefore) * 1000) / exchanges : 0;
-  return { rate, achieved, dropPct: s === 0 ? 100 : ((s - r) / s) * 100, cpuUs };
+  const written = exchanges > 0 ? (writtenBytes(pid) - writtenBefore) / exchanges : 0;
+  return { rate, achieved, dropPct: s === 0 ? 100 : ((s - r) / s) * 100, cpuUs, writtenBytes: written };
 }
 
-/** Prints one step's line (the median run, every run's drops); returns its median CPU per DORA. */
-function report(name: string, step: Step, runs: Step[], label: string): number {
+const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+
+/** Prints one step's line (the median run, every run's drops); returns its median CPU and bytes written per DORA. */
+function report(name: string, step: Step, runs: Step[], label: string): { cpu: number; written: number } {
   const all = runs.map((r) => `${r.dropPct.toFixed(2)}%`).join(' ');
-  const cpu = runs.map((r) => r.cpuUs).sort((a, b) => a - b)[Math.floor(runs.length / 2)]!;
+  const cpu = med(runs.map((r) => r.cpuUs));
+  const written = med(runs.map((r) => r.writtenBytes));
   const ok = step.dropPct < 1;
   console.log(
-    `${name.padEnd(10)} ${String(step.rate).padStart(9)} ${step.achieved.toFixed(0).padStart(12)} ${step.dropPct.toFixed(2).padStart(7)} %${ok ? '       ' : ' >= 1% '} ${cpu.toFixed(0).padStart(8)}   (${label}: ${all})`,
+    `${name.padEnd(10)} ${String(step.rate).padStart(9)} ${step.achieved.toFixed(0).padStart(12)} ${step.dropPct.toFixed(2).padStart(7)} %${ok ? '       ' : ' >= 1% '} ${cpu.toFixed(0).padStart(8)} ${(written / 1024).toFixed(1).padStart(11)}   (${label}: ${all})`,
   );
-  return cpu;
+  return { cpu, written };
 }
 
 /** The run with the median drop ratio. */
@@ -149,8 +161,9 @@ async function main(): Promise<void> {
     const misses: Record<'kea' | 'fleetboot', number> = { kea: 0, fleetboot: 0 };
     const failed = new Set<string>();
     console.log(`perfdhcp: ${clients} clients, ${period} s per run, median of ${repeats} runs per rate, rates ${rates.join(', ')}`);
-    console.log('server      target/s   achieved/s   drops (median run)   CPU µs/DORA');
+    console.log('server      target/s   achieved/s   drops (median run)   CPU µs/DORA   KB written/DORA');
     const cpuAt: Record<'kea' | 'fleetboot', number[]> = { kea: [], fleetboot: [] };
+    const writtenAt: Record<'kea' | 'fleetboot', number[]> = { kea: [], fleetboot: [] };
     const began = Date.now();
     for (const rate of rates) {
       // About 4 minutes in all: no new rate step after 210 s.
@@ -173,7 +186,9 @@ async function main(): Promise<void> {
           held[name] = Math.max(held[name], step.achieved);
           misses[name] = 0;
         } else if (++misses[name] >= 2) failed.add(name);
-        cpuAt[name].push(report(name, step, runs[name], 'runs'));
+        const { cpu, written } = report(name, step, runs[name], 'runs');
+        cpuAt[name].push(cpu);
+        writtenAt[name].push(written);
       }
       if (failed.size === 2) break;
     }
@@ -216,8 +231,9 @@ async function main(): Promise<void> {
     db.close();
     console.log(`\nleases on disk: kea ${keaLeases.size} addresses in its memfile CSV, fleetboot ${fbBound} bound rows in SQLite`);
     console.log(`fleetboot store at the end of the run: ${fbStore}`);
-    const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
     console.log(`server CPU per DORA (median over steps): kea ${med(cpuAt.kea).toFixed(0)} µs, fleetboot ${med(cpuAt.fleetboot).toFixed(0)} µs`);
+    const kb = (name: 'kea' | 'fleetboot'): string => (med(writtenAt[name]) / 1024).toFixed(1);
+    console.log(`bytes written per DORA (median over steps, /proc/PID/io wchar): kea ${kb('kea')} KB, fleetboot ${kb('fleetboot')} KB`);
     console.log(`highest rate held with <1% drops: kea ${held.kea.toFixed(0)}/s, fleetboot ${held.fleetboot.toFixed(0)}/s, ratio fleetboot/kea ${(held.fleetboot / (held.kea || 1)).toFixed(2)}`);
   } finally {
     for (const p of started) if (p.exitCode === undefined && p.pid) p.kill('SIGKILL');
