@@ -74,7 +74,8 @@ function startFleetboot(): ResultPromise {
   const conf = {
     dataDir: join(dir, 'fb'),
     apiTokenFile: join(dir, 'fb', 'api-token'),
-    http: { listen: '127.0.0.1', port: 0 },
+    // Port 8080 of the bench's own network namespace, where `fleetboot status` reads the counters.
+    http: { listen: '127.0.0.1', port: 8080 },
     // Same footing as Kea's WARN logger: no per-packet log lines.
     log: { level: 'warn' },
     dhcp: { mode: 'full', listen: '127.0.0.3', port: 67, relayReplyPort: 67 },
@@ -218,6 +219,11 @@ async function main(): Promise<void> {
     // fleetboot's store as the run left it (closing the database folds the WAL away): the
     // checkpoint worker keeps the WAL near its 64 MiB bound however long the storm lasts.
     const mb = (f: string): string => (existsSync(f) ? (statSync(f).size / 2 ** 20).toFixed(0) : '0');
+    // What fleetboot counted (the CLI's status verb, run in the namespace): every packet it read
+    // was answered, so drops are packets it never read (perfdhcp's or its own socket buffer).
+    const status = await inNs(process.execPath, [join(repo, 'bin', 'fleetboot.js'), '--config', join(dir, 'fleetboot.json'), 'status', '--json'], { reject: false });
+    const dhcpCounters = (JSON.parse(status.stdout || '{}') as { counters?: { dhcp?: Record<string, number> } }).counters?.dhcp;
+    const fbCounters = dhcpCounters ? Object.entries(dhcpCounters).map(([k, v]) => `${k} ${v}`).join(', ') : '(status gave none)';
     const fbStore = `fleetboot.db ${mb(join(dir, 'fb', 'fleetboot.db'))} MB, fleetboot.db-wal ${mb(join(dir, 'fb', 'fleetboot.db-wal'))} MB`;
     // Stop both, then check every lease the servers acknowledged is on disk.
     for (const p of started) {
@@ -231,6 +237,7 @@ async function main(): Promise<void> {
     db.close();
     console.log(`\nleases on disk: kea ${keaLeases.size} addresses in its memfile CSV, fleetboot ${fbBound} bound rows in SQLite`);
     console.log(`fleetboot store at the end of the run: ${fbStore}`);
+    console.log(`fleetboot DHCP counters: ${fbCounters}`);
     console.log(`server CPU per DORA (median over steps): kea ${med(cpuAt.kea).toFixed(0)} µs, fleetboot ${med(cpuAt.fleetboot).toFixed(0)} µs`);
     const kb = (name: 'kea' | 'fleetboot'): string => (med(writtenAt[name]) / 1024).toFixed(1);
     console.log(`bytes written per DORA (median over steps, /proc/PID/io wchar): kea ${kb('kea')} KB, fleetboot ${kb('fleetboot')} KB`);
