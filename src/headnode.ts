@@ -65,7 +65,7 @@ export class HeadNode {
       nodeContribution: nodeConfigProvider(nodeKeysIn(config.dataDir)),
       counters: () => this.counters(),
     });
-    // First in, last out: checkpoints run off the event loop while the servers write.
+    // First in, last out: checkpoints and the boot-event index run off the event loop while the servers write.
     this.storeWorker = new StoreWorker(this.store.db, options.log);
     this.services.push(this.storeWorker);
     this.services.push({ name: 'http', start: () => this.http.start(), stop: () => this.http.stop() });

@@ -62,7 +62,7 @@ export function migrate(db: Db, migrations: Migration[]): number[] {
   return applied;
 }
 
-/** Bytes a WAL file keeps after SQLite starts it over; WalCheckpointer restarts it at this size too. */
+/** Bytes a WAL file keeps after SQLite starts it over; the store worker restarts it at this size too. */
 export const walSizeLimit = 16384 * 4096;
 
 /** Opens (creating if needed) the SQLite registry in WAL mode and migrates it. */

@@ -50,7 +50,7 @@ export class StoreWorker {
   ) {
     // In bench/dhcp's storm (~47,000 events/s from 5,000 clients) a batch is ~3 s of events:
     // each node's page takes ~30 entries per write, and a timeline's tail scan stays near
-    // 200,000 rows (~10 ms).
+    // 200,000 rows.
     this.options = {
       intervalMs: 1000,
       restartFrames: walSizeLimit / 4096,
