@@ -48,6 +48,7 @@ function node(o: { state?: NodeState; bootPlatform?: string | null; previousPlat
   return {
     id: 7,
     uuid: null,
+    uuidSources: {},
     hostname: o.hostname ?? null,
     state: o.state ?? 'running',
     bootPlatform: o.bootPlatform ?? null,
@@ -81,9 +82,7 @@ function summary(p: BootPlan): string {
 }
 
 const cases: { name: string; node: NodeRecord | null; platforms?: PlatformRecord[]; config?: ConfigInput; expect: string | RegExp }[] = [
-  { name: 'unknown machine, discover (default policy)', node: null, expect: 'discovery normal=20240101T000000Z' },
-  { name: 'unknown machine, ignore', node: null, config: { unknownNodePolicy: 'ignore' }, expect: /^exit: unknown machine 52:54:00:12:34:56: the unknown-node policy is "ignore"$/ },
-  { name: 'unknown machine, allow-list', node: null, config: { unknownNodePolicy: 'allow-list' }, expect: /^exit: machine 52:54:00:12:34:56 is not registered/ },
+  { name: 'a machine admission did not make a node', node: null, expect: /^exit: machine 52:54:00:12:34:56: not registered$/ },
   { name: 'registered machine under allow-list', node: node(), config: { unknownNodePolicy: 'allow-list' }, expect: 'normal normal=20240101T000000Z' },
   { name: 'registered machine under ignore', node: node({ bootPlatform: 'lab-6.1' }), config: { unknownNodePolicy: 'ignore' }, expect: 'normal normal=lab-6.1' },
   { name: 'discovered node without a platform', node: node({ state: 'discovered' }), expect: 'discovery normal=20240101T000000Z' },
@@ -95,7 +94,7 @@ const cases: { name: string; node: NodeRecord | null; platforms?: PlatformRecord
   { name: 'previous platform removed: no rescue entry', node: node({ bootPlatform: '20240201T000000Z', previousPlatform: '20230101T000000Z' }), expect: 'normal normal=20240201T000000Z' },
   { name: 'retired node', node: node({ state: 'retired', bootPlatform: '20240201T000000Z' }), expect: /^exit: node 7 is retired$/ },
   { name: 'no platform at all', node: node(), platforms: [], expect: /^exit: no platform to boot/ },
-  { name: 'no default and nothing assigned', node: null, platforms: [smartos('20240201T000000Z')], expect: /^exit: no platform to boot/ },
+  { name: 'no default and nothing assigned', node: node({ state: 'discovered' }), platforms: [smartos('20240201T000000Z')], expect: /^exit: no platform to boot/ },
 ];
 
 for (const c of cases) {

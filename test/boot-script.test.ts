@@ -161,14 +161,14 @@ exit 0
 
 test('an unknown machine under ignore gets exit and is not registered', async (t) => {
   const { url, store } = await scriptServer(t, { unknownNodePolicy: 'ignore' });
-  assert.equal(await (await fetch(`${url}${q}`)).text(), exitScript(`unknown machine ${mac}: the unknown-node policy is "ignore"`));
+  assert.equal(await (await fetch(`${url}${q}`)).text(), exitScript(`machine ${mac}: not in the registry and the unknown-node policy is "ignore"`));
   assert.equal(store.nodes.findByMac(mac), undefined);
   assert.deepEqual(store.nodes.list(), []);
 });
 
 test('under allow-list only registered MACs boot', async (t) => {
   const { url, store } = await scriptServer(t, { unknownNodePolicy: 'allow-list' });
-  assert.equal(await (await fetch(`${url}${q}`)).text(), exitScript(`machine ${mac} is not registered and the unknown-node policy is "allow-list"`));
+  assert.equal(await (await fetch(`${url}${q}`)).text(), exitScript(`machine ${mac}: not in the registry and the unknown-node policy is "allow-list"`));
   assert.deepEqual(store.nodes.list(), []);
   const registered = store.nodes.create({ nics: [{ mac, isAdmin: true }], state: 'running' });
   store.nodes.update(registered.id, { bootPlatform: 'lab-6.1' });

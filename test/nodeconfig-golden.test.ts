@@ -24,6 +24,7 @@ function nodeFor(input: { network: unknown; zpool: unknown; disks: unknown[] }, 
   return {
     id,
     uuid: `00000000-0000-4000-8000-00000000000${id}`,
+    uuidSources: {},
     hostname: network.hostname,
     state: 'setting_up',
     bootPlatform: '20250101T000000Z',

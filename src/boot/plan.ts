@@ -6,7 +6,7 @@ import type { Mac } from '../mac.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { PlatformOs, PlatformRecord } from '../store/platforms.ts';
 
-// --- Agreed with the Nodeconfig helper (team contract); keep exactly this shape. ---
+// What node configuration (nodeconfig/boot-modules.ts) adds to a node's boot.
 export interface BootModule { path: string; type: 'file' | 'hash' | 'rootfs'; name: string } // path is an HTTP path on the head node, e.g. /nodes/52:54:00:12:34:56/networking.json
 export interface NodeBootContribution { bootArgs: Record<string, string>; modules: BootModule[] }
 /**
@@ -26,6 +26,8 @@ export interface BootRequest {
   baseUrl: string;
   /** iPXE's ${platform}: how the firmware runs it, when the script request says. */
   firmware?: 'pcbios' | 'efi' | null;
+  /** Why a machine that is no node was not admitted (nodeconfig/admission.ts). */
+  refusal?: string;
 }
 
 /** Query flag on a config-module URL asking for the file wrapped in a one-file newc cpio archive. */
@@ -123,10 +125,9 @@ function argList(): Args {
 
 /**
  * Decides what a machine boots.
- * - a retired node, or an unknown machine under `ignore` / `allow-list`: iPXE `exit`
+ * - a retired node, or a machine admission did not make a node: iPXE `exit`
  *   (the firmware goes on to the next boot device, normally the local disk);
- * - an unknown machine under `discover` (the route registers it first) or a node still
- *   `discovered` with no assigned platform: the default platform in discovery mode;
+ * - a node still `discovered` with no assigned platform: the default platform in discovery mode;
  * - otherwise the node's assigned platform, else the default, plus a rescue entry (the
  *   previous platform with noimport=true) when the node has one.
  */
@@ -141,18 +142,16 @@ export function bootPlanFor(
   const byStamp = new Map(platforms.map((p) => [p.stamp, p]));
   const fallback = platforms.find((p) => p.isDefault) ?? null;
 
-  if (node === null && config.unknownNodePolicy === 'ignore') {
-    return { action: 'exit', reason: `unknown machine ${request.mac}: the unknown-node policy is "ignore"`, warnings };
+  // Admission (nodeconfig/admission.ts) decided already: a machine it did not make a node boots nothing.
+  if (node === null) {
+    return { action: 'exit', reason: `machine ${request.mac}: ${request.refusal ?? 'not registered'}`, warnings };
   }
-  if (node === null && config.unknownNodePolicy === 'allow-list') {
-    return { action: 'exit', reason: `machine ${request.mac} is not registered and the unknown-node policy is "allow-list"`, warnings };
-  }
-  if (node?.state === 'retired') {
+  if (node.state === 'retired') {
     return { action: 'exit', reason: `node ${node.id} is retired`, warnings };
   }
 
   let platform: PlatformRecord | null = null;
-  if (node?.bootPlatform) {
+  if (node.bootPlatform) {
     platform = byStamp.get(node.bootPlatform) ?? null;
     if (!platform) warnings.push(`assigned platform ${node.bootPlatform} is not imported; booting the default`);
   }
@@ -161,7 +160,7 @@ export function bootPlanFor(
   if (!platform) {
     return { action: 'exit', reason: 'no platform to boot: import one with `fleetboot platform import`', warnings };
   }
-  const mode: 'normal' | 'discovery' = node === null || (!assigned && node.state === 'discovered') ? 'discovery' : 'normal';
+  const mode: 'normal' | 'discovery' = !assigned && node.state === 'discovered' ? 'discovery' : 'normal';
 
   const given = contribution ?? { bootArgs: {}, modules: [] };
   const contributedArgs: [string, string][] = [];
@@ -177,12 +176,12 @@ export function bootPlanFor(
     return ok;
   });
 
-  const flagTrait = node?.traits['kernel_flags'];
+  const flagTrait = node.traits['kernel_flags'];
   const ctx: EntryContext = { node, request, config, contributedArgs, modules, mode, warnings, flagTrait: flagTrait ?? null };
   const entries: BootEntry[] = [entryFor(platform, 'normal', false, ctx)];
-  const previous = node?.previousPlatform ? byStamp.get(node.previousPlatform) : undefined;
+  const previous = node.previousPlatform ? byStamp.get(node.previousPlatform) : undefined;
   if (previous && mode === 'normal') entries.push(entryFor(previous, 'rescue', true, ctx));
-  return { action: 'boot', mode, nodeId: node?.id ?? null, mac: request.mac, entries, warnings };
+  return { action: 'boot', mode, nodeId: node.id, mac: request.mac, entries, warnings };
 }
 
 interface EntryContext {

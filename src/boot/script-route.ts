@@ -1,12 +1,13 @@
 // GET /boot/node.ipxe?mac=..&uuid=..&serial=..&arch=..: the per-node script stage1.ipxe
-// chains to (DESIGN.md "The boot path" §3-4). Registers an unknown machine under the
-// `discover` policy, plans its boot, renders it, and records a `script` boot event.
+// chains to (DESIGN.md "The boot path" §3-4). Asks admission whether the machine is a node
+// (registering it under `discover`), plans its boot, renders it, and records a `script` event.
 import { Router } from 'express';
 import { z } from 'zod';
 import type { FleetbootConfig } from '../config/schema.ts';
 import { baseUrlFor } from '../http/boot-routes.ts';
 import { sourceAddress } from '../http/auth.ts';
 import type { Logger } from '../log.ts';
+import { admitMachine } from '../nodeconfig/admission.ts';
 import { parseMac, type Mac } from '../mac.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
@@ -56,15 +57,15 @@ export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
       return;
     }
     const q = parsed.data;
-    let node: NodeRecord | null = deps.store.nodes.findByMac(q.mac) ?? null;
-    let created = false;
-    // Unknown machines are only written to the registry under `discover`; a known one
-    // learns its UUID / arch / serial from what iPXE reports.
-    if (node || deps.config.unknownNodePolicy === 'discover') {
-      const hit = deps.store.nodes.discover({ mac: q.mac, uuid: q.uuid, arch: q.arch, serial: q.serial });
-      node = hit.node;
-      created = hit.created;
-    }
+    const admission = admitMachine(deps.store, deps.config.unknownNodePolicy, 'script', {
+      mac: q.mac,
+      uuid: q.uuid,
+      uuidFrom: 'ipxe',
+      arch: q.arch,
+      serial: q.serial,
+    });
+    const node: NodeRecord | null = admission.admitted ? admission.node : null;
+    const created = admission.admitted && admission.created;
     let contribution: NodeBootContribution | null = null;
     if (node) {
       try {
@@ -81,7 +82,12 @@ export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
       }
     }
     const baseUrl = baseUrlFor(req, deps.config);
-    const plan = bootPlanFor(node, deps.store.platforms.list(), deps.config, contribution, { mac: q.mac, baseUrl, firmware: q.platform });
+    const plan = bootPlanFor(node, deps.store.platforms.list(), deps.config, contribution, {
+      mac: q.mac,
+      baseUrl,
+      firmware: q.platform,
+      ...(admission.admitted ? {} : { refusal: admission.reason }),
+    });
     const script = renderBootScript(deps.templates, plan, baseUrl);
     const detail = {
       action: plan.action,

@@ -48,12 +48,24 @@ function adminMac(n: NodeRecord): string | null {
   return (n.nics.find((c) => c.isAdmin) ?? n.nics[0])?.mac ?? null;
 }
 
+/** The UUID and who reported which spelling of it (src/uuid.ts: firmware and OS may differ in byte order). */
+function uuidText(node: NodeRecord): string {
+  if (node.uuid === null) return '-';
+  const bySpelling = new Map<string, string[]>();
+  for (const [source, spelling] of Object.entries(node.uuidSources)) bySpelling.set(spelling, [...(bySpelling.get(spelling) ?? []), source]);
+  const own = bySpelling.get(node.uuid);
+  const others = [...bySpelling].filter(([spelling]) => spelling !== node.uuid);
+  const parts = [`${node.uuid}${own ? ` (from ${own.join(', ')})` : ''}`];
+  for (const [spelling, sources] of others) parts.push(`${spelling} (from ${sources.join(', ')}: the same machine in the other SMBIOS byte order)`);
+  return parts.join('\n             ');
+}
+
 function showText(store: Store, node: NodeRecord): string {
   const si = storedSysinfoSchema.safeParse(node.sysinfo);
   const sys = si.success ? si.data : null;
   const lines: string[] = [];
   lines.push(`node ${node.id}  ${node.hostname ?? '(no hostname)'}  ${node.state}`);
-  lines.push(`  uuid:      ${node.uuid ?? '-'}`);
+  lines.push(`  uuid:      ${uuidText(node)}`);
   lines.push(`  platform:  boots ${node.bootPlatform ?? '(default)'}, running ${node.currentPlatform ?? '-'}`);
   lines.push(`  last boot: ${iso(node.lastBoot) ?? '-'}   last seen: ${iso(node.lastSeen) ?? '-'}`);
   lines.push(`  hardware:  ${sys?.cpu ? `${sys.cpu.count} x ${sys.cpu.model}` : 'not reported'}${sys?.ramBytes ? `, ${formatBytes(sys.ramBytes)} RAM` : ''}`);

@@ -19,6 +19,7 @@ import { macFromBytes, type Mac } from '../mac.ts';
 import type { BootEventKind } from '../store/events.ts';
 import type { Lease } from '../store/leases.ts';
 import type { Store } from '../store/store.ts';
+import { admitMachine, unknownMachineAnswer } from '../nodeconfig/admission.ts';
 import { archName, bootAnswerFor, classifyClient, ipxeNoPxeDhcp, pxeDiscoveryControl, type BootSettings, type ClientKind } from './boot.ts';
 import { clientKey, LeaseBook, leaseClientKey } from './lease-book.ts';
 import {
@@ -243,20 +244,26 @@ export class DhcpServer implements Service {
     const mode = this.config.dhcp.mode;
     if (mode === 'proxy' && client.kind === 'os') return this.ignore(p, rinfo, 'proxy mode answers PXE clients only', mac);
 
-    // Unknown-node policy: allow-list answers only MACs in the registry; the others let
-    // the boot script decide (DESIGN.md "The boot path" §4).
+    // A machine not in the registry is admitted, answered unregistered, or not answered at
+    // all, as the unknown-node policy says (nodeconfig/admission.ts).
     let nic = this.deps.store.nodes.nicByMac(mac);
     if (!nic) {
-      if (this.config.unknownNodePolicy === 'allow-list') return this.ignore(p, rinfo, 'MAC not in the registry (allow-list)', mac);
+      const channel = mode === 'proxy' ? 'proxy-dhcp' : 'dhcp';
       if (type === 'discover' || type === 'request' || type === 'inform') {
         const arch = p.options.clientArch?.[0];
-        const { node, created } = this.deps.store.nodes.discover({
+        const a = admitMachine(this.deps.store, this.config.unknownNodePolicy, channel, {
           mac,
           uuid: p.options.clientUuid ?? null,
+          uuidFrom: 'dhcp',
           arch: arch === undefined ? null : archName(arch),
         });
-        if (created) this.log.info({ event: 'node_discovered', mac, node: node.id }, 'new node discovered by DHCP');
-        nic = { nodeId: node.id, ip: node.nics.find((n) => n.mac === mac)?.ip ?? null };
+        if (!a.admitted && a.answer === 'refuse') return this.ignore(p, rinfo, a.reason, mac);
+        if (a.admitted) {
+          if (a.created) this.log.info({ event: 'node_discovered', mac, node: a.node.id }, 'new node discovered by DHCP');
+          nic = { nodeId: a.node.id, ip: a.node.nics.find((n) => n.mac === mac)?.ip ?? null };
+        }
+      } else if (unknownMachineAnswer(this.config.unknownNodePolicy, channel).answer === 'refuse') {
+        return this.ignore(p, rinfo, `${type} from a machine the unknown-node policy does not answer`, mac);
       }
     }
     const nodeId = nic?.nodeId ?? null;

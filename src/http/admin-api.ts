@@ -23,6 +23,7 @@ export function nodeView(n: NodeRecord): Record<string, unknown> {
   return {
     id: n.id,
     uuid: n.uuid,
+    uuidSources: n.uuidSources,
     hostname: n.hostname,
     state: n.state,
     bootPlatform: n.bootPlatform,

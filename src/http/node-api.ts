@@ -10,6 +10,7 @@ import type { FleetbootConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { parseMac } from '../mac.ts';
 import { nodeConfigContribution } from '../nodeconfig/boot-modules.ts';
+import { admitMachine } from '../nodeconfig/admission.ts';
 import { applyCheckin, nodeOfRequest, retireNode, setNodeFields, setupNode } from '../nodeconfig/lifecycle.ts';
 import { describeIssues, NodeConfigError } from '../nodeconfig/network.ts';
 import { configModuleNames, renderConfigModule, zpoolPlanOf, type ConfigModuleName } from '../nodeconfig/render.ts';
@@ -89,8 +90,9 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
       report.nics.map((n) => store.nodes.findByMac(n.mac)).find((n) => n !== undefined);
     const token = presentedToken(req);
     const auth = nodeOfRequest(store, ip, token, claimed);
-    let target: NodeRecord | null;
+    let target: NodeRecord;
     let by: string;
+    let registered = false;
     if (auth) {
       if (claimed && auth.node.id !== claimed.id) {
         log.warn({ event: 'checkin_refused', ip, node: claimed.id, requester: auth.node.id }, 'check-in for another node refused');
@@ -100,11 +102,17 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
       by = auth.by;
     } else if (token === null && (!claimed || (['discovered', 'unknown'].includes(claimed.state) && claimed.tokenHash === null && claimed.networkConfig === null))) {
       // Trust on first use: a machine fleetboot has never configured (no token, no config)
-      // may register itself, unless the policy admits only known MACs.
-      if (!claimed && deps.config.unknownNodePolicy !== 'discover') {
-        throw new HttpError(403, 'forbidden', `unknown node; the head node's unknownNodePolicy is "${deps.config.unknownNodePolicy}"`);
+      // may register itself, if admission (the unknown-node policy) lets a new machine in.
+      if (claimed) target = claimed;
+      else {
+        const a = admitMachine(store, deps.config.unknownNodePolicy, 'checkin', { mac: report.nics[0]!.mac, uuid: report.uuid, uuidFrom: 'os' });
+        if (!a.admitted) {
+          log.warn({ event: 'checkin_refused', ip, mac: report.nics[0]!.mac, reason: a.reason }, 'check-in of an unknown machine refused');
+          throw new HttpError(403, 'forbidden', `${report.nics[0]!.mac}: ${a.reason}`);
+        }
+        target = a.node;
+        registered = a.created;
       }
-      target = claimed ?? null;
       by = 'first-use';
     } else {
       log.warn({ event: 'checkin_refused', ip, node: claimed?.id ?? null, token: token !== null }, 'check-in refused');
@@ -112,7 +120,7 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
     }
     const result = applyCheckin(store, report, target, { ip, by });
     log.info({ event: 'checkin', node: result.node.id, mac: report.nics[0]!.mac, ip, auth: by, from: result.from, to: result.to, platform: report.platform }, 'node checked in');
-    res.status(result.created ? 201 : 200).json({ node: { id: result.node.id, state: result.node.state, hostname: result.node.hostname } });
+    res.status(registered ? 201 : 200).json({ node: { id: result.node.id, state: result.node.state, hostname: result.node.hostname } });
   });
 
   return r;

@@ -60,26 +60,18 @@ function stateBeforeUnknown(store: Store, nodeId: number): NodeState {
 
 export interface CheckinResult {
   node: NodeRecord;
-  created: boolean;
   from: NodeState;
   to: NodeState;
 }
 
 /**
  * Applies a check-in: sysinfo, new NICs, current_platform, last_boot, last_seen, state.
- * `target` is the node the request was authenticated as, or null for a first check-in of a
- * machine fleetboot has never configured (discovery, trust on first use).
+ * `node` is the node the request was authenticated as, or the one admission registered for
+ * a first check-in (nodeconfig/admission.ts).
  */
-export function applyCheckin(store: Store, report: Checkin, target: NodeRecord | null, via: { ip: string; by: string }): CheckinResult {
+export function applyCheckin(store: Store, report: Checkin, node: NodeRecord, via: { ip: string; by: string }): CheckinResult {
   return writeTransaction(store.db, (): CheckinResult => {
     const now = store.now();
-    let created = false;
-    let node = target;
-    if (!node) {
-      const d = store.nodes.discover({ mac: report.nics[0]!.mac, uuid: report.uuid });
-      node = d.node;
-      created = d.created;
-    }
     const mine = new Set(node.nics.map((n) => n.mac));
     for (const nic of report.nics) {
       if (mine.has(nic.mac)) continue;
@@ -103,8 +95,14 @@ export function applyCheckin(store: Store, report: Checkin, target: NodeRecord |
     const from = node.state;
     const base = from === 'unknown' ? stateBeforeUnknown(store, node.id) : from;
     const to = stateAfterCheckin(base, node, report.platform);
-    const patch: NodePatch = { sysinfo, currentPlatform: report.platform, lastBoot: report.bootTime * 1000, lastSeen: now, state: to };
-    if (report.uuid && node.uuid === null && !store.nodes.findByUuid(report.uuid)) patch.uuid = report.uuid;
+    const patch: NodePatch = {
+      ...store.nodes.uuidPatch(node, report.uuid, 'os'),
+      sysinfo,
+      currentPlatform: report.platform,
+      lastBoot: report.bootTime * 1000,
+      lastSeen: now,
+      state: to,
+    };
     if (report.hostname && node.hostname === null && !store.nodes.find(report.hostname)) patch.hostname = report.hostname;
     const updated = store.nodes.update(node.id, patch);
     store.events.record({
@@ -114,7 +112,7 @@ export function applyCheckin(store: Store, report: Checkin, target: NodeRecord |
       detail: { ip: via.ip, auth: via.by, platform: report.platform, bootTime: report.bootTime, from, to, modules: report.modules },
     });
     if (from !== to) store.events.record({ event: 'state', nodeId: node.id, detail: { from, to, reason: 'checkin' } });
-    return { node: updated, created, from, to };
+    return { node: updated, from, to };
   })();
 }
 

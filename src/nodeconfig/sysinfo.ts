@@ -3,7 +3,7 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { parseMac, type Mac } from '../mac.ts';
-import { meaningfulUuid } from '../store/nodes.ts';
+import { meaningfulUuid } from '../uuid.ts';
 import { diskSchema } from './zpool.ts';
 
 const macSchema = z.string().transform((s, ctx): Mac => {

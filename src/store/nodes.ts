@@ -2,6 +2,9 @@
 // `unknown`: the module that owns each format parses it with its own schema.
 import type { Mac } from '../mac.ts';
 import { parseMac } from '../mac.ts';
+import { meaningfulUuid, uuidKey, uuidSources, type UuidSource } from '../uuid.ts';
+
+export { meaningfulUuid };
 import { writeTransaction, type Db } from './db.ts';
 
 export const nodeStates = ['discovered', 'setting_up', 'running', 'rebooting', 'unknown', 'failed', 'retired'] as const;
@@ -18,9 +21,14 @@ export interface Nic {
   isAdmin: boolean;
 }
 
+/** The spelling of the node's UUID each reporter used (src/uuid.ts: they may differ in byte order). */
+export type UuidSpellings = Partial<Record<UuidSource, string>>;
+
 export interface NodeRecord {
   id: number;
+  /** As shown to operators: the OS's spelling once the node has checked in, else the firmware's. */
   uuid: string | null;
+  uuidSources: UuidSpellings;
   hostname: string | null;
   state: NodeState;
   bootPlatform: string | null;
@@ -43,6 +51,7 @@ export interface NodeRecord {
 /** Columns a caller may change through `update`. */
 export interface NodePatch {
   uuid?: string | null;
+  uuidSources?: UuidSpellings;
   hostname?: string | null;
   state?: NodeState;
   bootPlatform?: string | null;
@@ -72,6 +81,7 @@ export interface NicInput {
 interface NodeRow {
   id: number;
   uuid: string | null;
+  uuid_sources: string;
   hostname: string | null;
   state: NodeState;
   boot_platform: string | null;
@@ -103,6 +113,7 @@ interface NicRow {
 
 const columnOf: Record<keyof NodePatch, string> = {
   uuid: 'uuid',
+  uuidSources: 'uuid_sources',
   hostname: 'hostname',
   state: 'state',
   bootPlatform: 'boot_platform',
@@ -118,7 +129,7 @@ const columnOf: Record<keyof NodePatch, string> = {
   traits: 'traits',
   tokenHash: 'token_hash',
 };
-const jsonColumns = new Set<keyof NodePatch>(['sysinfo', 'networkConfig', 'zpoolConfig', 'traits']);
+const jsonColumns = new Set<keyof NodePatch>(['uuidSources', 'sysinfo', 'networkConfig', 'zpoolConfig', 'traits']);
 
 const parseJson = (text: string | null): unknown => (text === null ? null : (JSON.parse(text) as unknown));
 
@@ -135,20 +146,23 @@ function nicFromRow(r: NicRow): Nic {
   };
 }
 
-/** An SMBIOS UUID of all zeros (or all ones) is what firmware sends when it has none. */
-export function meaningfulUuid(uuid: string | null | undefined): string | null {
-  if (!uuid) return null;
-  const u = uuid.toLowerCase();
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(u)) return null;
-  if (/^[0-]+$/.test(u) || /^[f-]+$/.test(u)) return null;
-  return u;
-}
-
 /** What the DHCP server asks of a NIC on every packet. */
 export interface NicBinding {
   nodeId: number;
   /** The NIC's static address, when it has one. */
   ip: string | null;
+}
+
+function uuidSpellingsOf(text: string): UuidSpellings {
+  const parsed = parseJson(text);
+  const out: UuidSpellings = {};
+  if (parsed && typeof parsed === 'object') {
+    for (const s of uuidSources) {
+      const v = (parsed as Record<string, unknown>)[s];
+      if (typeof v === 'string') out[s] = v;
+    }
+  }
+  return out;
 }
 
 export class NodeRepo {
@@ -185,10 +199,11 @@ export class NodeRepo {
     this.all = db.prepare<[], NodeRow>('SELECT * FROM nodes ORDER BY id');
     this.nicsOf = db.prepare<[number], NicRow>('SELECT * FROM nics WHERE node_id = ? ORDER BY is_admin DESC, mac');
     this.allNics = db.prepare<[], NicRow>('SELECT * FROM nics ORDER BY is_admin DESC, mac');
-    this.idByUuid = db.prepare<[string], { id: number }>('SELECT id FROM nodes WHERE uuid = ?');
+    // Both SMBIOS byte orders are one machine: match on the key (migration 005).
+    this.idByUuid = db.prepare<[string], { id: number }>('SELECT id FROM nodes WHERE uuid_key = ?');
     this.idByHostname = db.prepare<[string], { id: number }>('SELECT id FROM nodes WHERE hostname = ?');
-    this.insertNode = db.prepare<[string | null, string | null, string | null, string | null, number, number], { id: number }>(
-      'INSERT INTO nodes (uuid, hostname, arch, serial, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id',
+    this.insertNode = db.prepare<[string | null, string, string | null, string | null, string | null, number, number], { id: number }>(
+      'INSERT INTO nodes (uuid, uuid_sources, hostname, arch, serial, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id',
     );
     this.upsertNicStmt = db.prepare(
       `INSERT INTO nics (mac, node_id, nic_tag, ip, network, vlan, mtu, is_admin)
@@ -211,6 +226,7 @@ export class NodeRepo {
     return {
       id: r.id,
       uuid: r.uuid,
+      uuidSources: uuidSpellingsOf(r.uuid_sources),
       hostname: r.hostname,
       state: r.state,
       bootPlatform: r.boot_platform,
@@ -301,9 +317,32 @@ export class NodeRepo {
     return hit && this.get(hit.node_id);
   }
 
+  /** The node with this UUID in either SMBIOS byte order. */
   findByUuid(uuid: string): NodeRecord | undefined {
-    const hit = this.idByUuid.get(uuid.toLowerCase());
+    const u = meaningfulUuid(uuid);
+    const hit = u === null ? undefined : this.idByUuid.get(uuidKey(u));
     return hit && this.get(hit.id);
+  }
+
+  /**
+   * What to change when `source` reports `uuid` for `node`: a node without a UUID takes it
+   * (unless another node holds that machine's UUID); a node whose UUID is the same machine's
+   * records the spelling, and the OS's spelling becomes the one shown. A UUID of another
+   * machine changes nothing. Returns an empty patch when nothing changes.
+   */
+  uuidPatch(node: NodeRecord, uuid: string | null | undefined, source: UuidSource): NodePatch {
+    const u = meaningfulUuid(uuid);
+    if (u === null) return {};
+    if (node.uuid === null) {
+      const holder = this.idByUuid.get(uuidKey(u));
+      if (holder && holder.id !== node.id) return {};
+      return { uuid: u, uuidSources: { ...node.uuidSources, [source]: u } };
+    }
+    if (uuidKey(node.uuid) !== uuidKey(u)) return {};
+    const patch: NodePatch = {};
+    if (node.uuidSources[source] !== u) patch.uuidSources = { ...node.uuidSources, [source]: u };
+    if (source === 'os' && node.uuid !== u) patch.uuid = u;
+    return patch;
   }
 
   /** The node that holds `ip` right now (static NIC address or a bound lease), and through which NIC. */
@@ -329,28 +368,28 @@ export class NodeRepo {
    * The node a booting machine is, creating it as `discovered` when neither its MAC nor its
    * UUID is known. A known UUID seen with a new MAC gains that NIC (a second port booting).
    */
-  discover(input: { mac: Mac; uuid?: string | null; arch?: string | null; serial?: string | null }): {
+  discover(input: { mac: Mac; uuid?: string | null; uuidFrom?: UuidSource; arch?: string | null; serial?: string | null }): {
     node: NodeRecord;
     created: boolean;
   } {
     const uuid = meaningfulUuid(input.uuid);
+    const source = input.uuidFrom ?? 'dhcp';
     return writeTransaction(this.db, () => {
       const byMac = this.nicByMacStmt.get(input.mac);
-      if (byMac) {
-        const node = this.get(byMac.node_id)!;
-        const patch: NodePatch = {};
-        if (uuid && node.uuid === null && !this.idByUuid.get(uuid)) patch.uuid = uuid;
+      const byUuid = byMac ? undefined : uuid ? this.idByUuid.get(uuidKey(uuid)) : undefined;
+      if (byMac || byUuid) {
+        const id = byMac?.node_id ?? byUuid!.id;
+        // A known UUID seen with a new MAC: the machine booting from another port.
+        if (!byMac) this.upsertNic(id, { mac: input.mac });
+        const node = this.get(id)!;
+        const patch: NodePatch = this.uuidPatch(node, uuid, source);
         if (input.arch && node.arch !== input.arch) patch.arch = input.arch;
         if (input.serial && node.serial === null) patch.serial = input.serial;
         return { node: Object.keys(patch).length > 0 ? this.update(node.id, patch) : node, created: false };
       }
-      const byUuid = uuid ? this.idByUuid.get(uuid) : undefined;
-      if (byUuid) {
-        this.upsertNic(byUuid.id, { mac: input.mac });
-        return { node: this.get(byUuid.id)!, created: false };
-      }
       const t = this.now();
-      const { id } = this.insertNode.get(uuid, null, input.arch ?? null, input.serial ?? null, t, t)!;
+      const sources: UuidSpellings = uuid ? { [source]: uuid } : {};
+      const { id } = this.insertNode.get(uuid, JSON.stringify(sources), null, input.arch ?? null, input.serial ?? null, t, t)!;
       this.upsertNic(id, { mac: input.mac, isAdmin: true });
       return { node: this.get(id)!, created: true };
     })();
@@ -360,7 +399,7 @@ export class NodeRepo {
   create(input: { nics: NicInput[]; uuid?: string | null; hostname?: string | null; state?: NodeState }): NodeRecord {
     return writeTransaction(this.db, () => {
       const t = this.now();
-      const { id } = this.insertNode.get(meaningfulUuid(input.uuid), input.hostname ?? null, null, null, t, t)!;
+      const { id } = this.insertNode.get(meaningfulUuid(input.uuid), '{}', input.hostname ?? null, null, null, t, t)!;
       for (const nic of input.nics) this.upsertNic(id, nic);
       if (input.state) this.update(id, { state: input.state });
       return this.get(id)!;
