@@ -128,10 +128,14 @@ test('the canary wave comes first, then waves of at most max in flight in id ord
   assert.deepEqual(many.waves.map((w) => w.canary), [true, true, false]);
 });
 
-test('an explicit list runs in the order given', () => {
-  const fleet = [node(1), node(2), node(3)];
+test('an explicit list runs in the order given, naming nodes by hostname, id, MAC or UUID', () => {
+  const fleet = [node(1), node(2), node(3), { ...node(4), uuid: '4c4c4544-0042-3510-8052-b4c04f4e3332' }];
   const plan = planRollout(spec({ selector: 'cn3,1,52:54:00:00:00:02', canary: 1, maxInFlight: 2 }), fleet, platforms);
   assert.deepEqual(labels(plan), [['cn3'], ['cn1', 'cn2']]);
+  // The UUID in the other SMBIOS byte order is the same machine.
+  for (const ref of ['4C4C4544-0042-3510-8052-B4C04F4E3332', '44454c4c-4200-1035-8052-b4c04f4e3332']) {
+    assert.deepEqual(labels(planRollout(spec({ selector: { nodes: [ref] }, canary: 0 }), fleet, platforms)), [['cn4']]);
+  }
 });
 
 test('a percentage is of the nodes to upgrade, rounded down, at least one', () => {

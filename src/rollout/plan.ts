@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { parseMac } from '../mac.ts';
 import type { Nic, NodeRecord } from '../store/nodes.ts';
 import type { PlatformRecord } from '../store/platforms.ts';
+import { meaningfulUuid, uuidKey } from '../uuid.ts';
 
 /** Nodes without the failure-domain trait share this one domain (see `failureDomain`). */
 export const noDomain = '(none)';
@@ -187,7 +188,9 @@ function findNode<N extends PlannableNode>(nodes: readonly N[], ref: string): N 
   if (/^\d+$/.test(ref)) return nodes.find((n) => n.id === Number(ref));
   const mac = parseMac(ref);
   if (mac && /[:.-]/.test(ref)) return nodes.find((n) => n.nics.some((c) => c.mac === mac));
-  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref)) return nodes.find((n) => n.uuid?.toLowerCase() === ref.toLowerCase());
+  const uuid = meaningfulUuid(ref);
+  // Either SMBIOS byte order names the same machine (src/uuid.ts).
+  if (uuid) return nodes.find((n) => n.uuid !== null && uuidKey(n.uuid.toLowerCase()) === uuidKey(uuid));
   return nodes.find((n) => n.hostname === ref) ?? (mac ? nodes.find((n) => n.nics.some((c) => c.mac === mac)) : undefined);
 }
 
