@@ -49,6 +49,7 @@ function node(o: { state?: NodeState; bootPlatform?: string | null; previousPlat
     id: 7,
     uuid: null,
     uuidSources: {},
+    power: null,
     hostname: o.hostname ?? null,
     state: o.state ?? 'running',
     bootPlatform: o.bootPlatform ?? null,

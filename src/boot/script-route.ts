@@ -8,6 +8,7 @@ import { baseUrlFor } from '../http/boot-routes.ts';
 import { sourceAddress } from '../http/auth.ts';
 import type { Logger } from '../log.ts';
 import { admitMachine } from '../nodeconfig/admission.ts';
+import { scriptRequestFromNode } from '../nodeconfig/lifecycle.ts';
 import { parseMac, type Mac } from '../mac.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
@@ -69,12 +70,7 @@ export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
     let contribution: NodeBootContribution | null = null;
     if (node) {
       try {
-        // Anyone can ask for any MAC's script; its secrets (the node token) go only to a
-        // request from the node's own address. Without full DHCP fleetboot does not know
-        // node addresses, so it must trust the MAC (documented in the README).
-        const knowsAddresses = deps.config.dhcp.mode === 'full';
-        const fromNode = !knowsAddresses || deps.store.nodes.findByAddress(sourceAddress(req))?.node.id === node.id;
-        contribution = deps.nodeContribution(node, { fromNode });
+        contribution = deps.nodeContribution(node, { fromNode: scriptRequestFromNode(deps.store, deps.config.dhcp.mode, node, sourceAddress(req)) });
       } catch (err) {
         // The node still boots (sdc-booter's rule: a lookup failure must not strand a node);
         // it just boots without its per-node modules this time.

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { UsageError } from './errors.ts';
+import { PowerError } from '../rollout/power.ts';
 import { registerInit } from './init.ts';
 import { registerLab } from './lab.ts';
 import { registerNode } from './node.ts';
@@ -39,6 +40,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof ConfigError || err instanceof UsageError) {
       process.stderr.write(`fleetboot: ${err.message}\n`);
       return 2;
+    }
+    if (err instanceof PowerError) {
+      // The driver's message names the node and what to check; a stack would bury it.
+      process.stderr.write(`fleetboot: ${err.message}\n`);
+      return 1;
     }
     const sys = err as NodeJS.ErrnoException & { address?: string; port?: number };
     if (sys.code === 'EADDRINUSE' || sys.code === 'EACCES' || sys.code === 'EADDRNOTAVAIL') {

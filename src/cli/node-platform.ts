@@ -1,6 +1,8 @@
-// `fleetboot node set-platform NODE STAMP`: what a node boots next. The platform it was
-// assigned before becomes its previous_platform (the rescue entry and rollback target).
+// `fleetboot node set-platform NODE STAMP`: what a node boots next (nodeconfig/lifecycle.ts
+// assignPlatform: the platform it had becomes its previous one, the rescue and rollback target).
 import type { Command } from 'commander';
+import { assignPlatform } from '../nodeconfig/lifecycle.ts';
+import { NodeConfigError } from '../nodeconfig/network.ts';
 import { withStore } from './context.ts';
 import { UsageError } from './errors.ts';
 import { nodeCommand } from './node.ts';
@@ -18,9 +20,14 @@ export function registerNodePlatform(program: Command): void {
       await withStore(cmd, (store) => {
         const node = store.nodes.find(ref);
         if (!node) throw new UsageError(`no node ${JSON.stringify(ref)} (give a node id, UUID, MAC or hostname; see fleetboot node list)`);
-        if (!store.platforms.get(stamp)) throw new UsageError(`no platform ${stamp} (see fleetboot platform list)`);
-        const changed = node.bootPlatform !== stamp;
-        const updated = changed ? store.nodes.update(node.id, { bootPlatform: stamp, previousPlatform: node.bootPlatform }) : node;
+        let result;
+        try {
+          result = assignPlatform(store, node, stamp, { reason: 'operator' });
+        } catch (err) {
+          if (err instanceof NodeConfigError) throw new UsageError(err.message);
+          throw err;
+        }
+        const { node: updated, changed } = result;
         if (o.json) return printJson({ node: updated.id, bootPlatform: updated.bootPlatform, previousPlatform: updated.previousPlatform, changed });
         process.stdout.write(
           changed

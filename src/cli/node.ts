@@ -11,6 +11,7 @@ import { networkOf, zpoolLayoutOf, zpoolPlanOf } from '../nodeconfig/render.ts';
 import { nodeKeysIn, rootPassword } from '../nodeconfig/secrets.ts';
 import { storedSysinfoSchema } from '../nodeconfig/sysinfo.ts';
 import { describePlan, parseZpoolSpec } from '../nodeconfig/zpool.ts';
+import { powerActions, powerNode, type PowerAction } from '../rollout/node-power.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
 import { withStore } from './context.ts';
@@ -191,6 +192,23 @@ export function registerNode(program: Command): void {
         const updated = asUsage(() => setNodeFields(store, nodeOrFail(store, ref), assignments));
         if (o.json) return printJson({ node: nodeView(updated) });
         process.stdout.write(`node ${updated.id}: ${assignments.join(' ')}\n`);
+      });
+    });
+
+  node
+    .command('power')
+    .description("power a node through its driver (its power.* settings): status, on, off or cycle (a cycle boots it from the network again)")
+    .argument('<node>', 'node id, UUID, MAC or hostname')
+    .argument('<action>', powerActions.join('|'))
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nExamples:\n  fleetboot node set cn7 power.kind=qemu power.qmpSocket=/var/lab/node0.qmp\n  fleetboot node power cn7 cycle\n  fleetboot node power cn7 status --json')
+    .action(async (ref: string, action: string, o: { json?: boolean }, cmd: Command) => {
+      if (!(powerActions as readonly string[]).includes(action)) throw new UsageError(`action: expected one of ${powerActions.join(', ')}, got ${JSON.stringify(action)}`);
+      await withStore(cmd, async (store) => {
+        const n = nodeOrFail(store, ref);
+        const result = await powerNode(store, n, action as PowerAction);
+        if (o.json) return printJson({ node: n.id, ...result });
+        process.stdout.write(`node ${n.id}: ${action === 'status' ? '' : `${action} done; `}power ${result.state} (${result.driver})\n`);
       });
     });
 

@@ -34,6 +34,8 @@ export function nodeView(n: NodeRecord): Record<string, unknown> {
     lastBoot: iso(n.lastBoot),
     lastSeen: iso(n.lastSeen),
     traits: n.traits,
+    // Power specs hold how to reach the driver, never a secret (a password is a file reference).
+    power: n.power,
     nics: n.nics.map((c) => ({ mac: c.mac, nicTag: c.nicTag, ip: c.ip, network: c.network, vlan: c.vlan, mtu: c.mtu, admin: c.isAdmin })),
     sysinfo: n.sysinfo,
     networkConfig: n.networkConfig,

@@ -10,13 +10,14 @@ import type { FleetbootConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { parseMac } from '../mac.ts';
 import { nodeConfigContribution } from '../nodeconfig/boot-modules.ts';
-import { admitMachine } from '../nodeconfig/admission.ts';
-import { applyCheckin, nodeOfRequest, retireNode, setNodeFields, setupNode } from '../nodeconfig/lifecycle.ts';
+import { acceptCheckin, assignPlatform, NodeAccessError, nodeOfRequest, retireNode, setNodeFields, setupNode } from '../nodeconfig/lifecycle.ts';
 import { describeIssues, NodeConfigError } from '../nodeconfig/network.ts';
 import { configModuleNames, renderConfigModule, zpoolPlanOf, type ConfigModuleName } from '../nodeconfig/render.ts';
 import { nodeKeysIn, rootPassword, type NodeKeys } from '../nodeconfig/secrets.ts';
 import { checkinSchema } from '../nodeconfig/sysinfo.ts';
 import { parseZpoolLayout, parseZpoolSpec } from '../nodeconfig/zpool.ts';
+import { powerActions, powerNode, type PowerAction } from '../rollout/node-power.ts';
+import { PowerError } from '../rollout/power.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
 import { nodeView } from './admin-api.ts';
@@ -84,43 +85,16 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
     const report = parsed.data;
     const ip = sourceAddress(req);
-    const claimed =
-      (report.node && /^\d+$/.test(report.node) ? store.nodes.get(Number(report.node)) : undefined) ??
-      (report.uuid ? store.nodes.findByUuid(report.uuid) : undefined) ??
-      report.nics.map((n) => store.nodes.findByMac(n.mac)).find((n) => n !== undefined);
-    const token = presentedToken(req);
-    const auth = nodeOfRequest(store, ip, token, claimed);
-    let target: NodeRecord;
-    let by: string;
-    let registered = false;
-    if (auth) {
-      if (claimed && auth.node.id !== claimed.id) {
-        log.warn({ event: 'checkin_refused', ip, node: claimed.id, requester: auth.node.id }, 'check-in for another node refused');
-        throw new HttpError(403, 'forbidden', `this address belongs to node ${auth.node.id}, not node ${claimed.id}`);
-      }
-      target = auth.node;
-      by = auth.by;
-    } else if (token === null && (!claimed || (['discovered', 'unknown'].includes(claimed.state) && claimed.tokenHash === null && claimed.networkConfig === null))) {
-      // Trust on first use: a machine fleetboot has never configured (no token, no config)
-      // may register itself, if admission (the unknown-node policy) lets a new machine in.
-      if (claimed) target = claimed;
-      else {
-        const a = admitMachine(store, deps.config.unknownNodePolicy, 'checkin', { mac: report.nics[0]!.mac, uuid: report.uuid, uuidFrom: 'os' });
-        if (!a.admitted) {
-          log.warn({ event: 'checkin_refused', ip, mac: report.nics[0]!.mac, reason: a.reason }, 'check-in of an unknown machine refused');
-          throw new HttpError(403, 'forbidden', `${report.nics[0]!.mac}: ${a.reason}`);
-        }
-        target = a.node;
-        registered = a.created;
-      }
-      by = 'first-use';
-    } else {
-      log.warn({ event: 'checkin_refused', ip, node: claimed?.id ?? null, token: token !== null }, 'check-in refused');
-      throw new HttpError(403, 'forbidden', 'check in from the node\'s own address or with its fleetboot_token');
+    let result;
+    try {
+      result = acceptCheckin(store, deps.config.unknownNodePolicy, report, { ip, token: presentedToken(req) });
+    } catch (err) {
+      if (!(err instanceof NodeAccessError)) throw err;
+      log.warn({ event: 'checkin_refused', ip, mac: report.nics[0]!.mac, reason: err.message }, 'check-in refused');
+      throw new HttpError(403, 'forbidden', err.message);
     }
-    const result = applyCheckin(store, report, target, { ip, by });
-    log.info({ event: 'checkin', node: result.node.id, mac: report.nics[0]!.mac, ip, auth: by, from: result.from, to: result.to, platform: report.platform }, 'node checked in');
-    res.status(registered ? 201 : 200).json({ node: { id: result.node.id, state: result.node.state, hostname: result.node.hostname } });
+    log.info({ event: 'checkin', node: result.node.id, mac: report.nics[0]!.mac, ip, auth: result.by, from: result.from, to: result.to, platform: report.platform }, 'node checked in');
+    res.status(result.registered ? 201 : 200).json({ node: { id: result.node.id, state: result.node.state, hostname: result.node.hostname } });
   });
 
   return r;
@@ -160,6 +134,38 @@ export function nodeAdminRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(d
     const set = (req.body as { set?: unknown } | undefined)?.set;
     if (!Array.isArray(set) || !set.every((s): s is string => typeof s === 'string')) throw new HttpError(400, 'bad_request', 'set: expected an array of "key=value" strings');
     res.json({ node: nodeView(refused(() => setNodeFields(store, node, set))) });
+  });
+
+  r.post('/nodes/:id/platform', (req, res) => {
+    const node = nodeOr404(req.params.id);
+    const stamp = (req.body as { stamp?: unknown } | undefined)?.stamp;
+    if (typeof stamp !== 'string' || stamp === '') throw new HttpError(400, 'bad_request', 'stamp: expected the stamp of an imported platform');
+    let changed = false;
+    const updated = refused(() => {
+      const a = assignPlatform(store, node, stamp, { reason: 'operator' });
+      changed = a.changed;
+      return a.node;
+    });
+    log.info({ event: 'platform_assigned', node: node.id, mac: node.nics[0]?.mac, stamp, changed }, 'platform assigned');
+    res.json({ node: nodeView(updated), changed });
+  });
+
+  r.post('/nodes/:id/power', async (req, res) => {
+    const node = nodeOr404(req.params.id);
+    const action = (req.body as { action?: unknown } | undefined)?.action;
+    if (typeof action !== 'string' || !(powerActions as readonly string[]).includes(action)) {
+      throw new HttpError(400, 'bad_request', `action: expected one of ${powerActions.join(', ')}`);
+    }
+    try {
+      const result = await powerNode(store, node, action as PowerAction);
+      log.info({ event: 'power', node: node.id, mac: node.nics[0]?.mac, ...result }, 'node powered');
+      res.json({ node: node.id, ...result });
+    } catch (err) {
+      if (!(err instanceof PowerError)) throw err;
+      log.warn({ event: 'power_failed', node: node.id, mac: node.nics[0]?.mac, action, err: err.message }, 'power action failed');
+      // 409 when fleetboot was never told how to reach it; 502 when the BMC / driver failed.
+      throw new HttpError(node.power === null ? 409 : 502, node.power === null ? 'no_power_settings' : 'power_failed', err.message);
+    }
   });
 
   r.post('/nodes/:id/retire', (req, res) => {

@@ -12,6 +12,8 @@ import type { Checkin, StoredSysinfo } from './sysinfo.ts';
 import { reportedDisks } from './sysinfo.ts';
 import { planZpool, type ZpoolLayout } from './zpool.ts';
 import { writeTransaction } from '../store/db.ts';
+import { admitMachine, type UnknownNodePolicy } from './admission.ts';
+import { powerSpecSchema, type PowerSpec } from '../rollout/power.ts';
 
 /** How a node-facing request proved who it is. */
 export type NodeAuth = { node: NodeRecord; by: 'address' | 'token' };
@@ -30,6 +32,15 @@ export function nodeOfRequest(store: Store, ip: string, token: string | null, cl
   if (token !== null && claimed && tokenMatchesNode(token, claimed.tokenHash)) return { node: claimed, by: 'token' };
   const held = store.nodes.findByAddress(ip);
   return held ? { node: held.node, by: 'address' } : null;
+}
+
+/**
+ * Whether a boot-script request may carry the node's secrets (its token). Anyone can ask for
+ * any MAC's script, so under full DHCP they go only to a request from the node's own address;
+ * without it fleetboot knows no node addresses and must trust the MAC (the README says so).
+ */
+export function scriptRequestFromNode(store: Store, dhcpMode: 'off' | 'full' | 'proxy', node: NodeRecord, ip: string): boolean {
+  return dhcpMode !== 'full' || store.nodes.findByAddress(ip)?.node.id === node.id;
 }
 
 /** The state a node moves to when it checks in (DESIGN.md node states). */
@@ -116,6 +127,48 @@ export function applyCheckin(store: Store, report: Checkin, node: NodeRecord, vi
   })();
 }
 
+export interface AcceptedCheckin extends CheckinResult {
+  /** How the node proved who it is: its address, its token, or trust on first use. */
+  by: 'address' | 'token' | 'first-use';
+  /** The check-in registered a machine fleetboot did not know. */
+  registered: boolean;
+}
+
+/**
+ * Whether a check-in is accepted, and for which node, then applies it. A node proves itself by
+ * its source address or its token (nodeOfRequest). A machine fleetboot has never configured
+ * (no token, no config) may check in from anywhere, trust on first use, and a new one is
+ * registered only if admission lets it in (nodeconfig/admission.ts). Throws NodeAccessError
+ * saying why otherwise.
+ */
+export function acceptCheckin(store: Store, policy: UnknownNodePolicy, report: Checkin, from: { ip: string; token: string | null }): AcceptedCheckin {
+  const claimed =
+    (report.node && /^\d+$/.test(report.node) ? store.nodes.get(Number(report.node)) : undefined) ??
+    (report.uuid ? store.nodes.findByUuid(report.uuid) : undefined) ??
+    report.nics.map((n) => store.nodes.findByMac(n.mac)).find((n) => n !== undefined);
+  const auth = nodeOfRequest(store, from.ip, from.token, claimed);
+  let target: NodeRecord;
+  let by: AcceptedCheckin['by'];
+  let registered = false;
+  if (auth) {
+    if (claimed && auth.node.id !== claimed.id) throw new NodeAccessError(`this address belongs to node ${auth.node.id}, not node ${claimed.id}`);
+    target = auth.node;
+    by = auth.by;
+  } else if (from.token === null && (!claimed || (['discovered', 'unknown'].includes(claimed.state) && claimed.tokenHash === null && claimed.networkConfig === null))) {
+    if (claimed) target = claimed;
+    else {
+      const a = admitMachine(store, policy, 'checkin', { mac: report.nics[0]!.mac, uuid: report.uuid, uuidFrom: 'os' });
+      if (!a.admitted) throw new NodeAccessError(`${report.nics[0]!.mac}: ${a.reason}`);
+      target = a.node;
+      registered = a.created;
+    }
+    by = 'first-use';
+  } else {
+    throw new NodeAccessError("check in from the node's own address or with its fleetboot_token");
+  }
+  return { ...applyCheckin(store, report, target, { ip: from.ip, by }), by, registered };
+}
+
 export interface SetupInput {
   network: unknown;
   zpool?: ZpoolLayout | undefined;
@@ -160,16 +213,34 @@ export function setupNode(store: Store, keys: NodeKeys, node: NodeRecord, input:
   })();
 }
 
+/** A stored power spec as the `power.<field>` strings `node set` edits. */
+function powerFields(spec: unknown): Record<string, string> | null {
+  if (spec === null || typeof spec !== 'object') return null;
+  return Object.fromEntries(Object.entries(spec as Record<string, unknown>).map(([k, v]) => [k, String(v)]));
+}
+
+/** Checks `power.*` settings against the power spec schema, naming the field that is wrong. */
+function parsePowerSettings(fields: Record<string, string>): PowerSpec {
+  const parsed = powerSpecSchema.safeParse(fields);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.length ? `power.${issue.path.map(String).join('.')}` : 'power';
+  throw new NodeConfigError(`${where}: ${issue?.message ?? 'invalid'}`);
+}
+
 const operatorStates: readonly NodeState[] = ['discovered', 'setting_up', 'running', 'rebooting', 'failed'];
 
 /**
  * `node set NODE key=value`: hostname, state (operator-settable states), traits.<name>
- * (empty value removes it) and bootarg.<key> (an extra -B arg; empty removes it).
+ * (empty value removes it), bootarg.<key> (an extra -B arg; empty removes it) and
+ * power.<field> (the node's power spec, checked whole once every assignment is applied).
  */
 export function setNodeFields(store: Store, node: NodeRecord, assignments: string[]): NodeRecord {
   const patch: NodePatch = {};
   const traits = { ...node.traits };
   let traitsChanged = false;
+  let power: Record<string, string> | null = powerFields(node.power);
+  let powerChanged = false;
   for (const a of assignments) {
     const m = /^([\w.-]+)=(.*)$/s.exec(a);
     if (!m) throw new NodeConfigError(`expected key=value, got ${JSON.stringify(a)}`);
@@ -191,11 +262,22 @@ export function setNodeFields(store: Store, node: NodeRecord, assignments: strin
       if (value === '') delete traits[name];
       else traits[name] = value;
       traitsChanged = true;
+    } else if (/^power\.[A-Za-z]{1,32}$/.test(key)) {
+      // power.kind=qemu power.qmpSocket=PATH ...; an empty value removes the field, power.kind= all of it.
+      const field = key.slice('power.'.length);
+      if (field === 'kind' && value === '') power = null;
+      else {
+        power = { ...(power ?? {}) };
+        if (value === '') delete power[field];
+        else power[field] = value;
+      }
+      powerChanged = true;
     } else {
-      throw new NodeConfigError(`unknown field "${key}": expected hostname, state, traits.<name> or bootarg.<key>`);
+      throw new NodeConfigError(`unknown field "${key}": expected hostname, state, traits.<name>, bootarg.<key> or power.<field>`);
     }
   }
   if (traitsChanged) patch.traits = traits;
+  if (powerChanged) patch.power = power === null ? null : parsePowerSettings(power);
   if (node.networkConfig && patch.hostname) {
     // The network config names the host too: keep both in step.
     patch.networkConfig = { ...(node.networkConfig as Record<string, unknown>), hostname: patch.hostname };
@@ -204,6 +286,33 @@ export function setNodeFields(store: Store, node: NodeRecord, assignments: strin
     const updated = store.nodes.update(node.id, patch);
     if (patch.state && patch.state !== node.state) store.events.record({ event: 'state', nodeId: node.id, detail: { from: node.state, to: patch.state, reason: 'operator' } });
     return updated;
+  })();
+}
+
+export interface PlatformAssignment {
+  node: NodeRecord;
+  changed: boolean;
+}
+
+/**
+ * What a node boots next (`node set-platform`, `POST /api/v1/nodes/:id/platform`, a rollout).
+ * The platform it had (assigned, else the one it runs) becomes its previous platform: the
+ * rescue entry and a rollback's target. Recorded as a `platform` boot event.
+ */
+export function assignPlatform(store: Store, node: NodeRecord, stamp: string, by: { reason: 'operator' | 'rollout' | 'rollback'; rolloutId?: number }): PlatformAssignment {
+  if (node.state === 'retired') throw new NodeConfigError(`node ${node.id} is retired; it boots nothing`);
+  if (!store.platforms.get(stamp)) throw new NodeConfigError(`platform: no platform ${stamp} is imported (see fleetboot platform list)`);
+  if (node.bootPlatform === stamp) return { node, changed: false };
+  const had = node.bootPlatform ?? node.currentPlatform;
+  const previousPlatform = had !== null && had !== stamp ? had : node.previousPlatform;
+  return writeTransaction(store.db, (): PlatformAssignment => {
+    const updated = store.nodes.update(node.id, { bootPlatform: stamp, previousPlatform });
+    store.events.record({
+      event: 'platform',
+      nodeId: node.id,
+      detail: { from: node.bootPlatform, to: stamp, previous: previousPlatform, reason: by.reason, ...(by.rolloutId !== undefined ? { rollout: by.rolloutId } : {}) },
+    });
+    return { node: updated, changed: true };
   })();
 }
 

@@ -22,6 +22,7 @@ export const bootEventKinds = [
   'file',
   'checkin',
   'state',
+  'platform',
   'power',
 ] as const;
 export type BootEventKind = (typeof bootEventKinds)[number];

@@ -3,8 +3,6 @@
 import type { Mac } from '../mac.ts';
 import { parseMac } from '../mac.ts';
 import { meaningfulUuid, uuidKey, uuidSources, type UuidSource } from '../uuid.ts';
-
-export { meaningfulUuid };
 import { writeTransaction, type Db } from './db.ts';
 
 export const nodeStates = ['discovered', 'setting_up', 'running', 'rebooting', 'unknown', 'failed', 'retired'] as const;
@@ -42,6 +40,8 @@ export interface NodeRecord {
   networkConfig: unknown;
   zpoolConfig: unknown;
   traits: Record<string, string>;
+  /** How its power is reached (rollout/power.ts parses it); null when not set. */
+  power: unknown;
   tokenHash: string | null;
   createdAt: number;
   updatedAt: number;
@@ -65,6 +65,7 @@ export interface NodePatch {
   networkConfig?: unknown;
   zpoolConfig?: unknown;
   traits?: Record<string, string>;
+  power?: unknown;
   tokenHash?: string | null;
 }
 
@@ -95,6 +96,7 @@ interface NodeRow {
   network_config: string | null;
   zpool_config: string | null;
   traits: string;
+  power: string | null;
   token_hash: string | null;
   created_at: number;
   updated_at: number;
@@ -127,9 +129,10 @@ const columnOf: Record<keyof NodePatch, string> = {
   networkConfig: 'network_config',
   zpoolConfig: 'zpool_config',
   traits: 'traits',
+  power: 'power',
   tokenHash: 'token_hash',
 };
-const jsonColumns = new Set<keyof NodePatch>(['uuidSources', 'sysinfo', 'networkConfig', 'zpoolConfig', 'traits']);
+const jsonColumns = new Set<keyof NodePatch>(['uuidSources', 'sysinfo', 'networkConfig', 'zpoolConfig', 'traits', 'power']);
 
 const parseJson = (text: string | null): unknown => (text === null ? null : (JSON.parse(text) as unknown));
 
@@ -240,6 +243,7 @@ export class NodeRepo {
       networkConfig: parseJson(r.network_config),
       zpoolConfig: parseJson(r.zpool_config),
       traits: (parseJson(r.traits) ?? {}) as Record<string, string>,
+      power: parseJson(r.power),
       tokenHash: r.token_hash,
       createdAt: r.created_at,
       updatedAt: r.updated_at,

@@ -1,0 +1,45 @@
+// Powering a node through its own driver: `fleetboot node power`, POST /api/v1/nodes/:id/power
+// and a rollout's reboot all come here. Every action that changes the machine's power is a
+// `power` boot event on the node's timeline, whether it worked or not.
+import type { NodeRecord } from '../store/nodes.ts';
+import type { Store } from '../store/store.ts';
+import { powerDriverFor } from './power-drivers.ts';
+import { PowerError, type PowerDriver, type PowerState } from './power.ts';
+
+export const powerActions = ['status', 'on', 'off', 'cycle'] as const;
+export type PowerAction = (typeof powerActions)[number];
+
+export interface PowerResult {
+  action: PowerAction;
+  driver: string;
+  /** The machine's power as the driver reports it after the action. */
+  state: PowerState;
+}
+
+export type DriverFactory = (spec: unknown) => PowerDriver;
+
+/** Runs `action` on the node's power driver; throws PowerError naming the node and what to check. */
+export async function powerNode(store: Store, node: NodeRecord, action: PowerAction, driverFor: DriverFactory = powerDriverFor): Promise<PowerResult> {
+  if (node.power === null) {
+    throw new PowerError(`node ${node.id} has no power settings: set them with "fleetboot node set ${node.id} power.kind=qemu power.qmpSocket=PATH"`);
+  }
+  let driver: PowerDriver;
+  try {
+    driver = driverFor(node.power);
+  } catch (err) {
+    throw new PowerError(`node ${node.id}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  const mac = node.nics.find((n) => n.isAdmin)?.mac ?? node.nics[0]?.mac ?? null;
+  try {
+    if (action === 'on') await driver.powerOn();
+    else if (action === 'off') await driver.powerOff();
+    else if (action === 'cycle') await driver.powerCycle();
+    const state = await driver.status();
+    if (action !== 'status') store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, state } });
+    return { action, driver: driver.kind, state };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    if (action !== 'status') store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, error: message } });
+    throw err instanceof PowerError ? new PowerError(`node ${node.id}: ${message}`, { cause: err }) : err;
+  }
+}
