@@ -6,6 +6,7 @@ import { BootEventRepo } from './events.ts';
 import { LeaseRepo } from './leases.ts';
 import { NodeRepo } from './nodes.ts';
 import { PlatformRepo } from './platforms.ts';
+import { RolloutRepo } from './rollouts.ts';
 
 export interface StoreOptions {
   /** Injected clock (ms since epoch) so tests can move time. */
@@ -18,6 +19,8 @@ export class Store {
   readonly events: BootEventRepo;
   readonly leases: LeaseRepo;
   readonly platforms: PlatformRepo;
+  /** The rollout journal (rollout/journal.ts) the orchestrator and the rollout verbs share. */
+  readonly rollouts: RolloutRepo;
 
   private constructor(
     readonly db: Db,
@@ -27,6 +30,7 @@ export class Store {
     this.events = new BootEventRepo(db, now, (mac) => this.nodes.nicByMac(mac)?.nodeId ?? null);
     this.leases = new LeaseRepo(db);
     this.platforms = new PlatformRepo(db, now);
+    this.rollouts = new RolloutRepo(db);
   }
 
   /** Opens `file` (or `:memory:`) and migrates it to the newest schema. */

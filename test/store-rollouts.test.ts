@@ -1,0 +1,54 @@
+// The SQLite rollout journal: the same contract as the in-memory one, plus what only a file
+// gives: a journal reopened after a restart (or by the CLI in another process) sees every write.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Store } from '../src/store/store.ts';
+import { rolloutJournalContract, sampleRollout } from './rollout-journal-contract.ts';
+import { tempDir } from './fixtures.ts';
+
+const open: Store[] = [];
+test.after(() => {
+  for (const s of open) s.close();
+});
+
+rolloutJournalContract('sqlite journal', () => {
+  const store = Store.open(':memory:');
+  open.push(store);
+  return store.rollouts;
+});
+
+test('sqlite journal: a journal reopened from the same file (a head-node restart) sees every rollout and step write', (t) => {
+  const file = join(tempDir(t), 'fleetboot.db');
+  const first = Store.open(file);
+  const r = first.rollouts.create(sampleRollout());
+  assert.equal(first.rollouts.updateStep(r.id, 7, 'pending', { state: 'assigned', at: 2_000, startedAt: 2_000, previousPlatform: null, previousRunning: 'old' }), true);
+  assert.equal(first.rollouts.updateStep(r.id, 7, 'assigned', { state: 'power_cycling', at: 2_100, rebootAt: 2_100 }), true);
+  assert.equal(first.rollouts.updateRollout(r.id, 'running', { state: 'paused', at: 2_200, reason: 'paused by an operator' }), true);
+  const before = { rollout: first.rollouts.get(r.id), steps: first.rollouts.steps(r.id) };
+  first.close();
+
+  const second = Store.open(file);
+  t.after(() => second.close());
+  assert.deepEqual({ rollout: second.rollouts.get(r.id), steps: second.rollouts.steps(r.id) }, before);
+  assert.deepEqual(second.rollouts.list().map((x) => [x.id, x.state, x.reason]), [[r.id, 'paused', 'paused by an operator']]);
+  const s = second.rollouts.steps(r.id)[0]!;
+  assert.deepEqual([s.state, s.rebootAt, s.previousRunning, s.startedAt], ['power_cycling', 2_100, 'old', 2_000]);
+  // The compare-and-set still holds against what the first process wrote.
+  assert.equal(second.rollouts.updateStep(r.id, 7, 'assigned', { state: 'power_cycling', at: 3_000 }), false);
+  assert.equal(second.rollouts.create(sampleRollout(4_000)).id, r.id + 1);
+});
+
+test('sqlite journal: two connections to one file (head node and CLI) never both win a compare-and-set', (t) => {
+  const file = join(tempDir(t), 'fleetboot.db');
+  const head = Store.open(file);
+  const cli = Store.open(file);
+  t.after(() => {
+    head.close();
+    cli.close();
+  });
+  const r = head.rollouts.create(sampleRollout());
+  assert.equal(cli.rollouts.updateRollout(r.id, 'running', { state: 'cancelled', at: 2_000, reason: 'cancelled by an operator' }), true);
+  assert.equal(head.rollouts.updateRollout(r.id, 'running', { state: 'done', at: 2_001, reason: '3 verified' }), false);
+  assert.equal(head.rollouts.get(r.id)!.state, 'cancelled');
+});
