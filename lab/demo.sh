@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The lab demo: on a fresh Debian machine, as root, from a clone of fleetboot:
-#   installs what is missing (apt-get), builds the Linux test platform, starts the head node in
-#   a lab network namespace, PXE-boots two QEMU VMs from it, waits for them to check in and
-#   prints the node table. The lab keeps running; `npx fleetboot lab down` removes it.
+#   installs what is missing (lab/install-deps.sh), starts the head node in a lab network
+#   namespace (lab up builds the Linux test platform when there is none), PXE-boots two QEMU VMs
+#   from it, waits for them to check in and prints the node table. The lab keeps running;
+#   `npx fleetboot lab down` removes it.
 #   sudo npm run lab:demo        (or: sudo lab/demo.sh [--nodes N] [--firmware bios|uefi])
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,30 +23,19 @@ if [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 
-# 1. Debian packages the lab needs (NETBOOT-NOTES "Files from Debian packages").
-need=()
-for pkg in qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static radvd cpio iproute2 curl; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "lab demo: installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# 1. Debian packages the lab needs: the same list and install step as npm test.
+bash lab/install-deps.sh
 [ -d node_modules ] || npm ci --no-audit --no-fund
 
-# 2. The test platform (the kernel .deb is downloaded once into lab-build/cache).
-platform=$(lab/build-test-platform.sh --version A | tail -n1)
-
-# 3. The lab: namespace fb-lab, head node on 10.99.0.1, $nodes VMs booting.
+# 2. The lab: namespace fb-lab, head node on 10.99.0.1, $nodes VMs booting the test platform
+#    (lab up builds it first when lab-build has none; the kernel .deb is downloaded once).
 if [ -f var/lab/lab.json ]; then
   echo "lab demo: removing the previous lab"
   node bin/fleetboot.js lab down
 fi
-node bin/fleetboot.js lab up --nodes "$nodes" --firmware "$firmware" --platform "$platform" --detach
+node bin/fleetboot.js lab up --nodes "$nodes" --firmware "$firmware" --detach
 
-# 4. Wait for every VM to check in (TCG boots take 10-25 s each), then show the fleet.
+# 3. Wait for every VM to check in (TCG boots take 10-25 s each), then show the fleet.
 echo "lab demo: waiting for $nodes node(s) to boot and check in"
 for _ in $(seq 1 120); do
   up=$(node bin/fleetboot.js lab status --json | grep -c '"lastSeen": [0-9]' || true)

@@ -67,12 +67,12 @@ export function registerLab(program: Command): void {
     .option('--port <port>', 'head node HTTP port on the lab address', '8080')
     .option('--memory <MiB>', 'RAM per VM', '512')
     .option('--vm-timeout <seconds>', 'each QEMU ends after this long (it runs under timeout)', '14400')
-    .option('--platform <dir>', 'import this platform (folder with platform.json, or a tarball) before the VMs boot; repeatable, the first is the default', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--platform <dir>', 'import this platform (folder with platform.json, or a tarball) before the VMs boot; repeatable, the first is the default. Without it: the lab test platform A (lab-build/platforms/fleetboot-test-A), built first when missing', (v: string, acc: string[] = []) => [...acc, v])
     .option('--templates <dir>', 'boot templates for the lab head node (try template changes); default: fleetboot\'s boot-templates/')
     .option('--detach', 'return once the VMs are started; `lab down` ends them')
     .addHelpText(
       'after',
-      '\nExamples:\n  sudo fleetboot lab up --nodes 2 --platform lab-build/platforms/fleetboot-test-A\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach',
+      '\nExamples:\n  sudo fleetboot lab up --nodes 2                      # boots test platform A, building it first if needed\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach\n  sudo fleetboot lab up --platform platform-20240101T000000Z.tgz --platform lab-build/platforms/fleetboot-test-B',
     )
     .action(async (opts: UpOptions) => {
       requireRoot();

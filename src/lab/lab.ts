@@ -10,9 +10,11 @@ import { parseCidr, intToIpv4 } from '../config/schema.ts';
 import { parseMac } from '../mac.ts';
 import { QemuPowerDriver } from '../rollout/power-qemu.ts';
 import { Store } from '../store/store.ts';
+import { LabError } from './errors.ts';
 import { addTap, createLabNetwork, deleteLabNetwork, namespaceExists, radvdArgv, writeRadvdConfig } from './network.ts';
 import { isAlive, spawnDetached, stopProcess } from './process.ts';
 import { readLabState, stateFileIn, writeLabState, type Firmware, type LabState, type LabVm } from './state.ts';
+import { ensureTestPlatform } from './test-platform.ts';
 import { prepareVm } from './vm.ts';
 
 export const defaultLabDir = './var/lab';
@@ -33,7 +35,10 @@ export interface LabUpOptions {
   /** Each QEMU runs under `timeout` this long (NETBOOT-NOTES pitfall 6). */
   vmTimeoutSeconds: number;
   logLevel: string;
-  /** Platform folders (or tarballs) imported into the lab's registry before any VM boots; the first is the default. */
+  /**
+   * Platform folders (or tarballs) imported into the lab's registry before any VM boots; the
+   * first is the default. None: the lab's test platform A, built first when missing.
+   */
   platforms?: string[];
   /** Boot templates folder for the lab head node (to try template changes); fleetboot's own by default. */
   templatesDir?: string;
@@ -41,9 +46,7 @@ export interface LabUpOptions {
   progress: (line: string) => void;
 }
 
-export class LabError extends Error {
-  override readonly name = 'LabError';
-}
+export { LabError };
 
 /** The head node's address and the DHCP range inside the lab subnet. */
 export function labAddresses(subnet: string): { address: string; prefix: number; rangeStart: string; rangeEnd: string } {
@@ -112,6 +115,8 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   if (await namespaceExists(o.namespace)) {
     throw new LabError(`network namespace ${o.namespace} already exists: another lab uses it (pick --namespace, or 'fleetboot lab down --dir' its folder)`);
   }
+  // Before anything is made: a build that fails leaves nothing to remove.
+  const platforms = o.platforms && o.platforms.length > 0 ? o.platforms : [await ensureTestPlatform({ progress: o.progress })];
   mkdirSync(dir, { recursive: true });
   const a = labAddresses(o.subnet);
   const configFile = join(dir, 'fleetboot.json');
@@ -145,7 +150,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
     writeLabState(state);
     await waitForHeadNode(state, headLog, 30_000);
 
-    for (const [i, source] of (o.platforms ?? []).entries()) {
+    for (const [i, source] of platforms.entries()) {
       o.progress(`lab: importing platform ${source}`);
       const r = await execa(process.execPath, [cliPath, '--config', configFile, 'platform', 'import', resolve(source), ...(i === 0 ? ['--default'] : [])], {
         reject: false,
