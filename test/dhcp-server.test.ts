@@ -8,6 +8,7 @@ import { silentLogger } from '../src/log.ts';
 import { parseMac } from '../src/mac.ts';
 import { clientPacket, RelayAgent, type PacketSpec } from './dhcp-fixtures.ts';
 import { startHeadNode, tempDir, testConfig } from './fixtures.ts';
+import { requires } from './requires.ts';
 
 const D = { discover: 1, request: 3, decline: 4, release: 7, inform: 8 } as const;
 
@@ -244,7 +245,8 @@ test('leases survive a restart: the same client gets the same address, others do
   assert.equal(again.yiaddr, ip);
 });
 
-test('PXE clients get the boot file their firmware can run; iPXE gets the stage-1 URL', async (t) => {
+// The HTTP check fetches snponly.efi from the default ipxeDir, /usr/lib/ipxe.
+test('PXE clients get the boot file their firmware can run; iPXE gets the stage-1 URL', { skip: requires({ commands: ['/usr/lib/ipxe/snponly.efi'] }) }, async (t) => {
   const { head, ask } = await setup(t);
   const httpPort = head.http.address()!.port;
   const ovmf = await ask({ type: D.discover, mac: '52:54:00:00:07:01', model: 'ovmf-pxe' });

@@ -11,6 +11,9 @@ import { parseMac } from '../src/mac.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
 import { RawClient, ack, errorPacket, parseOack, rawGet, request, startTftp } from './tftp-rawclient.ts';
 import { nativeAvailable } from '../src/tftp/native.ts';
+import { requires } from './requires.ts';
+
+const undionly = '/usr/lib/ipxe/undionly.kpxe';
 
 function curl(port: number, file: string, out: string, blksize?: number): Promise<unknown> {
   const args = ['-sS', '--fail', '--max-time', '60', '--connect-timeout', '3', '-o', out];
@@ -24,10 +27,10 @@ function atftp(port: number, file: string, out: string, options: Record<string, 
   return execa('atftp', [...args, '127.0.0.1', String(port)], { timeout: 60_000 });
 }
 
-test('curl fetches byte-identical files at blksize 512, 1432 and 1468, and each fetch is a tftp_get boot event for the node at that address', async (t) => {
+test('curl fetches byte-identical files at blksize 512, 1432 and 1468, and each fetch is a tftp_get boot event for the node at that address', { skip: requires({ commands: ['curl', undionly] }) }, async (t) => {
   const dir = tempDir(t);
   const out = tempDir(t);
-  copyFileSync('/usr/lib/ipxe/undionly.kpxe', join(dir, 'undionly.kpxe'));
+  copyFileSync(undionly, join(dir, 'undionly.kpxe'));
   const { port, store, logs, server } = await startTftp(t, dir);
   const mac = parseMac('52:54:00:12:34:56')!;
   const { node } = store.nodes.discover({ mac });
@@ -50,7 +53,7 @@ test('curl fetches byte-identical files at blksize 512, 1432 and 1468, and each 
   assert.equal(server.stats.served, 4);
 });
 
-test('atftp with windowsize 4 and 16 gets byte-identical files, and the OACK grants the window', async (t) => {
+test('atftp with windowsize 4 and 16 gets byte-identical files, and the OACK grants the window', { skip: requires({ commands: ['atftp'] }) }, async (t) => {
   const dir = tempDir(t);
   const out = tempDir(t);
   const data = randomBytes(3 * 1024 * 1024 + 17);
@@ -68,7 +71,7 @@ test('atftp with windowsize 4 and 16 gets byte-identical files, and the OACK gra
   assert.deepEqual(granted, [4, 4, 16, 16]);
 });
 
-test('a 40 MiB file crosses the block-number rollover (blksize 512) byte-identical, lock-step and windowed', async (t) => {
+test('a 40 MiB file crosses the block-number rollover (blksize 512) byte-identical, lock-step and windowed', { skip: requires({ commands: ['curl', 'atftp'] }) }, async (t) => {
   const dir = tempDir(t);
   const out = tempDir(t);
   const data = randomBytes(40 * 1024 * 1024);
@@ -117,7 +120,7 @@ test('duplicate ACKs never trigger duplicate DATA (no Sorcerer\'s Apprentice)', 
   assert.equal(server.stats.retransmits, 0);
 });
 
-test('a client that stops ACKing does not stall the others, and is given up on after the retry limit', async (t) => {
+test('a client that stops ACKing does not stall the others, and is given up on after the retry limit', { skip: requires({ commands: ['curl'] }) }, async (t) => {
   const dir = tempDir(t);
   const out = tempDir(t);
   const data = randomBytes(500_000);
@@ -139,7 +142,7 @@ test('a client that stops ACKing does not stall the others, and is given up on a
   assert.equal(server.stats.served, 16);
 });
 
-test('files registered by other modules are served from memory per node, without touching the disk', async (t) => {
+test('files registered by other modules are served from memory per node, without touching the disk', { skip: requires({ commands: ['curl'] }) }, async (t) => {
   const dir = tempDir(t);
   const out = tempDir(t);
   const { port, server, store } = await startTftp(t, dir);
@@ -159,11 +162,11 @@ test('files registered by other modules are served from memory per node, without
   assert.equal(server.stats.notFound, 1);
 });
 
-test('the head node starts TFTP when config.tftp.enabled, serving config.ipxeDir', async (t) => {
+test('the head node starts TFTP when config.tftp.enabled, serving config.ipxeDir', { skip: requires({ commands: ['curl', undionly] }) }, async (t) => {
   const dir = tempDir(t);
   const ipxe = tempDir(t);
   const out = tempDir(t);
-  copyFileSync('/usr/lib/ipxe/undionly.kpxe', join(ipxe, 'undionly.kpxe'));
+  copyFileSync(undionly, join(ipxe, 'undionly.kpxe'));
   const { head } = await startHeadNode(t, dir, { ipxeDir: ipxe, tftp: { enabled: true, listen: '127.0.0.1', port: 0 } });
   const port = head.tftp.address()!.port;
   await curl(port, 'undionly.kpxe', join(out, 'u'), 1432);
@@ -172,7 +175,7 @@ test('the head node starts TFTP when config.tftp.enabled, serving config.ipxeDir
   assert.equal(head.tftp.stats.served, 1);
 });
 
-test('one place picks the data path: native when built (unless FLEETBOOT_TFTP_NATIVE=0), JS with native: false; both send the same bytes and log the same outcome', async (t) => {
+test('one place picks the data path: native when built (unless FLEETBOOT_TFTP_NATIVE=0), JS with native: false; both send the same bytes and log the same outcome', { skip: requires({ commands: ['curl'] }) }, async (t) => {
   const dir = tempDir(t);
   const out = tempDir(t);
   const data = randomBytes(300_000);
@@ -189,7 +192,7 @@ test('one place picks the data path: native when built (unless FLEETBOOT_TFTP_NA
   assert.deepEqual(got(js.logs), [['js', data.length, 1468, 0]]);
 });
 
-test('busy polling for ACKs (tftp.busyPollMicros) changes only how the native thread waits: off, at the default, and against a client slower than the budget, the copies are byte-identical with no retransmission', async (t) => {
+test('busy polling for ACKs (tftp.busyPollMicros) changes only how the native thread waits: off, at the default, and against a client slower than the budget, the copies are byte-identical with no retransmission', { skip: requires({ commands: ['curl'] }) }, async (t) => {
   const dir = tempDir(t);
   const out = tempDir(t);
   const data = randomBytes(200_000);
@@ -236,7 +239,7 @@ test('TFTP stays off unless enabled', async (t) => {
   assert.equal(head.tftp.address(), undefined);
 });
 
-test('netascii mode: tftp-hpa in ascii mode gets back the text it asked for', async (t) => {
+test('netascii mode: tftp-hpa in ascii mode gets back the text it asked for', { skip: requires({ commands: ['tftp'] }) }, async (t) => {
   const dir = tempDir(t);
   const out = tempDir(t);
   const text = 'line one\nline two\r\nbare\rcarriage\n'.repeat(200);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { execa } from 'execa';
 import { tempDir } from './fixtures.ts';
+import { requires } from './requires.ts';
 import { rawGet, startTftp } from './tftp-rawclient.ts';
 
 /** mulberry32: a tiny seeded PRNG so the drop pattern is reproducible. */
@@ -94,7 +95,7 @@ class LossyProxy {
   }
 }
 
-test('with 10% loss each way, curl (lock-step) and an RFC 7440 receiver (windowsize 8) still get byte-identical files', async (t) => {
+test('with 10% loss each way, curl (lock-step) and an RFC 7440 receiver (windowsize 8) still get byte-identical files', { skip: requires({ commands: ['curl'] }) }, async (t) => {
   const dir = tempDir(t);
   const out = tempDir(t);
   const data = randomBytes(400_000);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { execa } from 'execa';
 import { tempDir } from './fixtures.ts';
+import { requires } from './requires.ts';
 import { RawClient, request, startTftp } from './tftp-rawclient.ts';
 
 async function ask(port: number, packet: Buffer): Promise<{ code: number; message: string }> {
@@ -20,7 +21,7 @@ async function ask(port: number, packet: Buffer): Promise<{ code: number; messag
   }
 }
 
-test('traversal, absolute paths, NUL bytes, symlinks out of the root, writes and unknown modes get ERROR 2, logged and counted', async (t) => {
+test('traversal, absolute paths, NUL bytes, symlinks out of the root, writes and unknown modes get ERROR 2, logged and counted', { skip: requires({ commands: ['curl'] }) }, async (t) => {
   const outside = tempDir(t, 'fleetboot-outside-');
   writeFileSync(join(outside, 'secret'), 'do not serve');
   const dir = tempDir(t);
@@ -69,7 +70,7 @@ test('traversal, absolute paths, NUL bytes, symlinks out of the root, writes and
   assert.equal(readFileSync(out, 'utf8'), 'fine');
 });
 
-test('an upload with a real client (tftp-hpa put) is refused and writes nothing', async (t) => {
+test('an upload with a real client (tftp-hpa put) is refused and writes nothing', { skip: requires({ commands: ['tftp'] }) }, async (t) => {
   const dir = tempDir(t);
   const src = join(tempDir(t), 'upload.txt');
   writeFileSync(src, 'payload');
