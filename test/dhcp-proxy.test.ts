@@ -7,10 +7,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { decodePacket } from '../src/dhcp/packet.ts';
 import { clientPacket } from './dhcp-fixtures.ts';
-import { cliPath, tempDir } from './fixtures.ts';
+import { cliPath, tempDir, testNamespace } from './fixtures.ts';
+import { requires } from './requires.ts';
 
 // The client: sends each packet (hex argv) to its address:port and prints every reply it
 // hears on :68 as one hex line; exits after `expect` replies or when the run ends.
@@ -27,14 +28,19 @@ s.bind(68, () => {
 setTimeout(() => s.close(), 8000).unref();
 `;
 
-test('ProxyDHCP answers a PXE broadcast on 67 and a direct request on 4011; an OS client gets nothing', { timeout: 60_000 }, async (t) => {
-  const dir = tempDir(t);
+test('ProxyDHCP answers a PXE broadcast on 67 and a direct request on 4011; an OS client gets nothing', { timeout: 60_000, skip: requires({ root: 'network namespaces and a veth pair', commands: ['ip'] }) }, async (t) => {
   const tag = `${process.pid % 100000}`;
-  const server = `fb-dhcp-${process.pid}-p1s`;
-  const client = `fb-dhcp-${process.pid}-p1c`;
+  const server = testNamespace('proxy1s');
+  const client = testNamespace('proxy1c');
+  let head: ResultPromise | undefined;
+  // The head node first (deleting a namespace does not end what runs in it), and before
+  // tempDir's removal: after-hooks run in the order they were added.
   t.after(async () => {
+    head?.kill('SIGTERM');
+    await head;
     for (const ns of [server, client]) await execa('ip', ['netns', 'del', ns], { reject: false });
   });
+  const dir = tempDir(t);
   for (const ns of [server, client]) {
     await execa('ip', ['netns', 'add', ns]);
     await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -56,15 +62,12 @@ test('ProxyDHCP answers a PXE broadcast on 67 and a direct request on 4011; an O
     networks: [{ name: 'admin', interface: `sp${tag}`, subnet: '10.77.0.0/24', serverAddress: '10.77.0.1' }],
   };
   writeFileSync(join(dir, 'fleetboot.json'), JSON.stringify(config));
-  const head = execa('ip', ['netns', 'exec', server, process.execPath, cliPath, '--config', join(dir, 'fleetboot.json'), 'serve'], { cwd: dir, reject: false, buffer: false });
-  t.after(async () => {
-    head.kill('SIGTERM');
-    await head;
-  });
+  const serve = execa('ip', ['netns', 'exec', server, process.execPath, cliPath, '--config', join(dir, 'fleetboot.json'), 'serve'], { cwd: dir, reject: false, buffer: false });
+  head = serve;
   await new Promise<void>((resolve, reject) => {
-    const rl = createInterface({ input: head.stdout! });
+    const rl = createInterface({ input: serve.stdout! });
     rl.on('line', (line) => line.includes('"event":"dhcp_started"') && resolve());
-    head.then(() => reject(new Error('fleetboot exited before DHCP started')), reject);
+    serve.then(() => reject(new Error('fleetboot exited before DHCP started')), reject);
   });
 
   writeFileSync(join(dir, 'client.mjs'), clientScript);

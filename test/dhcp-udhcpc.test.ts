@@ -12,10 +12,26 @@ import { test } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { decodePacket, encodePacket } from '../src/dhcp/packet.ts';
 import { Store } from '../src/store/store.ts';
-import { cliPath, tempDir } from './fixtures.ts';
+import { cliPath, tempDir, testNamespace } from './fixtures.ts';
+import { requires } from './requires.ts';
 
 let seq = 0;
-const nsName = (role: string): string => `fb-dhcp-${process.pid}-${++seq}${role}`;
+const nsName = (role: string): string => testNamespace(`dhcp${++seq}${role}`);
+const needs = requires({ root: 'network namespaces and veth pairs', commands: ['ip', 'udhcpc'] });
+
+/**
+ * Cleanup for a test that starts processes in namespaces, however it ends: the processes first
+ * (deleting a namespace does not end what runs in it), then the namespaces.
+ */
+function cleanup(t: { after: (fn: () => Promise<void>) => void }): { procs: ResultPromise[]; namespaces: string[] } {
+  const held = { procs: [] as ResultPromise[], namespaces: [] as string[] };
+  t.after(async () => {
+    for (const p of held.procs) p.kill('SIGTERM');
+    await Promise.allSettled(held.procs);
+    for (const ns of held.namespaces) await execa('ip', ['netns', 'del', ns], { reject: false });
+  });
+  return held;
+}
 
 async function ip(...args: string[]): Promise<void> {
   await execa('ip', args);
@@ -61,15 +77,12 @@ function lines(proc: ResultPromise): { next: (re: RegExp, ms?: number) => Promis
   };
 }
 
-test('udhcpc in a namespace gets a lease, renews and releases it; only admin interfaces answer', { timeout: 90_000 }, async (t) => {
+test('udhcpc in a namespace gets a lease, renews and releases it; only admin interfaces answer', { timeout: 90_000, skip: needs }, async (t) => {
+  const { procs, namespaces: created } = cleanup(t); // before tempDir: after-hooks run in order
   const dir = tempDir(t);
   const server = nsName('s');
   const clients = { a: nsName('a'), b: nsName('b'), x: nsName('x') };
   const tag = `${process.pid % 100000}`;
-  const created: string[] = [];
-  t.after(async () => {
-    for (const ns of created) await execa('ip', ['netns', 'del', ns], { reject: false });
-  });
   for (const ns of [server, clients.a, clients.b, clients.x]) {
     await ip('netns', 'add', ns);
     created.push(ns);
@@ -104,10 +117,7 @@ test('udhcpc in a namespace gets a lease, renews and releases it; only admin int
     reject: false,
     buffer: false,
   });
-  t.after(async () => {
-    head.kill('SIGTERM');
-    await head;
-  });
+  procs.push(head);
   const headLog = lines(head);
   await headLog.next(/"event":"dhcp_started"/);
 
@@ -123,17 +133,16 @@ echo "EVENT $1 \${ip:-none} \${lease:-none} \${serverid:-none}"
 `,
   );
   chmodSync(script, 0o755);
-  const udhcpc = (ns: string, iface: string, extra: string[]) =>
-    execa('ip', ['netns', 'exec', ns, 'udhcpc', '-f', '-i', iface, '-s', script, '-T', '1', '-t', '4', ...extra], { reject: false, buffer: false });
+  const udhcpc = (ns: string, iface: string, extra: string[]): ResultPromise => {
+    const p = execa('ip', ['netns', 'exec', ns, 'udhcpc', '-f', '-i', iface, '-s', script, '-T', '1', '-t', '4', ...extra], { reject: false, buffer: false });
+    procs.push(p);
+    return p;
+  };
 
   // The non-admin interface: udhcpc gives up (-n) after its four DISCOVERs go unanswered.
   const stranger = udhcpc(clients.x, 'x0', ['-n', '-q', '-A', '1']);
   const a = udhcpc(clients.a, 'a0', []);
   const b = udhcpc(clients.b, 'b0', ['-n', '-q']);
-  t.after(async () => {
-    a.kill('SIGTERM');
-    await a;
-  });
   const aOut = lines(a);
   const bOut = lines(b);
   const bound = await aOut.next(/^EVENT bound (\S+) (\d+) (\S+)/);
@@ -177,15 +186,14 @@ echo "EVENT $1 \${ip:-none} \${lease:-none} \${serverid:-none}"
   }
 });
 
-test('a DISCOVER captured from a real udhcpc decodes and round-trips through the codec', { timeout: 30_000 }, async (t) => {
+test('a DISCOVER captured from a real udhcpc decodes and round-trips through the codec', { timeout: 30_000, skip: needs }, async (t) => {
+  const { procs, namespaces } = cleanup(t);
   const dir = tempDir(t);
   const listener = nsName('l');
   const client = nsName('c');
-  t.after(async () => {
-    for (const ns of [listener, client]) await execa('ip', ['netns', 'del', ns], { reject: false });
-  });
   for (const ns of [listener, client]) {
     await ip('netns', 'add', ns);
+    namespaces.push(ns);
     await ip('-n', ns, 'link', 'set', 'lo', 'up');
   }
   await ip('link', 'add', 'l0', 'netns', listener, 'type', 'veth', 'peer', 'name', 'c0', 'netns', client);
@@ -202,11 +210,13 @@ setTimeout(() => s.close(), 15000).unref();
 `,
   );
   const capture = execa('ip', ['netns', 'exec', listener, process.execPath, join(dir, 'capture.mjs')], { reject: false, buffer: false });
+  procs.push(capture);
   const out = lines(capture);
   await out.next(/^listening$/);
   const udhcpc = execa('ip', ['netns', 'exec', client, 'udhcpc', '-f', '-n', '-q', '-i', 'c0', '-s', '/bin/true', '-t', '2', '-T', '1', '-x', 'hostname:fbnode'], {
     reject: false,
   });
+  procs.push(udhcpc);
   const [hex] = await out.next(/^[0-9a-f]{480,}$/);
   await Promise.all([capture, udhcpc]);
   const raw = Buffer.from(hex, 'hex');

@@ -12,11 +12,40 @@ import { silentLogger } from '../src/log.ts';
 export const repoRoot = resolve(import.meta.dirname, '..');
 export const cliPath = join(repoRoot, 'bin', 'fleetboot.js');
 
+/** Every network namespace a test creates starts with this, so the check after the suite
+ *  (test/leftovers.ts) can tell them from anyone else's (the lab's own default is fb-lab). */
+export const testNamespacePrefix = 'fbt-';
+
+/** A network namespace name for this test process: `fbt-<pid>-<tag>`. */
+export function testNamespace(tag: string): string {
+  return `${testNamespacePrefix}${process.pid}-${tag}`;
+}
+
 /** A temporary folder removed when the test ends. */
 export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'fleetboot-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/**
+ * A temporary folder with a lab folder `lab` in it for `fleetboot lab up --dir`. When the test
+ * ends, passed or failed, `lab down` runs before the folder goes: removed first, it would take
+ * the lab's state file with it and leave the lab's processes running with nothing to find them by.
+ */
+export function tempLab(t: { after: (fn: () => Promise<void>) => void }, namespace: string): { dir: string; labDir: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetboot-test-'));
+  const labDir = join(dir, 'lab');
+  t.after(async () => {
+    try {
+      await execa(process.execPath, [cliPath, 'lab', 'down', '--dir', labDir], { cwd: dir, reject: false, timeout: 60_000 });
+      // A lab up that failed before writing its state file may still have made the namespace.
+      await execa('ip', ['netns', 'del', namespace], { reject: false });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  return { dir, labDir };
 }
 
 /** A config rooted in `dir`, HTTP on an ephemeral loopback port, DHCP and TFTP off unless overridden. */
@@ -45,6 +74,6 @@ export async function startHeadNode(
 }
 
 /** Runs `fleetboot ARGS` in `cwd`; never throws on a non-zero exit. */
-export function runCli(args: string[], cwd: string, env: Record<string, string> = {}): Promise<Result> {
-  return execa(process.execPath, [cliPath, ...args], { cwd, reject: false, env, timeout: 60_000 });
+export function runCli(args: string[], cwd: string, env: Record<string, string> = {}, timeoutMs = 60_000): Promise<Result> {
+  return execa(process.execPath, [cliPath, ...args], { cwd, reject: false, env, timeout: timeoutMs });
 }

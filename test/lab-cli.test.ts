@@ -9,9 +9,8 @@ import { parseConfig } from '../src/config/load.ts';
 import { labAddresses, labConfig } from '../src/lab/lab.ts';
 import { isAlive } from '../src/lab/process.ts';
 import { labStateSchema, stateFileIn } from '../src/lab/state.ts';
-import { runCli, tempDir } from './fixtures.ts';
-
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+import { runCli, tempDir, tempLab, testNamespace } from './fixtures.ts';
+import { labNeeds, requires } from './requires.ts';
 
 async function namespaces(): Promise<string> {
   return (await execa('ip', ['netns', 'list'], { reject: false })).stdout;
@@ -28,9 +27,9 @@ test('the generated head-node config is one fleetboot accepts: full DHCP on br0,
   assert.deepEqual(labAddresses('10.50.0.0/26'), { address: '10.50.0.1', prefix: 26, rangeStart: '10.50.0.32', rangeEnd: '10.50.0.62' });
 });
 
-test('lab up refuses bad flags with exit code 2 and creates nothing', { skip: isRoot ? false : 'lab up needs root' }, async (t) => {
+test('lab up refuses bad flags with exit code 2 and creates nothing', { skip: requires({ root: 'lab up makes a network namespace', commands: ['ip'] }) }, async (t) => {
   const dir = tempDir(t);
-  const ns = `fb-labcli-${process.pid}-1`;
+  const ns = testNamespace('labcli1');
   for (const [args, message] of [
     [['--firmware', 'arm'], /--firmware arm: expected bios or uefi/],
     [['--nodes', 'two'], /--nodes two: expected a whole number/],
@@ -54,13 +53,9 @@ test('lab status and console without a lab say how to start one', async (t) => {
   assert.equal(console.exitCode, 2);
 });
 
-test('a detached lab is removed by lab down: processes, namespace, bridge and files', { skip: isRoot ? false : 'the lab needs root' }, async (t) => {
-  const dir = tempDir(t);
-  const labDir = join(dir, 'lab');
-  const ns = `fb-labcli-${process.pid}-2`;
-  t.after(async () => {
-    await execa('ip', ['netns', 'del', ns], { reject: false });
-  });
+test('a detached lab is removed by lab down: processes, namespace, bridge and files', { skip: requires(labNeeds) }, async (t) => {
+  const ns = testNamespace('labcli2');
+  const { dir, labDir } = tempLab(t, ns);
   const up = await runCli(['lab', 'up', '--nodes', '0', '--dir', labDir, '--namespace', ns, '--detach'], dir);
   assert.equal(up.exitCode, 0, String(up.stderr));
   const state = labStateSchema.parse(JSON.parse(readFileSync(stateFileIn(labDir), 'utf8')));

@@ -23,18 +23,14 @@ import type { BootEvent } from '../../src/store/events.ts';
 import type { NodeRecord } from '../../src/store/nodes.ts';
 import { Store } from '../../src/store/store.ts';
 import { currentNodeToken, nodeKeysIn } from '../../src/nodeconfig/secrets.ts';
-import { cliPath, repoRoot } from '../fixtures.ts';
+import { cliPath, repoRoot, testNamespace } from '../fixtures.ts';
+import { labBootNeeds, requires } from '../requires.ts';
 
-function whyNotRunnable(): string | null {
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'e2e lab tests need root (network namespaces, taps): run npm test as root';
-  for (const tool of ['qemu-system-x86_64', 'ip', 'radvd', 'timeout']) {
-    const found = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin'].some((d) => existsSync(join(d, tool)));
-    if (!found) return `e2e lab tests need ${tool} (apt-get install qemu-system-x86 iproute2 radvd)`;
-  }
-  if (!existsSync('/dev/net/tun')) return 'e2e lab tests need /dev/net/tun';
-  return null;
-}
-const skip = whyNotRunnable();
+const skip = requires({
+  ...labBootNeeds,
+  // The UEFI chainload VM: OVMF, and snponly.efi over TFTP; curl fetches modules inside the namespace.
+  commands: [...(labBootNeeds.commands ?? []), ovmfCode, ovmfVars, '/usr/lib/ipxe/snponly.efi', 'curl'],
+});
 
 const buildDir = join(repoRoot, 'lab-build');
 const started = Date.now();
@@ -104,7 +100,7 @@ function assertInOrder(events: BootEvent[], expected: Step[], label: string): vo
   );
 }
 
-describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, () => {
+describe('e2e: QEMU lab PXE boot', { skip, timeout: 300_000 }, () => {
   let dir: string;
   let lab: LabState;
   let store: Store;
@@ -112,7 +108,7 @@ describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, ()
   let platformB: string;
   let bios: LabVm;
   let uefi: LabVm;
-  const ns = `fb-e2e-${process.pid}-1`;
+  const ns = testNamespace('e2e1');
   const cli = async (args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> => {
     const r = await execa(process.execPath, [cliPath, '--config', lab.configFile, ...args], { cwd: dir, reject: false, timeout: 60_000 });
     return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
@@ -306,12 +302,5 @@ describe('e2e: QEMU lab PXE boot', { skip: skip ?? false, timeout: 300_000 }, ()
     t.diagnostic(`BIOS boot: ${show(biosBoot)}`);
     t.diagnostic(`UEFI boot: ${show(uefiBoot)}`);
     assertInOrder(uefiBoot, ['dhcp', 'tftp', 'dhcp', 'script', 'kernel', 'initrd', 'checkin'], 'UEFI');
-  });
-});
-
-// Files the e2e depends on, checked even where the lab cannot run, so a missing OVMF shows up.
-describe('e2e prerequisites', { skip: skip ?? false }, () => {
-  it('OVMF firmware files are installed', () => {
-    assert.ok(existsSync(ovmfCode) && existsSync(ovmfVars), `need ${ovmfCode} and ${ovmfVars} (apt-get install ovmf)`);
   });
 });
