@@ -11,7 +11,12 @@ import { nodeConfigProvider } from './nodeconfig/boot-modules.ts';
 import { nodeKeysIn } from './nodeconfig/secrets.ts';
 import { sweepPlatformFolders } from './platforms/layout.ts';
 import { UnknownNodeSweeper } from './nodeconfig/lifecycle.ts';
+import { defaultNtpHost } from './nodeconfig/render.ts';
+import { rootPassword } from './nodeconfig/secrets.ts';
 import type { Logger } from './log.ts';
+import type { DriverFactory } from './rollout/node-power.ts';
+import { storeRolloutPorts } from './rollout/ports.ts';
+import { RolloutService } from './rollout/service.ts';
 import { StoreWorker } from './store/store-worker.ts';
 import { Store } from './store/store.ts';
 import { TftpServer } from './tftp/server.ts';
@@ -26,6 +31,10 @@ export interface Service {
 export interface HeadNodeOptions {
   log: Logger;
   now?: () => number;
+  /** Builds a node's power driver from its stored spec (tests: fakes); default rollout/power-drivers.ts. */
+  powerDriverFor?: DriverFactory;
+  /** How often the rollout service reads the journal for operator changes (ms). */
+  rolloutPollMs?: number;
 }
 
 export class HeadNode {
@@ -41,6 +50,8 @@ export class HeadNode {
   readonly dhcp: DhcpServer | null;
   /** Marks nodes that missed their check-ins `unknown` (nodeconfig). */
   readonly nodeSweeper: UnknownNodeSweeper;
+  /** Carries rollouts forward (rollout/service.ts). */
+  readonly rollouts: RolloutService;
   private readonly services: Service[] = [];
   private startedAt = Date.now();
   private started: Service[] = [];
@@ -56,14 +67,22 @@ export class HeadNode {
     this.templates = new BootTemplates(config.templatesDir ?? 'boot-templates');
     // Leftovers of an interrupted platform import (kill -9) go before anything serves them.
     sweepPlatformFolders(this.store, config.platformImagesDir, options.log);
+    const keys = nodeKeysIn(config.dataDir);
+    const ports = storeRolloutPorts(this.store, {
+      moduleSecrets: (node) => ({ rootPassword: rootPassword(keys, node), ntpHost: defaultNtpHost(config) }),
+      ...(options.powerDriverFor ? { driverFor: options.powerDriverFor } : {}),
+    });
+    this.rollouts = new RolloutService(this.store, options.log, { ports, ...(options.rolloutPollMs !== undefined ? { pollMs: options.rolloutPollMs } : {}) });
     this.http = new HttpServer({
       config,
       store: this.store,
       templates: this.templates,
       log: options.log,
       apiToken: this.apiToken,
-      nodeContribution: nodeConfigProvider(nodeKeysIn(config.dataDir)),
+      nodeContribution: nodeConfigProvider(keys),
       counters: () => this.counters(),
+      // A check-in may be the boot a rollout waits for: judge it now rather than at the next poll.
+      onCheckin: () => this.rollouts.kick(),
     });
     // First in, last out: checkpoints and the boot-event index run off the event loop while the servers write.
     this.storeWorker = new StoreWorker(this.store.db, options.log);
@@ -85,6 +104,8 @@ export class HeadNode {
     if (this.dhcp) this.services.push(this.dhcp);
     this.nodeSweeper = new UnknownNodeSweeper(this.store, config.nodes.unknownAfterSeconds, options.log);
     this.services.push(this.nodeSweeper);
+    // Last in, first out: a power cycle in progress finishes before HTTP and the store go.
+    this.services.push(this.rollouts);
   }
 
   /** What each service has counted since the head node started (DHCP malformed packets and all). */

@@ -14,15 +14,19 @@ export function registerNodePlatform(program: Command): void {
     .description('assign the platform a node boots next (takes effect at its next boot)')
     .argument('<node>', 'node id, UUID, MAC or hostname')
     .argument('<stamp>', 'an imported platform (see fleetboot platform list)')
+    .option('--force', 'assign it even while a rollout still has the node pending or in flight')
     .option('--json', 'print the assignment as JSON')
-    .addHelpText('after', '\nExamples:\n  fleetboot node set-platform 52:54:00:12:34:56 20240101T000000Z\n  fleetboot node set-platform cn-07 lab-6.1')
-    .action(async (ref: string, stamp: string, o: { json?: boolean }, cmd: Command) => {
+    .addHelpText(
+      'after',
+      '\nExamples:\n  fleetboot node set-platform 52:54:00:12:34:56 20240101T000000Z\n  fleetboot node set-platform cn-07 lab-6.1\n  fleetboot node set-platform cn-07 lab-6.1 --force   # the node is in a rollout',
+    )
+    .action(async (ref: string, stamp: string, o: { json?: boolean; force?: boolean }, cmd: Command) => {
       await withStore(cmd, (store) => {
         const node = store.nodes.find(ref);
         if (!node) throw new UsageError(`no node ${JSON.stringify(ref)} (give a node id, UUID, MAC or hostname; see fleetboot node list)`);
         let result;
         try {
-          result = assignPlatform(store, node, stamp, { reason: 'operator' });
+          result = assignPlatform(store, node, stamp, { reason: 'operator', force: o.force === true });
         } catch (err) {
           if (err instanceof NodeConfigError) throw new UsageError(err.message);
           throw err;

@@ -12,6 +12,7 @@ import { nodeKeysIn, rootPassword } from '../nodeconfig/secrets.ts';
 import { storedSysinfoSchema } from '../nodeconfig/sysinfo.ts';
 import { describePlan, parseZpoolSpec } from '../nodeconfig/zpool.ts';
 import { powerActions, powerNode, type PowerAction } from '../rollout/node-power.ts';
+import { rolloutOfNode } from '../rollout/orchestrator.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
 import { withStore } from './context.ts';
@@ -61,6 +62,14 @@ function uuidText(node: NodeRecord): string {
   return parts.join('\n             ');
 }
 
+/** The rollout the node is in, for `node show --json`; null when none. */
+function rolloutView(store: Store, node: NodeRecord): { id: number; target: string; state: string; wave: number; canary: boolean; step: string; reason: string | null } | null {
+  const held = rolloutOfNode(store.rollouts, node.id);
+  if (!held) return null;
+  const { rollout: r, step } = held;
+  return { id: r.id, target: r.target, state: r.state, wave: step.wave, canary: step.canary, step: step.state, reason: step.reason };
+}
+
 function showText(store: Store, node: NodeRecord): string {
   const si = storedSysinfoSchema.safeParse(node.sysinfo);
   const sys = si.success ? si.data : null;
@@ -68,6 +77,8 @@ function showText(store: Store, node: NodeRecord): string {
   lines.push(`node ${node.id}  ${node.hostname ?? '(no hostname)'}  ${node.state}`);
   lines.push(`  uuid:      ${uuidText(node)}`);
   lines.push(`  platform:  boots ${node.bootPlatform ?? '(default)'}, running ${node.currentPlatform ?? '-'}`);
+  const rv = rolloutView(store, node);
+  if (rv) lines.push(`  rollout:   ${rv.id} to ${rv.target} (${rv.state}), wave ${rv.wave}${rv.canary ? ' canary' : ''}, step ${rv.step}${rv.reason ? `: ${rv.reason}` : ''}`);
   lines.push(`  last boot: ${iso(node.lastBoot) ?? '-'}   last seen: ${iso(node.lastSeen) ?? '-'}`);
   lines.push(`  hardware:  ${sys?.cpu ? `${sys.cpu.count} x ${sys.cpu.model}` : 'not reported'}${sys?.ramBytes ? `, ${formatBytes(sys.ramBytes)} RAM` : ''}`);
   if (Object.keys(node.traits).length) lines.push(`  traits:    ${Object.entries(node.traits).map(([k, v]) => `${k}=${v}`).join(' ')}`);
@@ -141,6 +152,7 @@ export function registerNode(program: Command): void {
             zpoolError: error,
             bootArgs: c.bootArgs,
             modules: c.modules,
+            rollout: rolloutView(store, n),
             timeline: store.events.timeline(n.id).map((e) => ({ ...e, at: iso(e.at) })),
             ...(password !== undefined ? { rootPassword: password } : {}),
           });

@@ -26,6 +26,8 @@ export interface HttpDeps {
   nodeContribution?: NodeContributionProvider;
   /** The head node's service counters, for GET /api/v1/counters. */
   counters?: () => HeadNodeCounters;
+  /** Told after every accepted check-in (the rollout service judges boots then). */
+  onCheckin?: (nodeId: number) => void;
 }
 
 export function createApp(deps: HttpDeps): Express {

@@ -10,9 +10,9 @@ import type { FleetbootConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { parseMac } from '../mac.ts';
 import { nodeConfigContribution } from '../nodeconfig/boot-modules.ts';
-import { acceptCheckin, assignPlatform, NodeAccessError, nodeOfRequest, retireNode, setNodeFields, setupNode } from '../nodeconfig/lifecycle.ts';
+import { acceptCheckin, assignPlatform, NodeAccessError, NodeInRolloutError, nodeOfRequest, retireNode, setNodeFields, setupNode } from '../nodeconfig/lifecycle.ts';
 import { describeIssues, NodeConfigError } from '../nodeconfig/network.ts';
-import { configModuleNames, renderConfigModule, zpoolPlanOf, type ConfigModuleName } from '../nodeconfig/render.ts';
+import { configModuleNames, defaultNtpHost, renderConfigModule, zpoolPlanOf, type ConfigModuleName } from '../nodeconfig/render.ts';
 import { nodeKeysIn, rootPassword, type NodeKeys } from '../nodeconfig/secrets.ts';
 import { checkinSchema } from '../nodeconfig/sysinfo.ts';
 import { parseZpoolLayout, parseZpoolSpec } from '../nodeconfig/zpool.ts';
@@ -30,6 +30,8 @@ export interface NodeApiDeps {
   store: Store;
   templates: BootTemplates;
   log: Logger;
+  /** Told after every accepted check-in; it decides nothing here. */
+  onCheckin?: (nodeId: number) => void;
 }
 
 
@@ -40,11 +42,6 @@ function presentedToken(req: Request): string | null {
   return typeof q === 'string' && q !== '' ? q : null;
 }
 
-/** NTP server named in answers.json when the node's network names none: the admin network's, else the head node itself. */
-function defaultNtpHost(config: FleetbootConfig): string | null {
-  const net = config.networks[0];
-  return net?.ntpServers[0] ?? net?.serverAddress ?? null;
-}
 
 export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.config.dataDir)): Router {
   const { store, log } = deps;
@@ -94,6 +91,7 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
       throw new HttpError(403, 'forbidden', err.message);
     }
     log.info({ event: 'checkin', node: result.node.id, mac: report.nics[0]!.mac, ip, auth: result.by, from: result.from, to: result.to, platform: report.platform }, 'node checked in');
+    deps.onCheckin?.(result.node.id);
     res.status(result.registered ? 201 : 200).json({ node: { id: result.node.id, state: result.node.state, hostname: result.node.hostname } });
   });
 
@@ -138,15 +136,24 @@ export function nodeAdminRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(d
 
   r.post('/nodes/:id/platform', (req, res) => {
     const node = nodeOr404(req.params.id);
-    const stamp = (req.body as { stamp?: unknown } | undefined)?.stamp;
+    const body = (req.body ?? {}) as { stamp?: unknown; force?: unknown };
+    const stamp = body.stamp;
     if (typeof stamp !== 'string' || stamp === '') throw new HttpError(400, 'bad_request', 'stamp: expected the stamp of an imported platform');
+    if (body.force !== undefined && typeof body.force !== 'boolean') throw new HttpError(400, 'bad_request', 'force: expected true or false');
+    const force = body.force === true;
     let changed = false;
     const updated = refused(() => {
-      const a = assignPlatform(store, node, stamp, { reason: 'operator' });
-      changed = a.changed;
-      return a.node;
+      try {
+        const a = assignPlatform(store, node, stamp, { reason: 'operator', force });
+        changed = a.changed;
+        return a.node;
+      } catch (err) {
+        // The request is fine; the node is busy: 409, and the message says how to proceed.
+        if (err instanceof NodeInRolloutError) throw new HttpError(409, 'in_rollout', err.message);
+        throw err;
+      }
     });
-    log.info({ event: 'platform_assigned', node: node.id, mac: node.nics[0]?.mac, stamp, changed }, 'platform assigned');
+    log.info({ event: 'platform_assigned', node: node.id, mac: node.nics[0]?.mac, stamp, changed, force }, 'platform assigned');
     res.json({ node: nodeView(updated), changed });
   });
 

@@ -13,6 +13,7 @@ import { reportedDisks } from './sysinfo.ts';
 import { planZpool, type ZpoolLayout } from './zpool.ts';
 import { writeTransaction } from '../store/db.ts';
 import { admitMachine, type UnknownNodePolicy } from './admission.ts';
+import { rolloutOfNode } from '../rollout/orchestrator.ts';
 import { powerSpecSchema, type PowerSpec } from '../rollout/power.ts';
 
 /** How a node-facing request proved who it is. */
@@ -294,15 +295,34 @@ export interface PlatformAssignment {
   changed: boolean;
 }
 
+/** A manual assignment refused because a rollout will still assign or reboot the node. */
+export class NodeInRolloutError extends NodeConfigError {}
+
 /**
- * What a node boots next (`node set-platform`, `POST /api/v1/nodes/:id/platform`, a rollout).
- * The platform it had (assigned, else the one it runs) becomes its previous platform: the
- * rescue entry and a rollback's target. Recorded as a `platform` boot event.
+ * What a node boots next (`node set-platform`, `POST /api/v1/nodes/:id/platform`, a rollout);
+ * null: the default platform (a rollback to a node that booted the default). The platform it
+ * had (assigned, else the one it runs) becomes its previous platform: the rescue entry and a
+ * rollback's target. Recorded as a `platform` boot event. An operator's assignment is refused
+ * while a rollout still has the node pending or in flight, unless `force`.
  */
-export function assignPlatform(store: Store, node: NodeRecord, stamp: string, by: { reason: 'operator' | 'rollout' | 'rollback'; rolloutId?: number }): PlatformAssignment {
+export function assignPlatform(
+  store: Store,
+  node: NodeRecord,
+  stamp: string | null,
+  by: { reason: 'operator' | 'rollout' | 'rollback'; rolloutId?: number; force?: boolean },
+): PlatformAssignment {
   if (node.state === 'retired') throw new NodeConfigError(`node ${node.id} is retired; it boots nothing`);
-  if (!store.platforms.get(stamp)) throw new NodeConfigError(`platform: no platform ${stamp} is imported (see fleetboot platform list)`);
+  if (stamp !== null && !store.platforms.get(stamp)) throw new NodeConfigError(`platform: no platform ${stamp} is imported (see fleetboot platform list)`);
   if (node.bootPlatform === stamp) return { node, changed: false };
+  if (by.reason === 'operator' && !by.force) {
+    const held = rolloutOfNode(store.rollouts, node.id);
+    if (held?.claimed) {
+      throw new NodeInRolloutError(
+        `node ${node.id} is in rollout ${held.rollout.id} (${held.rollout.state}, its step ${held.step.state}); the rollout would undo or race this. ` +
+          `Cancel the rollout (fleetboot rollout cancel ${held.rollout.id}) or force it (--force)`,
+      );
+    }
+  }
   const had = node.bootPlatform ?? node.currentPlatform;
   const previousPlatform = had !== null && had !== stamp ? had : node.previousPlatform;
   return writeTransaction(store.db, (): PlatformAssignment => {

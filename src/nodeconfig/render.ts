@@ -1,9 +1,11 @@
 // The config modules a configured node boots with, rendered from plain values (no store
 // access): networking.json (+ .hash), answers.json (SmartOS first-boot setup), node.json
 // (fleetboot's own: the full vdev plan for agents that build the pool themselves).
+import { createHash } from 'node:crypto';
+import type { FleetbootConfig } from '../config/schema.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import { adminInterface, nodeNetworkSchema, renderNetworkingJson, type NodeNetwork } from './network.ts';
-import { reportedDisks } from './sysinfo.ts';
+import { reportedDisks, storedSysinfoSchema } from './sysinfo.ts';
 import { planZpool, zpoolLayoutSchema, type ZpoolLayout, type ZpoolPlan } from './zpool.ts';
 
 export const configModuleNames = ['networking.json', 'networking.json.hash', 'answers.json', 'node.json'] as const;
@@ -123,3 +125,32 @@ export function renderConfigModule(
   }
 }
 
+
+/** NTP server named in answers.json when the node's network names none: the admin network's, else the head node itself. */
+export function defaultNtpHost(config: FleetbootConfig): string | null {
+  const net = config.networks[0];
+  return net?.ntpServers[0] ?? net?.serverAddress ?? null;
+}
+
+/**
+ * The modules whose reported SHA-1 is checked (the agent reports these and node.json). node.json
+ * is left out: its zpool plan follows the disks reported by the very check-in being judged, so
+ * a changed disk would read as a bad boot. The .hash module is checked by the kernel itself.
+ */
+const checkedModuleNames = ['networking.json', 'answers.json'] as const;
+
+/**
+ * Whether the config modules a node reported at its last check-in are the ones fleetboot
+ * would serve it now: each one it serves must have been reported with the same SHA-1. A
+ * rollout counts a mismatch as a failed boot (the node came up with stale or foreign config).
+ * Modules reported that fleetboot no longer serves (answers.json after setup) are not asked about.
+ */
+export function reportedModulesMatch(node: NodeRecord, secrets: { rootPassword: string | null; ntpHost: string | null }): boolean {
+  const si = storedSysinfoSchema.safeParse(node.sysinfo);
+  const reported = si.success ? si.data.modules : {};
+  for (const name of checkedModuleNames) {
+    const body = renderConfigModule(name, node, secrets);
+    if (body !== null && reported[name] !== createHash('sha1').update(body, 'utf8').digest('hex')) return false;
+  }
+  return true;
+}

@@ -18,8 +18,17 @@ export interface PowerResult {
 
 export type DriverFactory = (spec: unknown) => PowerDriver;
 
-/** Runs `action` on the node's power driver; throws PowerError naming the node and what to check. */
-export async function powerNode(store: Store, node: NodeRecord, action: PowerAction, driverFor: DriverFactory = powerDriverFor): Promise<PowerResult> {
+/**
+ * Runs `action` on the node's power driver; throws PowerError naming the node and what to
+ * check. `context` joins the boot event's detail (a rollout's id and purpose).
+ */
+export async function powerNode(
+  store: Store,
+  node: NodeRecord,
+  action: PowerAction,
+  driverFor: DriverFactory = powerDriverFor,
+  context: Record<string, string | number> = {},
+): Promise<PowerResult> {
   if (node.power === null) {
     throw new PowerError(`node ${node.id} has no power settings: set them with "fleetboot node set ${node.id} power.kind=qemu power.qmpSocket=PATH"`);
   }
@@ -35,11 +44,11 @@ export async function powerNode(store: Store, node: NodeRecord, action: PowerAct
     else if (action === 'off') await driver.powerOff();
     else if (action === 'cycle') await driver.powerCycle();
     const state = await driver.status();
-    if (action !== 'status') store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, state } });
+    if (action !== 'status') store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, state, ...context } });
     return { action, driver: driver.kind, state };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    if (action !== 'status') store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, error: message } });
+    if (action !== 'status') store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, error: message, ...context } });
     throw err instanceof PowerError ? new PowerError(`node ${node.id}: ${message}`, { cause: err }) : err;
   }
 }

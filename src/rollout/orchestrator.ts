@@ -59,8 +59,17 @@ export function judgeBoot(obs: NodeObservation | null, since: number, expect: Bo
  * is written once the driver returns (that it returned is all it tells).
  */
 export type Effect =
-  | { kind: 'assign'; platform: string | null; onError: StepState }
-  | { kind: 'power_cycle'; then: StepState; onError: StepState };
+  | { kind: 'assign'; platform: string | null; onError: StepState; purpose: EffectPurpose }
+  | { kind: 'power_cycle'; then: StepState; onError: StepState; purpose: EffectPurpose };
+
+/** Whether an effect moves the node to the target or back from it (what its boot events say). */
+export type EffectPurpose = 'rollout' | 'rollback';
+
+/** What the ports are told about the effect they carry out, for the node's boot timeline. */
+export interface EffectContext {
+  rolloutId: number;
+  purpose: EffectPurpose;
+}
 
 export type Transition =
   | {
@@ -87,7 +96,7 @@ export interface DecisionOptions {
   clockSkewMs?: number;
 }
 
-const assign = (platform: string | null, onError: StepState): Effect => ({ kind: 'assign', platform, onError });
+const assign = (platform: string | null, onError: StepState, purpose: EffectPurpose): Effect => ({ kind: 'assign', platform, onError, purpose });
 
 function stepMove(r: RolloutRecord, s: RolloutStep, patch: StepPatch, ensure: Effect | null = null, effect: Effect | null = null): Transition {
   return { kind: 'step', rolloutId: r.id, nodeId: s.nodeId, label: s.label, from: s.state, priorReason: s.reason, patch, ensure, effect };
@@ -110,12 +119,13 @@ function stepTransition(r: RolloutRecord, s: RolloutStep, observe: (nodeId: numb
     case 'assigned':
       if (r.state === 'cancelled' || r.state === 'failed') {
         const reason = `the rollout ${r.state === 'cancelled' ? 'was cancelled' : 'failed'} before its reboot`;
-        return stepMove(r, s, { state: 'reverting', at: now, reason }, null, assign(s.previousPlatform, 'rollback_failed'));
+        return stepMove(r, s, { state: 'reverting', at: now, reason }, null, assign(s.previousPlatform, 'rollback_failed', 'rollback'));
       }
-      return stepMove(r, s, { state: 'power_cycling', at: now, rebootAt: now }, assign(r.target, 'rolling_back'), {
+      return stepMove(r, s, { state: 'power_cycling', at: now, rebootAt: now }, assign(r.target, 'rolling_back', 'rollout'), {
         kind: 'power_cycle',
         then: 'power_cycled',
         onError: 'rolling_back',
+        purpose: 'rollout',
       });
     case 'power_cycling':
     case 'power_cycled': {
@@ -125,15 +135,16 @@ function stepTransition(r: RolloutRecord, s: RolloutStep, observe: (nodeId: numb
       const reason =
         v.verdict === 'wrong' ? v.why : now >= since + deadlineMs ? `not back on ${r.target} within ${deadline} of its reboot (${v.why})` : null;
       if (reason === null) return null;
-      return stepMove(r, s, { state: 'rolling_back', at: now, reason }, null, assign(s.previousPlatform, 'rollback_failed'));
+      return stepMove(r, s, { state: 'rolling_back', at: now, reason }, null, assign(s.previousPlatform, 'rollback_failed', 'rollback'));
     }
     case 'rolling_back':
       // Never rebooted (the assignment or the power driver failed first): assigning back is all.
-      if (s.rebootAt === null) return stepMove(r, s, { state: 'rolled_back', at: now, finishedAt: now }, assign(s.previousPlatform, 'rollback_failed'));
-      return stepMove(r, s, { state: 'rollback_cycling', at: now, rebootAt: now }, assign(s.previousPlatform, 'rollback_failed'), {
+      if (s.rebootAt === null) return stepMove(r, s, { state: 'rolled_back', at: now, finishedAt: now }, assign(s.previousPlatform, 'rollback_failed', 'rollback'));
+      return stepMove(r, s, { state: 'rollback_cycling', at: now, rebootAt: now }, assign(s.previousPlatform, 'rollback_failed', 'rollback'), {
         kind: 'power_cycle',
         then: 'rollback_cycled',
         onError: 'rollback_failed',
+        purpose: 'rollback',
       });
     case 'rollback_cycling':
     case 'rollback_cycled': {
@@ -147,7 +158,7 @@ function stepTransition(r: RolloutRecord, s: RolloutStep, observe: (nodeId: numb
       return stepMove(r, s, { state: 'rollback_failed', at: now, finishedAt: now, reason: `${s.reason ?? 'failed'}; rollback: ${why}` });
     }
     case 'reverting':
-      return stepMove(r, s, { state: 'reverted', at: now, finishedAt: now }, assign(s.previousPlatform, 'rollback_failed'));
+      return stepMove(r, s, { state: 'reverted', at: now, finishedAt: now }, assign(s.previousPlatform, 'rollback_failed', 'rollback'));
     default:
       return null;
   }
@@ -218,7 +229,7 @@ function rolloutTransition(r: RolloutRecord, steps: readonly RolloutStep[], obse
       s,
       { state: 'assigned', at: now, startedAt: now, previousPlatform, previousRunning: obs.currentPlatform },
       null,
-      assign(r.target, 'rolling_back'),
+      assign(r.target, 'rolling_back', 'rollout'),
     );
   }
   return null;
@@ -273,9 +284,27 @@ export interface RolloutPorts {
    * Sets what the node boots next (null: the default platform). Must be a no-op when the
    * node already boots `platform`: it is repeated after a restart.
    */
-  assignPlatform(nodeId: number, platform: string | null): void | Promise<void>;
+  assignPlatform(nodeId: number, platform: string | null, context: EffectContext): void | Promise<void>;
   /** The node's power driver; the orchestrator calls powerCycle at most once per journaled reboot. */
-  powerDriver(nodeId: number): PowerDriver;
+  powerDriver(nodeId: number, context: EffectContext): PowerDriver;
+}
+
+/** A step transition the orchestrator journaled: what an observer (the node's boot timeline) is told. */
+export interface StepChange {
+  rolloutId: number;
+  nodeId: number;
+  label: string;
+  from: StepState;
+  to: StepState;
+  /** The step's reason after the write (why it failed or was reverted), kept from earlier writes. */
+  reason: string | null;
+  at: number;
+}
+
+export interface OrchestratorOptions extends DecisionOptions {
+  log?: Logger;
+  /** Called after each step write; it throwing is logged, never undoes or stops the rollout. */
+  onStep?: (change: StepChange) => void;
 }
 
 export interface TickResult {
@@ -300,7 +329,7 @@ export class RolloutOrchestrator {
   constructor(
     private readonly journal: RolloutJournal,
     private readonly ports: RolloutPorts,
-    private readonly options: DecisionOptions & { log?: Logger } = {},
+    private readonly options: OrchestratorOptions = {},
   ) {}
 
   private queue: Promise<unknown> = Promise.resolve();
@@ -359,11 +388,12 @@ export class RolloutOrchestrator {
     // No driver at all: the node was certainly not rebooted, so a rollback need not reboot it.
     let noDriver = false;
     try {
-      if (effect.kind === 'assign') await this.ports.assignPlatform(t.nodeId, effect.platform);
+      const context: EffectContext = { rolloutId: t.rolloutId, purpose: effect.purpose };
+      if (effect.kind === 'assign') await this.ports.assignPlatform(t.nodeId, effect.platform, context);
       else {
         let driver: PowerDriver;
         try {
-          driver = this.ports.powerDriver(t.nodeId);
+          driver = this.ports.powerDriver(t.nodeId, context);
         } catch (e) {
           noDriver = true;
           throw e;
@@ -397,6 +427,12 @@ export class RolloutOrchestrator {
       { event: 'rollout_step', rollout: t.rolloutId, node: t.nodeId, from, to: patch.state, reason: patch.reason },
       `rollout ${t.rolloutId}: ${t.label} ${from} -> ${patch.state}`,
     );
+    if (!this.options.onStep) return;
+    try {
+      this.options.onStep({ rolloutId: t.rolloutId, nodeId: t.nodeId, label: t.label, from, to: patch.state, reason: patch.reason !== undefined ? patch.reason : t.patch.reason !== undefined ? t.patch.reason : t.priorReason, at: patch.at });
+    } catch (err) {
+      this.options.log?.error({ err, event: 'rollout_step_hook_failed', rollout: t.rolloutId, node: t.nodeId }, 'recording a rollout step failed');
+    }
   }
 }
 
@@ -430,6 +466,32 @@ export function startRollout(journal: RolloutJournal, plan: RolloutPlan, now: nu
     createdAt: now,
     steps: plan.waves.flatMap((w) => w.nodes.map((n) => ({ nodeId: n.nodeId, label: n.label, wave: w.index, canary: w.canary, domain: n.domain }))),
   });
+}
+
+/** A node's place in a rollout that is not over. */
+export interface NodeInRollout {
+  rollout: RolloutRecord;
+  step: RolloutStep;
+  /** The rollout will still assign or reboot this node: its step is pending or in flight. */
+  claimed: boolean;
+}
+
+/**
+ * The rollout a node is in: the newest one still active (rolloutActive) that lists it, or
+ * null. `node show` names it; a manual platform assignment is refused while it is `claimed`.
+ */
+export function rolloutOfNode(journal: RolloutJournal, nodeId: number): NodeInRollout | null {
+  const rollouts = journal.list();
+  for (let i = rollouts.length - 1; i >= 0; i--) {
+    const r = rollouts[i]!;
+    const steps = journal.steps(r.id);
+    const step = steps.find((s) => s.nodeId === nodeId);
+    if (!step || !rolloutActive(r, steps)) continue;
+    // A pending step of a cancelled or failed rollout never starts (rolloutTransition needs `running`).
+    const willStart = step.state === 'pending' && (r.state === 'running' || r.state === 'waiting_promote' || r.state === 'paused');
+    return { rollout: r, step, claimed: willStart || stepInFlight(step.state) };
+  }
+  return null;
 }
 
 /** Applies an operator's change, retrying when the orchestrator moved the rollout meanwhile. */

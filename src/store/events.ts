@@ -24,6 +24,8 @@ export const bootEventKinds = [
   'state',
   'platform',
   'power',
+  // A rollout step's outcome for the node (verified, rolling back, rolled back, reverted).
+  'rollout',
 ] as const;
 export type BootEventKind = (typeof bootEventKinds)[number];
 

@@ -1,0 +1,96 @@
+// The rollout service in a real head node: fake power drivers, check-ins posted to the real
+// HTTP API, the real clock with a short deadline. A rollout of three nodes ends done; a node
+// that comes up on the wrong platform is rolled back to the one it ran.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { RolloutRecord } from '../src/rollout/journal.ts';
+import { startRollout } from '../src/rollout/orchestrator.ts';
+import { parseRolloutSpec, planRollout } from '../src/rollout/plan.ts';
+import { tempDir } from './fixtures.ts';
+import { fakeFleet, platformA, platformB, type FakeFleet } from './rollout-fleet.ts';
+
+/** Resolves when `check` holds, reading the journal each time the event loop turns; fails after `ms`. */
+async function until<T>(what: string, check: () => T | undefined | false, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function start(f: FakeFleet, spec: Record<string, unknown>): RolloutRecord {
+  const store = f.h.head.store;
+  const plan = planRollout(parseRolloutSpec(spec), store.nodes.list(), store.platforms.list());
+  const r = startRollout(store.rollouts, plan, store.now());
+  f.h.head.rollouts.kick();
+  return r;
+}
+
+/** A node's boot timeline as far as rollout `id` goes: each event with what it did. */
+function story(f: FakeFleet, nodeId: number, id: number): [string, unknown][] {
+  return f.h.head.store.events
+    .timeline(nodeId)
+    .filter((e) => e.detail.rollout === id)
+    .map((e) => [e.event, e.event === 'platform' ? e.detail.reason : e.event === 'power' ? e.detail.action : e.detail.step]);
+}
+
+const finished = (f: FakeFleet, id: number) => (): RolloutRecord | undefined => {
+  const r = f.h.head.store.rollouts.get(id)!;
+  return ['done', 'failed', 'cancelled'].includes(r.state) ? r : undefined;
+};
+
+test('a three-node rollout reboots each node once, waits for its check-in on the target and ends done', async (t) => {
+  const f = await fakeFleet(t, tempDir(t), ['cn1', 'cn2', 'cn3']);
+  const r = start(f, { target: platformB, selector: 'all', canary: 1, afterCanary: 'continue', maxInFlight: 2, soakSeconds: 0, bootDeadlineSeconds: 10 });
+  const end = await until('the rollout to finish', finished(f, r.id));
+  assert.equal(end.state, 'done', end.reason ?? '');
+  assert.equal(end.reason, '3 verified');
+  const store = f.h.head.store;
+  assert.deepEqual(store.rollouts.steps(r.id).map((s) => [s.label, s.state, s.previousPlatform]), [
+    ['cn1', 'verified', platformA],
+    ['cn2', 'verified', platformA],
+    ['cn3', 'verified', platformA],
+  ]);
+  for (const name of ['cn1', 'cn2', 'cn3']) {
+    const node = f.node(name);
+    assert.deepEqual([node.bootPlatform, node.currentPlatform, node.previousPlatform, node.state], [platformB, platformB, platformA, 'running']);
+    assert.equal(f.machines.get(name)!.cycles, 1, `${name} rebooted once`);
+    // Its boot timeline tells the rollout's part: assigned, power cycled, verified.
+    assert.deepEqual(story(f, node.id, r.id), [
+      ['platform', 'rollout'],
+      ['power', 'cycle'],
+      ['rollout', 'verified'],
+    ]);
+  }
+  assert.deepEqual(f.errors, []);
+});
+
+test('a node that checks in on the wrong platform is rolled back to what it ran, and the budget lets the rest go on', async (t) => {
+  const f = await fakeFleet(t, tempDir(t), ['cn1', 'cn2', 'cn3']);
+  // cn2 comes up on lab-A whatever it is assigned (lab-B does not boot on it).
+  f.machines.get('cn2')!.bootsInstead = platformA;
+  const r = start(f, { target: platformB, selector: 'all', canary: 0, maxInFlight: 1, soakSeconds: 0, bootDeadlineSeconds: 10, failureBudget: 1 });
+  const end = await until('the rollout to finish', finished(f, r.id));
+  assert.equal(end.state, 'done', end.reason ?? '');
+  const steps = f.h.head.store.rollouts.steps(r.id);
+  assert.deepEqual(steps.map((s) => [s.label, s.state]), [
+    ['cn1', 'verified'],
+    ['cn2', 'rolled_back'],
+    ['cn3', 'verified'],
+  ]);
+  assert.match(steps[1]!.reason ?? '', /booted lab-A instead of lab-B/);
+  const cn2 = f.node('cn2');
+  assert.deepEqual([cn2.bootPlatform, cn2.currentPlatform], [platformA, platformA], 'assigned its old platform again');
+  assert.equal(f.machines.get('cn2')!.cycles, 2, 'the upgrade reboot and the rollback reboot');
+  assert.deepEqual(story(f, cn2.id, r.id), [
+    ['platform', 'rollout'],
+    ['power', 'cycle'],
+    ['rollout', 'rolling_back'],
+    ['platform', 'rollback'],
+    ['power', 'cycle'],
+    ['rollout', 'rolled_back'],
+  ]);
+  assert.deepEqual(f.errors, []);
+});
