@@ -83,6 +83,7 @@ export class HeadNode {
       counters: () => this.counters(),
       // A check-in may be the boot a rollout waits for: judge it now rather than at the next poll.
       onCheckin: () => this.rollouts.kick(),
+      onRolloutChange: () => this.rollouts.kick(),
     });
     // First in, last out: checkpoints and the boot-event index run off the event loop while the servers write.
     this.storeWorker = new StoreWorker(this.store.db, options.log);

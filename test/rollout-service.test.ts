@@ -1,11 +1,9 @@
-// The rollout service in a real head node: fake power drivers, check-ins posted to the real
-// HTTP API, the real clock with a short deadline. A rollout of three nodes ends done; a node
+// The rollout service in a real head node: a rollout started through the HTTP API, fake power
+// drivers, check-ins posted to the real HTTP API, the real clock with a short deadline. A rollout of three nodes ends done; a node
 // that comes up on the wrong platform is rolled back to the one it ran.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { RolloutRecord } from '../src/rollout/journal.ts';
-import { startRollout } from '../src/rollout/orchestrator.ts';
-import { parseRolloutSpec, planRollout } from '../src/rollout/plan.ts';
 import { tempDir } from './fixtures.ts';
 import { fakeFleet, platformA, platformB, type FakeFleet } from './rollout-fleet.ts';
 
@@ -20,12 +18,15 @@ async function until<T>(what: string, check: () => T | undefined | false, ms = 1
   }
 }
 
-function start(f: FakeFleet, spec: Record<string, unknown>): RolloutRecord {
-  const store = f.h.head.store;
-  const plan = planRollout(parseRolloutSpec(spec), store.nodes.list(), store.platforms.list());
-  const r = startRollout(store.rollouts, plan, store.now());
-  f.h.head.rollouts.kick();
-  return r;
+/** Starts a rollout as an operator's script would: POST /api/v1/rollouts. */
+async function start(f: FakeFleet, spec: Record<string, unknown>): Promise<{ id: number }> {
+  const res = await fetch(`${f.h.url}/api/v1/rollouts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${f.h.token}` },
+    body: JSON.stringify(spec),
+  });
+  assert.equal(res.status, 201);
+  return ((await res.json()) as { rollout: { id: number } }).rollout;
 }
 
 /** A node's boot timeline as far as rollout `id` goes: each event with what it did. */
@@ -43,7 +44,7 @@ const finished = (f: FakeFleet, id: number) => (): RolloutRecord | undefined => 
 
 test('a three-node rollout reboots each node once, waits for its check-in on the target and ends done', async (t) => {
   const f = await fakeFleet(t, tempDir(t), ['cn1', 'cn2', 'cn3']);
-  const r = start(f, { target: platformB, selector: 'all', canary: 1, afterCanary: 'continue', maxInFlight: 2, soakSeconds: 0, bootDeadlineSeconds: 10 });
+  const r = await start(f, { target: platformB, selector: 'all', canary: 1, afterCanary: 'continue', maxInFlight: 2, soakSeconds: 0, bootDeadlineSeconds: 10 });
   const end = await until('the rollout to finish', finished(f, r.id));
   assert.equal(end.state, 'done', end.reason ?? '');
   assert.equal(end.reason, '3 verified');
@@ -71,7 +72,7 @@ test('a node that checks in on the wrong platform is rolled back to what it ran,
   const f = await fakeFleet(t, tempDir(t), ['cn1', 'cn2', 'cn3']);
   // cn2 comes up on lab-A whatever it is assigned (lab-B does not boot on it).
   f.machines.get('cn2')!.bootsInstead = platformA;
-  const r = start(f, { target: platformB, selector: 'all', canary: 0, maxInFlight: 1, soakSeconds: 0, bootDeadlineSeconds: 10, failureBudget: 1 });
+  const r = await start(f, { target: platformB, selector: 'all', canary: 0, maxInFlight: 1, soakSeconds: 0, bootDeadlineSeconds: 10, failureBudget: 1 });
   const end = await until('the rollout to finish', finished(f, r.id));
   assert.equal(end.state, 'done', end.reason ?? '');
   const steps = f.h.head.store.rollouts.steps(r.id);

@@ -9,6 +9,7 @@ import { registerLab } from './lab.ts';
 import { registerNode } from './node.ts';
 import { registerNodePlatform } from './node-platform.ts';
 import { registerPlatform } from './platform.ts';
+import { registerRollout } from './rollout.ts';
 import { registerServe } from './serve.ts';
 import { registerStatus } from './status.ts';
 
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerNode(program);
   registerNodePlatform(program);
   registerPlatform(program);
+  registerRollout(program);
   return program;
 }
 

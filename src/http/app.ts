@@ -14,6 +14,7 @@ import { bootRoutes } from './boot-routes.ts';
 import { ipxeRoutes } from './ipxe-routes.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { nodeAdminRoutes, nodeRoutes } from './node-api.ts';
+import { rolloutRoutes } from './rollout-api.ts';
 import { nodeKeysIn } from '../nodeconfig/secrets.ts';
 
 export interface HttpDeps {
@@ -28,6 +29,8 @@ export interface HttpDeps {
   counters?: () => HeadNodeCounters;
   /** Told after every accepted check-in (the rollout service judges boots then). */
   onCheckin?: (nodeId: number) => void;
+  /** Told after a rollout verb wrote the journal, so the rollout service acts on it now. */
+  onRolloutChange?: () => void;
 }
 
 export function createApp(deps: HttpDeps): Express {
@@ -44,7 +47,14 @@ export function createApp(deps: HttpDeps): Express {
   // Node-facing routes (agent, config modules, check-in) before the bearer-token admin API.
   const nodeKeys = nodeKeysIn(deps.config.dataDir);
   app.use(nodeRoutes(deps, nodeKeys));
-  app.use('/api/v1', express.json({ limit: '1mb' }), requireBearer(deps.apiToken), adminApi(deps.store, deps.counters), nodeAdminRoutes(deps, nodeKeys));
+  app.use(
+    '/api/v1',
+    express.json({ limit: '1mb' }),
+    requireBearer(deps.apiToken),
+    adminApi(deps.store, deps.counters),
+    nodeAdminRoutes(deps, nodeKeys),
+    rolloutRoutes({ store: deps.store, log: deps.log, ...(deps.onRolloutChange ? { onChange: deps.onRolloutChange } : {}) }),
+  );
   app.use((req, res) => sendError(res, 404, 'not_found', `no route for ${req.method} ${req.path}`));
   app.use(errorHandler(deps.log));
   return app;
