@@ -90,7 +90,7 @@ kver=$(ls "$kdir/lib/modules" | head -n1)
 vmlinuz="$kdir/boot/vmlinuz-$kver"
 [ -f "$vmlinuz" ] || { echo "build-test-platform: $deb holds no kernel at boot/vmlinuz-$kver" >&2; exit 1; }
 
-# 2. The initramfs. Module order matters: each needs the ones before it (NETBOOT-NOTES.md).
+# 2. The initramfs. Module order matters: each needs the ones before it (docs/netboot-notes.md).
 # evdev + button: the ACPI power button (QMP system_powerdown) reaches busybox acpid.
 modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk e1000 evdev button"
 stage=$(mktemp -d "$build_dir/initramfs.XXXXXX")

@@ -1,5 +1,5 @@
 // Logs are pino JSON lines; per-node lines carry `mac`, `node` and `event` fields so one
-// node's story can be grepped out of the head node's log (STYLE.md).
+// node's story can be grepped out of the head node's log (docs/style.md).
 import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };

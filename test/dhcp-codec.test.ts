@@ -1,4 +1,4 @@
-// The DHCPv4 codec against packets shaped like the real clients in NETBOOT-NOTES.md's table
+// The DHCPv4 codec against packets shaped like the real clients in docs/netboot-notes.md's table
 // (built byte by byte in dhcp-fixtures.ts), round trips, and malformed input.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -14,7 +14,7 @@ const decode = (b: Buffer): DhcpPacket => {
 
 const uuid = '4c4c4544005a3510804bb4c04f565631';
 
-test('decodes each client model of the NETBOOT-NOTES table into typed options', () => {
+test('decodes each client model of the docs/netboot-notes.md table into typed options', () => {
   const bios = decode(clientPacket({ type: 1, mac: '52:54:00:12:34:56', model: 'ipxe-bios', uuid, xid: 0xdeadbeef }));
   assert.equal(bios.xid, 0xdeadbeef);
   assert.equal(bios.chaddr.toString('hex'), '525400123456');

@@ -1,5 +1,5 @@
 // DHCP test fixtures: client packets assembled byte by byte per RFC 2131 §2 (independently
-// of the codec under test), shaped like the clients in NETBOOT-NOTES.md's table, and a
+// of the codec under test), shaped like the clients in docs/netboot-notes.md's table, and a
 // loopback "relay agent" socket that sends them and waits for the server's answers.
 import dgram, { type Socket } from 'node:dgram';
 import { once } from 'node:events';
@@ -30,7 +30,7 @@ const opt = (code: number, bytes: Buffer | number[] | string): Buffer => {
   return Buffer.concat([Buffer.from([code, v.length]), v]);
 };
 
-/** The options each client model sends, per NETBOOT-NOTES "What clients send". */
+/** The options each client model sends, per docs/netboot-notes.md "What clients send". */
 function modelOptions(model: ClientModel, uuid: string | undefined): Buffer[] {
   const u = Buffer.concat([Buffer.from([0]), Buffer.from(uuid ?? '00'.repeat(16), 'hex')]);
   switch (model) {

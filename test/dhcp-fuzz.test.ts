@@ -1,5 +1,5 @@
 // 10,000 random and mutated packets: none crashes the server, bad ones are counted, and it
-// still answers afterwards (STYLE.md: a bad packet is dropped and counted, never thrown).
+// still answers afterwards (docs/style.md: a bad packet is dropped and counted, never thrown).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { clientPacket, RelayAgent, type ClientModel } from './dhcp-fixtures.ts';

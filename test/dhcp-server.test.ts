@@ -250,7 +250,7 @@ test('PXE clients get the boot file their firmware can run; iPXE gets the stage-
   const { head, ask } = await setup(t);
   const httpPort = head.http.address()!.port;
   const ovmf = await ask({ type: D.discover, mac: '52:54:00:00:07:01', model: 'ovmf-pxe' });
-  // NETBOOT-NOTES pitfall 4: siaddr + file + 67 + 66, and no option 60 without 43.
+  // docs/netboot-notes.md pitfall 4: siaddr + file + 67 + 66, and no option 60 without 43.
   assert.equal(ovmf.siaddr, '10.20.0.1');
   assert.equal(ovmf.file, 'snponly.efi');
   assert.equal(ovmf.options.bootfileName, 'snponly.efi');

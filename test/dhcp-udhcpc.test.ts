@@ -2,7 +2,7 @@
 // a namespace running `fleetboot serve`. Proves: a lease, a renewal (SIGUSR1) and a release
 // (SIGUSR2) over real broadcast/unicast; and interface binding: each admin interface
 // answers with its own network, a non-admin interface gets no answer at all, and the
-// namespace has no default route (NETBOOT-NOTES pitfalls 1 and 8). Also: a packet captured
+// namespace has no default route (docs/netboot-notes.md pitfalls 1 and 8). Also: a packet captured
 // from a real udhcpc round-trips through the codec.
 import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// Platform images for tests: real gzip'd ustar tarballs in the SmartOS layout (DESIGN.md
+// Platform images for tests: real gzip'd ustar tarballs in the SmartOS layout (docs/design.md
 // "Formats"), written by a small ustar encoder so tests can also craft hostile entries
 // (`..` paths, links out of the folder) that a well-behaved tar refuses to create.
 import { createHash } from 'node:crypto';

@@ -1,6 +1,6 @@
-// What a node boots (DESIGN.md "The boot path" §4-5), as a pure function of the node, the
+// What a node boots (docs/design.md "The boot path" §4-5), as a pure function of the node, the
 // imported platforms, the config and what other modules contribute for the node. Servers
-// only carry bytes; templates only format a plan (the pixiecore / matchbox split, STYLE.md).
+// only carry bytes; templates only format a plan (the pixiecore / matchbox split, docs/style.md).
 import type { FleetbootConfig } from '../config/schema.ts';
 import type { Mac } from '../mac.ts';
 import type { NodeRecord } from '../store/nodes.ts';

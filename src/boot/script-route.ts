@@ -1,5 +1,5 @@
 // GET /boot/node.ipxe?mac=..&uuid=..&serial=..&arch=..: the per-node script stage1.ipxe
-// chains to (DESIGN.md "The boot path" §3-4). Asks admission whether the machine is a node
+// chains to (docs/design.md "The boot path" §3-4). Asks admission whether the machine is a node
 // (registering it under `discover`), plans its boot, renders it, and records a `script` event.
 import { Router } from 'express';
 import { z } from 'zod';

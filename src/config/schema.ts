@@ -1,5 +1,5 @@
 // The head-node config file: one JSON document, validated by zod at load time so that
-// everything past the loader trusts its types (STYLE.md: parse, don't validate).
+// everything past the loader trusts its types (docs/style.md: parse, don't validate).
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 

@@ -1,5 +1,5 @@
 // The PXE decision: given what a client says about itself (options 60, 77, 93), what it
-// should load next. Follows NETBOOT-NOTES.md's client table; the DHCP server only carries
+// should load next. Follows docs/netboot-notes.md's client table; the DHCP server only carries
 // the answer.
 import type { DhcpOptions } from './packet.ts';
 import { encodeSubOptions } from './packet.ts';
@@ -91,7 +91,7 @@ export function bootAnswerFor(client: ClientKind, s: BootSettings): BootAnswer |
 
 /**
  * Option 175 content `b0 01 01` (sub-option 176 = 1), so the option on the wire reads
- * `af 03 b0 01 01` (NETBOOT-NOTES pitfall 3): iPXE then skips its ~3 s ProxyDHCP wait.
+ * `af 03 b0 01 01` (docs/netboot-notes.md pitfall 3): iPXE then skips its ~3 s ProxyDHCP wait.
  */
 export const ipxeNoPxeDhcp = encodeSubOptions([[176, Buffer.from([1])]]);
 

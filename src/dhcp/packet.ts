@@ -1,9 +1,9 @@
 // DHCPv4 packet codec (RFC 2131 §2 message format, RFC 2132 options).
 //
-// Why our own codec and not the design card's npm `dhcp` package: it was measured unfit
-// for PXE (../shared/NETBOOT-NOTES.md): it never replies to relays, drops options 77, 82,
+// Why our own codec and not npm's `dhcp` package: it was measured unfit
+// for PXE (docs/netboot-notes.md): it never replies to relays, drops options 77, 82,
 // 93, 94, 97 and 175 as unknown, leaves the BOOTP `file` field empty and allocates in
-// O(n²). This codec is small, typed at the edge (STYLE.md "parse, don't validate") and
+// O(n²). This codec is small, typed at the edge (docs/style.md "parse, don't validate") and
 // keeps every option it does not know as raw bytes, so nothing a client sent is lost.
 //
 // decodePacket never throws: a malformed packet comes back as `{ ok: false, reason }` so
@@ -106,7 +106,7 @@ export interface DhcpOptions {
   clientId?: Buffer;
   tftpServerName?: string;
   bootfileName?: string;
-  /** Option 77. iPXE sends the raw string `iPXE`, not RFC 3004's length-prefixed list (NETBOOT-NOTES). */
+  /** Option 77. iPXE sends the raw string `iPXE`, not RFC 3004's length-prefixed list (docs/netboot-notes.md). */
   userClass?: Buffer;
   relayAgentInfo?: RelayAgentInfo;
   /** RFC 4578 §2.1 option 93: a list of 16-bit architecture types. */

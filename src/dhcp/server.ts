@@ -1,7 +1,7 @@
 // The DHCP server: full mode (RFC 2131 address allocation plus PXE boot fields) or
 // ProxyDHCP mode (PXE spec §2.2.3: boot fields only, no address, on ports 67 and 4011).
 //
-// Interfaces (NETBOOT-NOTES pitfall 8): one socket per admin interface, each bound to its
+// Interfaces (docs/netboot-notes.md pitfall 8): one socket per admin interface, each bound to its
 // device with SO_BINDTODEVICE (./udp.ts), so a packet's socket says which network it came
 // from and replies leave by that interface. Networks without an interface are reached
 // through relays only: an unbound socket takes their relayed (giaddr != 0) requests.
@@ -212,7 +212,7 @@ export class DhcpServer implements Service {
       }
       this.handle(p, rinfo, l);
     } catch (err) {
-      // Never let one packet take the socket loop down (STYLE.md "Errors").
+      // Never let one packet take the socket loop down (docs/style.md "Errors").
       this.stats.malformed++;
       this.log.warn({ err, event: 'dhcp_error', from: rinfo.address }, 'DHCP packet handling failed');
     }
@@ -546,7 +546,7 @@ export class DhcpServer implements Service {
     return `http://${net.serverAddress}:${this.httpPortCache}`;
   }
 
-  /** Fills in the boot fields per the client table (NETBOOT-NOTES); returns the decision. */
+  /** Fills in the boot fields per the client table (docs/netboot-notes.md); returns the decision. */
   private addBoot(ctx: Ctx, r: DhcpPacket, mode: 'full' | 'proxy'): string | undefined {
     const net = ctx.net;
     const settings: BootSettings = {
@@ -562,7 +562,7 @@ export class DhcpServer implements Service {
     r.file = answer.bootfile.length <= 127 ? answer.bootfile : '';
     o.bootfileName = answer.bootfile;
     if (answer.tftp) {
-      // NETBOOT-NOTES pitfall 4 (OVMF): siaddr + BOOTP file + option 67 + option 66.
+      // docs/netboot-notes.md pitfall 4 (OVMF): siaddr + BOOTP file + option 67 + option 66.
       r.siaddr = net.serverAddress!;
       o.tftpServerName = net.serverAddress!;
     } else {

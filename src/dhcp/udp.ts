@@ -3,7 +3,7 @@
 // leave in batches (sendmmsg). Node's dgram costs a 64 KiB allocation and a callback per
 // packet received and a syscall per reply, a third of the server's CPU at boot-storm rates
 // (bench/dhcp). The socket is also bound to its device here (SO_BINDTODEVICE), which dgram
-// cannot do at all (NETBOOT-NOTES pitfall 8).
+// cannot do at all (docs/netboot-notes.md pitfall 8).
 import type { RemoteInfo } from 'node:dgram';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';

@@ -3,7 +3,7 @@
 // native addon) or, without it, from an in-memory cache of imported files (file-cache.ts)
 // or, for files over its budget, a stream with 1 MiB reads:
 // express.static's 64 KiB default tops out near 666 MB/s here, 1 MiB reaches the loopback
-// ceiling (NETBOOT-NOTES "Anchors"). Range and conditional requests follow RFC 9110 §13-14.
+// ceiling (docs/netboot-notes.md "Anchors"). Range and conditional requests follow RFC 9110 §13-14.
 import { createReadStream, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Server } from 'node:http';

@@ -1,4 +1,4 @@
-// Importing platform images: SmartOS platform tarballs (DESIGN.md "Formats") and Linux
+// Importing platform images: SmartOS platform tarballs (docs/design.md "Formats") and Linux
 // ramdisk platforms (kernel + initrds + command line from a small manifest). Every import
 // is staged in a work folder beside the stamps, verified, then renamed into place in the
 // same transaction that inserts its registry row, so nothing is ever half-imported.

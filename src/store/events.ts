@@ -1,4 +1,4 @@
-// Boot events: every step a node takes on its way up (DESIGN.md "The boot path" §7), kept
+// Boot events: every step a node takes on its way up (docs/design.md "The boot path" §7), kept
 // per node so `node show` can print its boot timeline. Events are an append-only journal;
 // the per-node index (boot_events_by_node) is built behind it by the store worker, in bulk
 // (migration 004 says why), and a timeline reads the index plus the journal's unindexed tail.

@@ -1,4 +1,4 @@
-// Imported platform images (DESIGN.md "The registry": platforms). A row exists only for a
+// Imported platform images (docs/design.md "The registry": platforms). A row exists only for a
 // folder that was verified and renamed into place in the same transaction (src/platforms/import.ts).
 import { writeTransaction, type Db } from './db.ts';
 

@@ -1,5 +1,5 @@
 // The registry: one SQLite database, one repository per table family. Nothing outside
-// src/store/ writes SQL (DESIGN.md "Layout").
+// src/store/ writes SQL (docs/design.md "Layout").
 import { join } from 'node:path';
 import { openDatabase, type Db, type Migration, loadMigrations } from './db.ts';
 import { BootEventRepo } from './events.ts';

@@ -2,7 +2,7 @@
 // timeout and tsize (RFC 2349) and windowsize (RFC 7440). It serves one virtual root (the
 // iPXE binaries plus files other modules register, see root.ts) and nothing else.
 //
-// Why not npm `tftp` (0.1.2, the design card's pick)? Measured here (NETBOOT-NOTES.md): it
+// Why not npm `tftp` (0.1.2, the obvious npm pick)? Measured here (docs/netboot-notes.md): it
 // crashes the process on a request for a missing file unless every request gets an error
 // listener, aborts most windowsize transfers at 0.5% loss (`cb is not a function`), ignores
 // the `timeout` option (a fixed 3 s per lost packet), accepts uploads unless told not to, and
@@ -287,7 +287,7 @@ export class TftpServer {
         break;
       }
       case 'aborted':
-        // OVMF asks for tsize, then aborts with ERROR 8 once it has the size (NETBOOT-NOTES.md): normal.
+        // OVMF asks for tsize, then aborts with ERROR 8 once it has the size (docs/netboot-notes.md): normal.
         this.stats.aborted++;
         this.options.log.info({ event: 'tftp_aborted', code: outcome.code, message: outcome.message, afterOack: outcome.afterOack, ...base }, 'tftp client ended the transfer');
         break;

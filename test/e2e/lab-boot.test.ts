@@ -3,7 +3,7 @@
 // same time to keep the group inside its time budget on two cores:
 //   node0: SeaBIOS + QEMU's iPXE NIC ROM (the lab path: DHCP -> HTTP stage1 directly);
 //   node1: OVMF with a NIC without the iPXE ROM (the real-hardware path: firmware PXE ->
-//          TFTP snponly.efi -> iPXE -> HTTP), NETBOOT-NOTES pitfall 5.
+//          TFTP snponly.efi -> iPXE -> HTTP), docs/netboot-notes.md pitfall 5.
 // Both boot the lab's Linux test platform (lab/build-test-platform.sh), whose init runs the
 // node agent fetched from the head node. Needs root, qemu-system-x86_64, OVMF and the Debian
 // kernel package (downloaded once into ./lab-build/cache).

@@ -5,7 +5,7 @@
 //
 //   open(address, port, device, rcvbuf, slab, meta, onBatch) -> id
 //     socket(2) + SO_REUSEADDR (several sockets share :67, one per interface) + SO_BROADCAST
-//     + SO_RCVBUF + SO_BINDTODEVICE when `device` is not "" (socket(7); NETBOOT-NOTES
+//     + SO_RCVBUF + SO_BINDTODEVICE when `device` is not "" (socket(7); docs/netboot-notes.md
 //     pitfall 8: the bound device says which network a packet came from) + bind(2).
 //     When readable (a uv_poll on the head node's own event loop), recvmmsg(2) fills up to
 //     SLOTS packets into `slab` (SLOT bytes each) and `meta` (per packet: length, source

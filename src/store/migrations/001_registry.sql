@@ -1,4 +1,4 @@
--- The fleet registry (DESIGN.md "The registry"). Times are integer milliseconds since the
+-- The fleet registry (docs/design.md "The registry"). Times are integer milliseconds since the
 -- Unix epoch; JSON columns hold documents validated by the module that owns them.
 
 CREATE TABLE platforms (

@@ -1,4 +1,4 @@
--- Rolling upgrades (DESIGN.md "Rolling upgrades"): state lives here so a restart resumes.
+-- Rolling upgrades (docs/design.md "Rolling upgrades"): state lives here so a restart resumes.
 
 CREATE TABLE rollouts (
   id               INTEGER PRIMARY KEY,
