@@ -24,12 +24,17 @@ export interface FakeMachine {
   bootsInstead: string | null;
   /** Power cycles the rollout asked for. */
   cycles: number;
-  /** Stops checking in at all (a node that never comes back). */
+  /** Stops checking in at all (a node that never comes back); `boot` still boots it by hand. */
   silent: boolean;
+  /** Booting this platform, it reports a networking.json other than the one served (stale config). */
+  staleModulesOn: string | null;
 }
 
 export interface FakeFleet {
+  /** The running head node; `restart` replaces it. */
   h: RunningHeadNode;
+  /** Stops the head node and starts a new one on the same folder (a head-node restart). */
+  restart(): Promise<void>;
   machines: Map<string, FakeMachine>;
   /** Boots a machine now: module fetches and a check-in, as the agent would after a reboot. */
   boot(name: string): Promise<void>;
@@ -49,7 +54,7 @@ export async function fakeFleet(t: TestContext, dir: string, names: string[], op
   const machines = new Map<string, FakeMachine>();
   const errors: string[] = [];
   names.forEach((name, i) => {
-    machines.set(name, { name, mac: parseMac(`52:54:00:77:00:${(i + 1).toString(16).padStart(2, '0')}`)!, bootsInstead: null, cycles: 0, silent: false });
+    machines.set(name, { name, mac: parseMac(`52:54:00:77:00:${(i + 1).toString(16).padStart(2, '0')}`)!, bootsInstead: null, cycles: 0, silent: false, staleModulesOn: null });
   });
   const pending = new Set<Promise<void>>();
   let fleet: FakeFleet | null = null;
@@ -73,21 +78,26 @@ export async function fakeFleet(t: TestContext, dir: string, names: string[], op
     return driver;
   };
   // Not startHeadNode: this one needs the fake drivers and a short poll.
-  const head = new HeadNode(testConfig(dir), { log: silentLogger, powerDriverFor: driverFor, rolloutPollMs: options.rolloutPollMs ?? 200 });
-  await head.start();
+  const startHead = async (): Promise<RunningHeadNode> => {
+    const head = new HeadNode(testConfig(dir), { log: silentLogger, powerDriverFor: driverFor, rolloutPollMs: options.rolloutPollMs ?? 200 });
+    await head.start();
+    return { head, url: `http://127.0.0.1:${head.http.address()!.port}`, token: head.apiToken };
+  };
+  let running = await startHead();
   t.after(async () => {
     await Promise.allSettled([...pending]);
-    await head.stop();
+    await running.head.stop();
   });
-  const url = `http://127.0.0.1:${head.http.address()!.port}`;
-  const running: RunningHeadNode = { head, url, token: head.apiToken };
+  // Set-up goes through the first head node's store; later reads through the current one's.
+  const head = running.head;
   const store = head.store;
   for (const stamp of [platformA, platformB]) {
     const m = readLinuxManifest(writeLinuxPlatform(dir, { stamp }));
     await importLinuxPlatform(m.manifest, m.dir, { store, platformImagesDir: head.config.platformImagesDir });
   }
   const keys = nodeKeysIn(head.config.dataDir);
-  const byName = (name: string): NodeRecord => store.nodes.findByMac(machines.get(name)!.mac)!;
+  const byName = (name: string): NodeRecord => running.head.store.nodes.findByMac(machines.get(name)!.mac)!;
+  const url = (): string => running.url;
 
   const boot = async (name: string): Promise<void> => {
     const m = machines.get(name)!;
@@ -96,11 +106,12 @@ export async function fakeFleet(t: TestContext, dir: string, names: string[], op
     // The agent reports the SHA-1 of each module it found; fetch them as iPXE would have.
     const modules: Record<string, string> = {};
     for (const file of ['networking.json', 'answers.json', 'node.json']) {
-      const res = await fetch(`${url}/nodes/${m.mac}/${file}?token=${encodeURIComponent(token)}`);
-      if (res.status === 200) modules[file] = createHash('sha1').update(await res.text()).digest('hex');
+      const res = await fetch(`${url()}/nodes/${m.mac}/${file}?token=${encodeURIComponent(token)}`);
+      const stale = file === 'networking.json' && m.staleModulesOn !== null && m.staleModulesOn === (m.bootsInstead ?? node.bootPlatform);
+      if (res.status === 200) modules[file] = createHash('sha1').update(`${await res.text()}${stale ? ' ' : ''}`).digest('hex');
       else await res.arrayBuffer();
     }
-    const res = await fetch(`${url}/api/v1/nodes/checkin`, {
+    const res = await fetch(`${url()}/api/v1/nodes/checkin`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       body: JSON.stringify({
@@ -129,6 +140,11 @@ export async function fakeFleet(t: TestContext, dir: string, names: string[], op
     // First boot: setting_up -> running on lab-A.
     await boot(name);
   }
-  fleet = { h: running, machines, boot, node: byName, errors };
+  const restart = async (): Promise<void> => {
+    await running.head.stop();
+    running = await startHead();
+    fleet!.h = running;
+  };
+  fleet = { h: running, restart, machines, boot, node: byName, errors };
   return fleet;
 }

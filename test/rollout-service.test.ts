@@ -95,3 +95,30 @@ test('a node that checks in on the wrong platform is rolled back to what it ran,
   ]);
   assert.deepEqual(f.errors, []);
 });
+
+test('a node that comes up with config modules other than the ones served is rolled back', async (t) => {
+  const f = await fakeFleet(t, tempDir(t), ['cn1']);
+  f.machines.get('cn1')!.staleModulesOn = platformB;
+  const r = await start(f, { target: platformB, selector: 'all', canary: 0, soakSeconds: 0, bootDeadlineSeconds: 10, failureBudget: 1 });
+  const end = await until('the rollout to finish', finished(f, r.id));
+  const [step] = f.h.head.store.rollouts.steps(r.id);
+  assert.deepEqual([end.state, step!.state], ['done', 'rolled_back']);
+  assert.match(step!.reason ?? '', /config modules differ from the ones fleetboot served/);
+  assert.deepEqual([f.node('cn1').bootPlatform, f.node('cn1').currentPlatform], [platformA, platformA]);
+});
+
+test('a head node restarted mid-wave resumes from the journal: the node it rebooted is not rebooted again', async (t) => {
+  const f = await fakeFleet(t, tempDir(t), ['cn1', 'cn2']);
+  // cn1 reboots but does not check in before the head node goes down.
+  f.machines.get('cn1')!.silent = true;
+  const r = await start(f, { target: platformB, selector: 'all', canary: 0, maxInFlight: 1, soakSeconds: 0, bootDeadlineSeconds: 30 });
+  await until('cn1 to be power cycled', () => f.h.head.store.rollouts.steps(r.id)[0]!.state === 'power_cycled');
+  await f.restart();
+  assert.deepEqual(f.h.head.store.rollouts.steps(r.id).map((s) => s.state), ['power_cycled', 'pending']);
+  // Now it comes up, checking in with the new head node.
+  await f.boot('cn1');
+  const end = await until('the rollout to finish', finished(f, r.id));
+  assert.equal(end.state, 'done', end.reason ?? '');
+  assert.deepEqual([f.machines.get('cn1')!.cycles, f.machines.get('cn2')!.cycles], [1, 1]);
+  assert.deepEqual(f.errors, []);
+});
