@@ -1,16 +1,26 @@
-// A node's power driver from its stored or configured spec (zod-parsed at this edge). Only
-// `qemu` exists so far; ipmi/redfish/ssh/manual join the union in power.ts as they are written.
+// A node's power driver from its stored or configured spec (zod-parsed at this edge): `qemu`
+// (a lab VM's QMP socket) and `ipmi` (a BMC through ipmitool); redfish/ssh/manual join the
+// union in power.ts as they are written.
 import { PowerError, powerSpecSchema, type PowerDriver } from './power.ts';
+import { IpmiPowerDriver, type IpmiPowerOptions } from './power-ipmi.ts';
 import { QemuPowerDriver, type QemuPowerOptions } from './power-qemu.ts';
 
-export function powerDriverFor(spec: unknown, extra: Pick<QemuPowerOptions, 'relaunch' | 'timeoutMs'> = {}): PowerDriver {
+/** What the caller adds to a spec: how to run things here, never what the spec says. */
+export type PowerDriverExtra = Pick<QemuPowerOptions, 'relaunch' | 'timeoutMs'> & {
+  ipmi?: Pick<IpmiPowerOptions, 'ipmitool' | 'wrapper' | 'callTimeoutMs' | 'attempts' | 'retryDelayMs' | 'settleTimeoutMs' | 'pollIntervalMs'>;
+};
+
+export function powerDriverFor(spec: unknown, extra: PowerDriverExtra = {}): PowerDriver {
   const parsed = powerSpecSchema.safeParse(spec);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new PowerError(`power spec: ${issue ? `${issue.path.map(String).join('.') || '(top level)'}: ${issue.message}` : 'invalid'}`);
   }
+  const { ipmi, ...qemu } = extra;
   switch (parsed.data.kind) {
     case 'qemu':
-      return new QemuPowerDriver({ qmpSocket: parsed.data.qmpSocket, ...extra });
+      return new QemuPowerDriver({ qmpSocket: parsed.data.qmpSocket, ...qemu });
+    case 'ipmi':
+      return new IpmiPowerDriver({ ...parsed.data, ...ipmi });
   }
 }

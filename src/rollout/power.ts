@@ -23,11 +23,36 @@ export class PowerError extends Error {
 }
 
 /** How a node's power is reached, as stored or configured (parsed at the edge with zod). */
+// Numbers arrive as strings from `node set power.port=623` and as numbers from JSON.
+const portField = z.coerce.number().int().min(1).max(65535);
+
 export const powerSpecSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('qemu'),
     /** QMP unix socket of the VM (`-qmp unix:PATH,server=on,wait=off`). */
     qmpSocket: z.string().min(1),
+  }),
+  z.object({
+    kind: z.literal('ipmi'),
+    /** The BMC's address (IPMI over LAN, RMCP+: ipmitool -I lanplus). */
+    host: z.string().min(1).regex(/^[A-Za-z0-9.:_-]+$/, 'expected a host name or an IP address'),
+    /** UDP port; 623 is the RMCP port (IPMI v2.0 §13.1). */
+    port: portField.default(623),
+    /** At most 16 bytes: the user name field of RAKP message 1 (IPMI v2.0 §13.20). */
+    user: z.string().min(1).max(16),
+    /**
+     * A file holding the password on its first line. The password never goes into the spec, a
+     * command line or a log: ipmitool reads it itself (`-f`, lib/ipmi_main.c ipmi_password_file_read).
+     */
+    passwordFile: z.string().min(1),
+    /**
+     * RMCP+ cipher suite (IPMI v2.0 §22.15.2, Table 22-20). 3 (RAKP-HMAC-SHA1, HMAC-SHA1-96,
+     * AES-CBC-128) is what every IPMI 2.0 BMC has and what OpenIPMI's ipmi_sim accepts; 17
+     * (SHA-256) is newer BMCs' default and ipmi_sim refuses it ("invalid authentication algorithm").
+     */
+    cipherSuite: z.coerce.number().int().min(0).max(255).default(3),
+    /** uefi: the network boot is asked for as an EFI boot (boot flags parameter 5, byte 1 bit 5: IPMI v2.0 §28.12, Table 28-14). */
+    firmware: z.enum(['bios', 'uefi']).default('bios'),
   }),
 ]);
 export type PowerSpec = z.infer<typeof powerSpecSchema>;
