@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { defaultLabDir, defaultNamespace, defaultSubnet, findVm, labDown, labStatus, labUp, LabError } from '../lab/lab.ts';
+import { defaultLabDir, defaultNamespace, defaultSubnet, findVm, labBmcKinds, labDown, labStatus, labUp, LabError, type LabBmcKind } from '../lab/lab.ts';
 import { readLabState, firmwareSchema } from '../lab/state.ts';
 import { cidrSchema } from '../config/schema.ts';
 import { UsageError } from './errors.ts';
@@ -21,6 +21,7 @@ interface UpOptions {
   detach?: boolean;
   platform?: string[];
   templates?: string;
+  bmc: string;
 }
 
 function requireRoot(): void {
@@ -44,8 +45,12 @@ function age(ms: number | null): string {
 function printStatusTable(dir: string): boolean {
   const state = readLabState(dir);
   if (!state) return false;
-  const rows = labStatus(state).map((v) => [v.name, v.mac, v.firmware, v.running ? 'on' : 'off', v.nodeId, v.state, v.currentPlatform, v.bootPlatform, age(v.lastSeen)]);
-  process.stdout.write(`${formatTable(['VM', 'MAC', 'FIRMWARE', 'POWER', 'NODE', 'STATE', 'PLATFORM', 'NEXT BOOT', 'LAST SEEN'], rows)}\n`);
+  const rows = labStatus(state).map((v) => [
+    v.name, v.mac, v.firmware, v.running ? 'on' : 'off',
+    v.power.kind === 'ipmi' ? `ipmi ${v.power.host}:${v.power.port}${v.bmc?.running ? '' : ' (down)'}` : 'qemu',
+    v.nodeId, v.state, v.currentPlatform, v.bootPlatform, age(v.lastSeen),
+  ]);
+  process.stdout.write(`${formatTable(['VM', 'MAC', 'FIRMWARE', 'POWER', 'DRIVER', 'NODE', 'STATE', 'PLATFORM', 'NEXT BOOT', 'LAST SEEN'], rows)}\n`);
   return true;
 }
 
@@ -69,16 +74,18 @@ export function registerLab(program: Command): void {
     .option('--vm-timeout <seconds>', 'each QEMU ends after this long (it runs under timeout)', '14400')
     .option('--platform <dir>', 'import this platform (folder with platform.json, or a tarball) before the VMs boot; repeatable, the first is the default. Without it: the lab test platform A (lab-build/platforms/fleetboot-test-A), built first when missing', (v: string, acc: string[] = []) => [...acc, v])
     .option('--templates <dir>', 'boot templates for the lab head node (try template changes); default: fleetboot\'s boot-templates/')
+    .option('--bmc <kind>', "none, or ipmi: each VM gets a simulated BMC (OpenIPMI's ipmi_sim on the lab namespace's 127.0.0.1) that the ipmi power driver and ipmitool -I lanplus reach", 'none')
     .option('--detach', 'return once the VMs are started; `lab down` ends them')
     .addHelpText(
       'after',
-      '\nExamples:\n  sudo fleetboot lab up --nodes 2                      # boots test platform A, building it first if needed\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach\n  sudo fleetboot lab up --platform platform-20240101T000000Z.tgz --platform lab-build/platforms/fleetboot-test-B',
+      '\nExamples:\n  sudo fleetboot lab up --nodes 2                      # boots test platform A, building it first if needed\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach\n  sudo fleetboot lab up --nodes 1 --bmc ipmi --detach         # lab status --json: each VM\'s power spec\n  sudo fleetboot lab up --platform platform-20240101T000000Z.tgz --platform lab-build/platforms/fleetboot-test-B',
     )
     .action(async (opts: UpOptions) => {
       requireRoot();
       const firmware = firmwareSchema.safeParse(opts.firmware);
       if (!firmware.success) throw new UsageError(`--firmware ${opts.firmware}: expected bios or uefi`);
       if (!cidrSchema.safeParse(opts.subnet).success) throw new UsageError(`--subnet ${opts.subnet}: expected a CIDR subnet like 10.99.0.0/24`);
+      if (!(labBmcKinds as readonly string[]).includes(opts.bmc)) throw new UsageError(`--bmc ${opts.bmc}: expected ${labBmcKinds.join(' or ')}`);
       if (!/^[a-zA-Z0-9_.-]{1,64}$/.test(opts.namespace)) throw new UsageError(`--namespace ${opts.namespace}: letters, digits, '.', '_' and '-' only`);
       const dir = resolve(opts.dir);
       let state;
@@ -96,6 +103,7 @@ export function registerLab(program: Command): void {
           vmTimeoutSeconds: intOption('--vm-timeout', opts.vmTimeout, 10, 7 * 86400),
           logLevel: 'info',
           platforms: opts.platform ?? [],
+          bmc: opts.bmc as LabBmcKind,
           ...(opts.templates ? { templatesDir: opts.templates } : {}),
           progress: (line) => process.stderr.write(`${line}\n`),
         });

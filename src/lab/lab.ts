@@ -9,7 +9,9 @@ import { installDir } from '../config/load.ts';
 import { parseCidr, intToIpv4 } from '../config/schema.ts';
 import { parseMac } from '../mac.ts';
 import { QemuPowerDriver } from '../rollout/power-qemu.ts';
+import type { PowerSpec } from '../rollout/power.ts';
 import { Store } from '../store/store.ts';
+import { ensureBmcPassword, ipmiSimArgv, labPowerSpec, prepareBmc } from './bmc.ts';
 import { LabError } from './errors.ts';
 import { addTap, createLabNetwork, deleteLabNetwork, namespaceExists, radvdArgv, writeRadvdConfig } from './network.ts';
 import { isAlive, spawnDetached, stopProcess } from './process.ts';
@@ -42,8 +44,20 @@ export interface LabUpOptions {
   platforms?: string[];
   /** Boot templates folder for the lab head node (to try template changes); fleetboot's own by default. */
   templatesDir?: string;
+  /** `ipmi`: each VM gets a simulated BMC (ipmi_sim, src/lab/bmc.ts); `none` (default): power over QMP only. */
+  bmc?: LabBmcKind;
   /** Progress lines for people (`lab up` prints them). */
   progress: (line: string) => void;
+}
+
+export const labBmcKinds = ['none', 'ipmi'] as const;
+export type LabBmcKind = (typeof labBmcKinds)[number];
+
+/** Refuses `--bmc ipmi` where ipmi_sim is missing, before anything is made. */
+async function checkBmcTools(kind: LabBmcKind | undefined): Promise<void> {
+  if (kind !== 'ipmi') return;
+  const r = await execa('ipmi_sim', ['--version'], { reject: false, stdin: 'ignore' });
+  if (r.failed && r.exitCode === undefined) throw new LabError('--bmc ipmi needs ipmi_sim: install the Debian package openipmi (lab/install-deps.sh does)');
 }
 
 export { LabError };
@@ -115,6 +129,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   if (await namespaceExists(o.namespace)) {
     throw new LabError(`network namespace ${o.namespace} already exists: another lab uses it (pick --namespace, or 'fleetboot lab down --dir' its folder)`);
   }
+  await checkBmcTools(o.bmc);
   // Before anything is made: a build that fails leaves nothing to remove.
   const platforms = o.platforms && o.platforms.length > 0 ? o.platforms : [await ensureTestPlatform({ progress: o.progress })];
   mkdirSync(dir, { recursive: true });
@@ -169,12 +184,15 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
 /** Adds VMs `from`..`from+count-1` to a running lab. */
 export async function startVms(
   state: LabState,
-  o: Pick<LabUpOptions, 'firmware' | 'chainload' | 'memoryMiB' | 'diskMiB' | 'vmTimeoutSeconds' | 'progress'>,
+  o: Pick<LabUpOptions, 'firmware' | 'chainload' | 'memoryMiB' | 'diskMiB' | 'vmTimeoutSeconds' | 'progress' | 'bmc'>,
   from: number,
   count: number,
 ): Promise<LabVm[]> {
+  await checkBmcTools(o.bmc);
   const started: LabVm[] = [];
+  const password = o.bmc === 'ipmi' ? ensureBmcPassword(state.dir) : null;
   for (let i = from; i < from + count; i++) {
+    const bmc = password ? prepareBmc(state.dir, `node${i}`, i, password) : null;
     const vm = prepareVm(state.namespace, state.dir, {
       index: i,
       firmware: o.firmware,
@@ -182,13 +200,28 @@ export async function startVms(
       memoryMiB: o.memoryMiB,
       diskMiB: o.diskMiB,
       timeoutSeconds: o.vmTimeoutSeconds,
+      ...(bmc ? { bmc } : {}),
     }, state.createdAt);
+    vm.bmc = bmc;
     state.vms.push(vm);
     writeLabState(state);
     await addTap(state.namespace, vm.tap);
+    if (bmc) {
+      // The BMC first: QEMU's ipmi-bmc-extern connects to it (and reconnects if it is late).
+      const log = join(bmc.dir, 'ipmi_sim.log');
+      bmc.process = spawnDetached(ipmiSimArgv(state.namespace, bmc), log);
+      writeLabState(state);
+      await new Promise((r) => setTimeout(r, 300));
+      if (!isAlive(bmc.process)) {
+        throw new LabError(`ipmi_sim for ${vm.name} exited at once; its log (${log}) says: ${existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' / ') : 'nothing'}`);
+      }
+    }
     vm.process = spawnDetached(vm.argv, join(state.dir, `${vm.name}.qemu.log`));
     writeLabState(state);
-    o.progress(`lab: ${vm.name} ${vm.mac} ${o.firmware}${o.chainload ? ' (firmware PXE -> iPXE chainload)' : ''}, serial ${vm.serialLog}`);
+    o.progress(
+      `lab: ${vm.name} ${vm.mac} ${o.firmware}${o.chainload ? ' (firmware PXE -> iPXE chainload)' : ''}, serial ${vm.serialLog}` +
+        (bmc ? `, BMC ipmi ${bmc.host}:${bmc.port} in namespace ${state.namespace}` : ''),
+    );
     started.push(vm);
   }
   return started;
@@ -203,6 +236,7 @@ export async function labDown(dirArg: string, options: { keepFiles?: boolean } =
   const state = readLabState(dir);
   if (!state) return { found: false, namespace: null };
   await Promise.all(state.vms.map((vm) => stopProcess(vm.process, 5000)));
+  await Promise.all(state.vms.map((vm) => stopProcess(vm.bmc?.process ?? null, 5000)));
   await stopProcess(state.headNode, 10_000);
   await stopProcess(state.radvd, 3000);
   await deleteLabNetwork(state.namespace);
@@ -252,6 +286,10 @@ export interface LabVmStatus {
   bootPlatform: string | null;
   hostname: string | null;
   lastSeen: number | null;
+  /** The power spec for this VM's node (`fleetboot node set NODE power.kind=...`). */
+  power: PowerSpec;
+  /** Its simulated BMC, when the lab has them: whether ipmi_sim runs, the boot device it last set. */
+  bmc: { kind: 'ipmi'; running: boolean; bootDevice: string | null } | null;
 }
 
 /** Each VM with its process and registry view (node state, current platform). */
@@ -273,6 +311,10 @@ export function labStatus(state: LabState): LabVmStatus[] {
         bootPlatform: node?.bootPlatform ?? null,
         hostname: node?.hostname ?? null,
         lastSeen: node?.lastSeen ?? null,
+        power: labPowerSpec(vm),
+        bmc: vm.bmc
+          ? { kind: vm.bmc.kind, running: isAlive(vm.bmc.process), bootDevice: existsSync(vm.bmc.bootFile) ? readFileSync(vm.bmc.bootFile, 'utf8').trim() : null }
+          : null,
       };
     });
   } finally {

@@ -12,6 +12,29 @@ export type LabProcess = z.infer<typeof labProcessSchema>;
 export const firmwareSchema = z.enum(['bios', 'uefi']);
 export type Firmware = z.infer<typeof firmwareSchema>;
 
+/** A VM's simulated BMC (`lab up --bmc ipmi`, src/lab/bmc.ts): ipmi_sim and its files. */
+export const labBmcSchema = z.object({
+  kind: z.literal('ipmi'),
+  /** IPMI over LAN inside the lab namespace: 127.0.0.1 there is the lab's own loopback. */
+  host: z.string(),
+  port: z.number().int(),
+  /** ipmi_sim's VM serial port, which QEMU's ipmi-bmc-extern connects to. */
+  serialPort: z.number().int(),
+  /** The QMP port (TCP, namespace loopback) the BMC's chassis_control drives the VM through. */
+  qmpPort: z.number().int(),
+  user: z.string(),
+  passwordFile: z.string(),
+  dir: z.string(),
+  lanConf: z.string(),
+  emulatorFile: z.string(),
+  /** What the last `chassis bootdev` asked for (pxe, none, ...), as chassis_control recorded it. */
+  bootFile: z.string(),
+  /** Every power and boot-device change the BMC made, one timestamped line each. */
+  eventLog: z.string(),
+  process: labProcessSchema.nullable(),
+});
+export type LabBmc = z.infer<typeof labBmcSchema>;
+
 export const labVmSchema = z.object({
   name: z.string(),
   mac: z.string(),
@@ -27,6 +50,7 @@ export const labVmSchema = z.object({
   /** The full command (`ip netns exec NS timeout ... qemu-system-x86_64 ...`), for power-on. */
   argv: z.array(z.string()),
   process: labProcessSchema.nullable(),
+  bmc: labBmcSchema.nullable().default(null),
 });
 export type LabVm = z.infer<typeof labVmSchema>;
 

@@ -4,6 +4,7 @@
 // forever in SeaBIOS (pitfall 6).
 import { copyFileSync, existsSync, openSync, closeSync, ftruncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { qemuBmcArgs } from './bmc.ts';
 import type { Firmware, LabVm } from './state.ts';
 
 export const ovmfCode = '/usr/share/OVMF/OVMF_CODE_4M.fd';
@@ -17,6 +18,8 @@ export interface VmPlan {
   memoryMiB: number;
   diskMiB: number;
   timeoutSeconds: number;
+  /** Ports of the VM's simulated BMC, when it has one (src/lab/bmc.ts). */
+  bmc?: { serialPort: number; qmpPort: number };
 }
 
 /** Locally administered MACs in QEMU's 52:54:00 range, one per lab index. */
@@ -73,7 +76,10 @@ export function prepareVm(ns: string, dir: string, plan: VmPlan, salt: number): 
     '-accel', 'tcg',
     '-m', String(plan.memoryMiB),
     '-smp', '1',
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-nodefaults', '-no-user-config', '-display', 'none',
+    // Behind a BMC the VM reboots like a machine (the BMC and its power driver decide; a failed
+    // boot retries every reboot-timeout until `timeout` ends it); without one, -no-reboot.
+    ...(plan.bmc ? [] : ['-no-reboot']),
     '-serial', `file:${serialLog}`,
     '-qmp', `unix:${qmpSocket},server=on,wait=off`,
     '-boot', 'order=n,reboot-timeout=1000',
@@ -83,8 +89,9 @@ export function prepareVm(ns: string, dir: string, plan: VmPlan, salt: number): 
     '-device', nic,
     '-drive', `if=none,id=d0,format=raw,file=${disk}`,
     '-device', 'virtio-blk-pci,drive=d0',
+    ...(plan.bmc ? qemuBmcArgs(plan.bmc) : []),
   ];
   return {
-    name, mac, uuid, tap, firmware: plan.firmware, chainload: plan.chainload, qmpSocket, serialLog, disk, varsFile, argv, process: null,
+    name, mac, uuid, tap, firmware: plan.firmware, chainload: plan.chainload, qmpSocket, serialLog, disk, varsFile, argv, process: null, bmc: null,
   };
 }
