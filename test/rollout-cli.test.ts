@@ -8,7 +8,8 @@ import { setNodeFields, setupNode } from '../src/nodeconfig/lifecycle.ts';
 import { nodeKeysIn } from '../src/nodeconfig/secrets.ts';
 import { importLinuxPlatform, readLinuxManifest } from '../src/platforms/import.ts';
 import { Store } from '../src/store/store.ts';
-import { runCli, tempDir } from './fixtures.ts';
+import { execa } from 'execa';
+import { cliPath, runCli, tempDir } from './fixtures.ts';
 import { writeLinuxPlatform } from './platform-fixtures.ts';
 
 /** Four set-up nodes running lab-A, two per rack, and platforms lab-A and lab-B. */
@@ -121,10 +122,31 @@ test('rollout start stores it and prints the id; status, list and the operator v
   const listJson = JSON.parse(String((await runCli(['rollout', 'list', '--json'], dir)).stdout)) as { rollouts: { id: number; state: string; steps?: unknown }[] };
   assert.deepEqual(listJson.rollouts.map((r) => [r.id, r.state, r.steps]), [[1, 'cancelled', undefined]]);
 
+  assert.equal((await runCli(['rollout', 'status', '--watch', '--json'], dir)).exitCode, 2);
   for (const verb of ['plan', 'start', 'status', 'list', 'pause', 'resume', 'cancel', 'promote']) {
     const help = await runCli(['rollout', verb, '--help'], dir);
     assert.equal(help.exitCode, 0);
     assert.match(String(help.stdout), /Examples:\n  fleetboot rollout /, `${verb} --help has an example`);
     assert.match(String(help.stdout), /--json/, `${verb} has --json`);
   }
+});
+
+test('rollout status --watch prints each change until the rollout is over', async (t) => {
+  const dir = tempDir(t);
+  await seed(dir);
+  assert.equal((await runCli(['rollout', 'start', '--target', 'lab-B', '--nodes', 'cn1', '--canary', '0'], dir)).exitCode, 0);
+  const watch = execa(process.execPath, [cliPath, 'rollout', 'status', '1', '--watch'], { cwd: dir, reject: false, timeout: 30_000 });
+  let seen = '';
+  await new Promise<void>((resolve) => {
+    watch.stdout!.on('data', (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (seen.includes('rollout 1 of lab-B: running')) resolve();
+    });
+  });
+  assert.equal((await runCli(['rollout', 'pause', '1'], dir)).exitCode, 0);
+  assert.equal((await runCli(['rollout', 'cancel', '1'], dir)).exitCode, 0);
+  const done = await watch;
+  assert.equal(done.exitCode, 0, String(done.stderr));
+  const headlines = String(done.stdout).split('\n').filter((l) => l.startsWith('rollout 1 of'));
+  assert.deepEqual(headlines.map((l) => /: (\w+)/.exec(l)![1]), ['running', 'paused', 'cancelled']);
 });

@@ -170,20 +170,40 @@ export function registerRollout(program: Command): void {
     .command('status')
     .description("a rollout's progress, what it waits for, and each node's step (default: the newest one still going)")
     .argument('[id]', 'rollout id (see fleetboot rollout list)')
+    .option('--watch', 'keep showing it until it is over (redrawn on a terminal, printed on each change otherwise)')
     .option('--json', 'print JSON')
-    .addHelpText('after', '\nExamples:\n  fleetboot rollout status\n  fleetboot rollout status 3 --json | jq .rollout.summary')
-    .action(async (ref: string | undefined, o: { json?: boolean }, cmd: Command) => {
-      await withStore(cmd, (store) => {
-        const r = ref === undefined ? defaultRollout(store) : rolloutOrFail(store, ref);
-        if (!r) {
+    .addHelpText('after', '\nExamples:\n  fleetboot rollout status\n  fleetboot rollout status 3 --watch\n  fleetboot rollout status 3 --json | jq .rollout.summary')
+    .action(async (ref: string | undefined, o: { json?: boolean; watch?: boolean }, cmd: Command) => {
+      if (o.watch && o.json) throw new UsageError('--watch and --json: give one (poll --json from a script)');
+      await withStore(cmd, async (store) => {
+        const first = ref === undefined ? defaultRollout(store) : rolloutOrFail(store, ref);
+        if (!first) {
           if (o.json) return printJson({ rollout: null });
           process.stdout.write('no rollouts yet (start one with fleetboot rollout start --target STAMP)\n');
           return;
         }
-        const steps = store.rollouts.steps(r.id);
-        if (o.json) return printJson({ rollout: rolloutView(r, steps, store.now()) });
-        const bar = process.stdout.isTTY ? `${progressBar(steps)}\n` : '';
-        process.stdout.write(bar + formatRolloutStatus(r, steps, store.now()));
+        const tty = process.stdout.isTTY === true;
+        const render = (r: RolloutRecord, steps: readonly RolloutStep[]): string => (tty ? `${progressBar(steps)}\n` : '') + formatRolloutStatus(r, steps, store.now());
+        if (o.json) return printJson({ rollout: rolloutView(first, store.rollouts.steps(first.id), store.now()) });
+        if (!o.watch) {
+          process.stdout.write(render(first, store.rollouts.steps(first.id)));
+          return;
+        }
+        // The head node writes the journal; this process only reads it again every second.
+        let shown = '';
+        for (;;) {
+          const r = store.rollouts.get(first.id)!;
+          const steps = store.rollouts.steps(r.id);
+          const text = render(r, steps);
+          // Without a terminal, only changes are printed; the clock alone changes "rebooted N s ago".
+          const key = tty ? text : JSON.stringify([r.state, r.reason, steps.map((s) => [s.state, s.reason])]);
+          if (key !== shown) {
+            process.stdout.write(tty ? `\x1b[H\x1b[J${text}` : `${text}\n`);
+            shown = key;
+          }
+          if (!rolloutActive(r, steps)) return;
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
       });
     });
 
