@@ -19,7 +19,11 @@ export function powerDriverFor(spec: unknown, extra: PowerDriverExtra = {}): Pow
   const { ipmi, ...qemu } = extra;
   switch (parsed.data.kind) {
     case 'qemu':
-      return new QemuPowerDriver({ qmpSocket: parsed.data.qmpSocket, ...qemu });
+      return new QemuPowerDriver({
+        qmpSocket: parsed.data.qmpSocket,
+        ...(parsed.data.guestResetWaitMs !== undefined ? { guestResetWaitMs: parsed.data.guestResetWaitMs } : {}),
+        ...qemu,
+      });
     case 'ipmi':
       return new IpmiPowerDriver({ ...parsed.data, ...ipmi });
   }

@@ -31,6 +31,11 @@ export const powerSpecSchema = z.discriminatedUnion('kind', [
     kind: z.literal('qemu'),
     /** QMP unix socket of the VM (`-qmp unix:PATH,server=on,wait=off`). */
     qmpSocket: z.string().min(1),
+    /**
+     * How long a power cycle waits for the firmware's own reset before -no-reboot is restored
+     * (power-qemu.ts powerCycle): SeaBIOS VMs need ~20 s under TCG, OVMF makes none.
+     */
+    guestResetWaitMs: z.coerce.number().int().min(0).max(120_000).optional(),
   }),
   z.object({
     kind: z.literal('ipmi'),
