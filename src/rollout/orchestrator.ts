@@ -333,6 +333,24 @@ export class RolloutOrchestrator {
   ) {}
 
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * Rollouts seen over (a final state, no step in flight): nothing can move them again (the
+   * operator verbs refuse final states, finished steps never change), so their steps are not
+   * read again. A journal with a long history otherwise cost a second per tick.
+   */
+  private readonly closed = new Set<number>();
+
+  /** The rollouts that may still move, with their steps. */
+  private open(): { r: RolloutRecord; steps: RolloutStep[] }[] {
+    const out: { r: RolloutRecord; steps: RolloutStep[] }[] = [];
+    for (const r of this.journal.list()) {
+      if (this.closed.has(r.id)) continue;
+      const steps = this.journal.steps(r.id);
+      if (rolloutActive(r, steps)) out.push({ r, steps });
+      else if (r.state === 'done' || r.state === 'cancelled' || r.state === 'failed') this.closed.add(r.id);
+    }
+    return out;
+  }
 
   /**
    * Journals and carries out every transition due now; returns when everything waits.
@@ -353,8 +371,8 @@ export class RolloutOrchestrator {
       transitions++;
     }
     let wakeAt: number | null = null;
-    for (const r of this.journal.list()) {
-      const w = rolloutWakeAt(r, this.journal.steps(r.id));
+    for (const { r, steps } of this.open()) {
+      const w = rolloutWakeAt(r, steps);
       if (w !== null && (wakeAt === null || w < wakeAt)) wakeAt = w;
     }
     return { transitions, wakeAt };
@@ -362,9 +380,7 @@ export class RolloutOrchestrator {
 
   private next(): Transition | null {
     const observe = (id: number): NodeObservation | null => this.ports.observe(id);
-    for (const r of this.journal.list()) {
-      const steps = this.journal.steps(r.id);
-      if (!rolloutActive(r, steps)) continue;
+    for (const { r, steps } of this.open()) {
       const t = nextTransition(r, steps, observe, this.ports.now(), this.options);
       if (t) return t;
     }
