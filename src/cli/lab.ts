@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { defaultLabDir, defaultNamespace, defaultSubnet, findVm, labBmcKinds, labDown, labStatus, labUp, LabError, type LabBmcKind } from '../lab/lab.ts';
+import { assignLabPower, defaultLabDir, defaultNamespace, defaultSubnet, findVm, labBmcKinds, labDown, labStatus, labUp, LabError, type LabBmcKind } from '../lab/lab.ts';
 import { readLabState, firmwareSchema } from '../lab/state.ts';
 import { cidrSchema } from '../config/schema.ts';
 import { UsageError } from './errors.ts';
@@ -120,6 +120,10 @@ export function registerLab(program: Command): void {
       await new Promise<void>((resolveWait) => {
         let last = '';
         const timer = setInterval(() => {
+          // A node on a VM with a BMC gets that BMC as its power once it has registered.
+          for (const a of assignLabPower(state)) {
+            if (a.spec.kind === 'ipmi') process.stderr.write(`lab: node ${a.nodeId} (${a.vm}) power set to its BMC: ipmi ${a.spec.host}:${a.spec.port}\n`);
+          }
           const lines = labStatus(state).map((v) => `${v.name} ${v.running ? 'on' : 'off'} ${v.state ?? 'booting'} ${v.currentPlatform ?? '-'}`).join(', ');
           if (lines !== last) process.stderr.write(`lab: ${lines}\n`);
           last = lines;

@@ -10,6 +10,7 @@ import { parseCidr, intToIpv4 } from '../config/schema.ts';
 import { parseMac } from '../mac.ts';
 import { QemuPowerDriver } from '../rollout/power-qemu.ts';
 import type { PowerSpec } from '../rollout/power.ts';
+import { setNodeFields } from '../nodeconfig/lifecycle.ts';
 import { Store } from '../store/store.ts';
 import { ensureBmcPassword, ipmiSimArgv, labPowerSpec, prepareBmc } from './bmc.ts';
 import { LabError } from './errors.ts';
@@ -272,6 +273,36 @@ export function labPowerDriver(dir: string, vmName: string): QemuPowerDriver {
       writeLabState(now);
     },
   });
+}
+
+/** The `node set` assignments (`power.kind=ipmi power.host=...`) that store `spec` as a node's power. */
+export function powerAssignments(spec: PowerSpec): string[] {
+  return Object.entries(spec).map(([field, value]) => `power.${field}=${String(value)}`);
+}
+
+/**
+ * Gives each registered node on a lab VM with a BMC, and no power settings yet, its BMC's `ipmi`
+ * spec in the lab head node's registry (what `fleetboot node set NODE power.kind=ipmi ...`
+ * does). An operator's own settings are left alone. Returns the VMs whose node it set.
+ */
+export function assignLabPower(state: LabState): { vm: string; nodeId: number; spec: PowerSpec }[] {
+  const dbFile = Store.fileIn(join(state.dir, 'var'));
+  if (!existsSync(dbFile) || !state.vms.some((vm) => vm.bmc)) return [];
+  const store = Store.open(dbFile);
+  try {
+    const done: { vm: string; nodeId: number; spec: PowerSpec }[] = [];
+    for (const vm of state.vms) {
+      if (!vm.bmc) continue;
+      const node = store.nodes.findByMac(vm.mac as NonNullable<ReturnType<typeof parseMac>>);
+      if (!node || node.power !== null) continue;
+      const spec = labPowerSpec(vm);
+      setNodeFields(store, node, powerAssignments(spec));
+      done.push({ vm: vm.name, nodeId: node.id, spec });
+    }
+    return done;
+  } finally {
+    store.close();
+  }
 }
 
 export interface LabVmStatus {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { labDown, labStatus, labUp } from '../../src/lab/lab.ts';
+import { assignLabPower, labDown, labStatus, labUp } from '../../src/lab/lab.ts';
 import { isAlive } from '../../src/lab/process.ts';
 import { readLabState, type LabBmc, type LabState, type LabVm } from '../../src/lab/state.ts';
 import type { Mac } from '../../src/mac.ts';
@@ -145,14 +145,14 @@ describe('e2e: a lab VM powered through its simulated BMC (ipmi_sim + ipmitool)'
     assert.equal(read(bmc.bootFile).trim(), 'pxe');
   });
 
-  it("with the node's power set to its BMC, fleetboot node power cycle (run in the namespace) reboots it through the ipmi driver", async (t) => {
+  it("the lab gives the node its BMC as power; fleetboot node power cycle (run in the namespace) reboots it through the ipmi driver", async (t) => {
     const n = node()!;
     const config = lab.configFile;
-    const set = await execa(process.execPath, [cliPath, '--config', config, 'node', 'set', vm.mac,
-      'power.kind=ipmi', `power.host=${bmc.host}`, `power.port=${bmc.port}`, `power.user=${bmc.user}`, `power.passwordFile=${bmc.passwordFile}`, 'power.cipherSuite=3',
-    ], { reject: false, timeout: 60_000 });
-    assert.equal(set.exitCode, 0, String(set.stderr));
-    assert.equal((store.nodes.findByMac(vm.mac as Mac)?.power as { kind?: string } | null)?.kind, 'ipmi');
+    // What `lab up` in the foreground does once the node has registered (the same as
+    // `fleetboot node set NODE power.kind=ipmi power.host=... ...`).
+    assert.deepEqual(assignLabPower(readLabState(dir)!).map((a) => [a.vm, a.nodeId]), [[vm.name, n.id]]);
+    assert.deepEqual(store.nodes.findByMac(vm.mac as Mac)?.power, labStatus(readLabState(dir)!)[0]?.power);
+    assert.deepEqual(assignLabPower(readLabState(dir)!), [], 'set once; a node with power settings is left alone');
     const bootsBefore = firmwareStarts(vm);
     const cycledAt = Date.now();
     const power = await execa('ip', ['netns', 'exec', ns, process.execPath, cliPath, '--config', config, 'node', 'power', vm.mac, 'cycle', '--json'], { reject: false, timeout: 120_000 });
