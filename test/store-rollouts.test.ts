@@ -52,3 +52,25 @@ test('sqlite journal: two connections to one file (head node and CLI) never both
   assert.equal(head.rollouts.updateRollout(r.id, 'running', { state: 'done', at: 2_001, reason: '3 verified' }), false);
   assert.equal(head.rollouts.get(r.id)!.state, 'cancelled');
 });
+
+test('a platform is held by a rollout only while the rollout may still boot it: its target until over, a rollback target while in flight', () => {
+  const store = Store.open(':memory:');
+  open.push(store);
+  for (const stamp of ['old', '20240601T000000Z', 'spare']) store.platforms.insert({ stamp, os: 'linux', version: null, files: [], size: 0, kernelArgs: null }, () => undefined, () => undefined);
+  const remove = (stamp: string) => store.platforms.remove(stamp, { force: false }, () => undefined);
+  const r = store.rollouts.create(sampleRollout());
+  assert.throws(() => remove('20240601T000000Z'), new RegExp(`in use by rollout ${r.id}; cancel it`));
+  store.rollouts.updateStep(r.id, 7, 'pending', { state: 'assigned', at: 2_000, previousPlatform: 'old' });
+  store.rollouts.updateRollout(r.id, 'running', { state: 'cancelled', at: 2_100 });
+  // Cancelled, but cn7 is in flight: the target may still boot, and 'old' is its way back.
+  assert.throws(() => remove('20240601T000000Z'), /in use by rollout/);
+  assert.throws(() => remove('old'), /in use by rollout/);
+  remove('spare');
+  store.rollouts.updateStep(r.id, 7, 'assigned', { state: 'reverting', at: 2_200 });
+  store.rollouts.updateStep(r.id, 7, 'reverting', { state: 'reverted', at: 2_300 });
+  // Over: the history names both, and neither is held.
+  remove('old');
+  remove('20240601T000000Z');
+  assert.deepEqual(store.platforms.list(), []);
+  assert.equal(store.rollouts.get(r.id)!.target, '20240601T000000Z');
+});

@@ -90,7 +90,17 @@ export class PlatformRepo {
               (SELECT count(*) FROM nodes n WHERE n.current_platform = p.stamp) AS running
          FROM platforms p`,
     );
-    this.rolloutsOf = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM rollouts WHERE target_platform = ?');
+    // A rollout not over that targets the stamp, or has a node in flight that a rollback would
+    // put back on it (rollout/journal.ts step states). Finished rollouts only remember it.
+    const inFlight = "('assigned', 'power_cycling', 'power_cycled', 'rolling_back', 'rollback_cycling', 'rollback_cycled', 'reverting')";
+    this.rolloutsOf = db.prepare<{ stamp: string }, { id: number }>(
+      `SELECT r.id FROM rollouts r
+        WHERE (r.target_platform = @stamp
+               AND (r.state IN ('running', 'waiting_promote', 'paused')
+                    OR EXISTS (SELECT 1 FROM rollout_steps s WHERE s.rollout_id = r.id AND s.state IN ${inFlight})))
+           OR EXISTS (SELECT 1 FROM rollout_steps s WHERE s.rollout_id = r.id AND s.previous_platform = @stamp AND s.state IN ${inFlight})
+        ORDER BY r.id LIMIT 1`,
+    );
   }
 
   get(stamp: string): PlatformRecord | undefined {
@@ -176,8 +186,9 @@ export class PlatformRepo {
       if (booting > 0 && !options.force) {
         throw new PlatformInUseError(`platform ${stamp} is assigned to ${booting} node(s); assign them another platform first, or use --force`);
       }
-      if ((this.rolloutsOf.get(stamp)?.n ?? 0) > 0) {
-        throw new PlatformInUseError(`platform ${stamp} is the target of a rollout; it cannot be removed while the rollout history names it`);
+      const rollout = this.rolloutsOf.get({ stamp });
+      if (rollout) {
+        throw new PlatformInUseError(`platform ${stamp} is in use by rollout ${rollout.id}; cancel it (fleetboot rollout cancel ${rollout.id}) or wait for it to finish`);
       }
       const unassigned = this.db
         .prepare<[number, string]>('UPDATE nodes SET boot_platform = NULL, updated_at = ? WHERE boot_platform = ?')
