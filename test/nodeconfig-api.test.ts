@@ -23,7 +23,11 @@ test('admin API: setup, set, retire and config need the bearer token; bad input 
   assert.match(((await badZpool.json()) as { error: { message: string } }).error.message, /zpool\.class/);
   assert.equal(h.head.store.nodes.get(node.id)!.networkConfig, null, 'nothing written by refused setups');
 
-  const ok = await call('setup', { network, zpool: { class: 'mirror' } });
+  // First boot builds only disklayout's default (smartos_prompt_config.sh promptpool).
+  const explicit = await call('setup', { network, zpool: { class: 'mirror' } });
+  assert.equal(explicit.status, 400);
+  assert.match(((await explicit.json()) as { error: { message: string } }).error.message, /^zpool\.class: SmartOS first-boot setup builds only disklayout's default pool/);
+  const ok = await call('setup', { network, zpool: { class: 'default' } });
   assert.equal(ok.status, 200);
   const set = (await (await call('set', { set: ['traits.role=compute'] })).json()) as { node: { state: string; traits: Record<string, string> } };
   assert.deepEqual([set.node.state, set.node.traits], ['setting_up', { role: 'compute' }]);

@@ -38,30 +38,39 @@ test('node verbs: list, show (proposed zpool plan before setup), setup, set, ret
   const text = String(show.stdout);
   assert.match(text, /32 x EPYC, 256\.0 GiB RAM/);
   assert.match(text, /not set up/);
-  assert.match(text, /plan raidz2 1x6, log single\(1\)/);
+  assert.match(text, /plan raidz2 1x6, 1 log .*disklayout's default for 6 data disks/);
   assert.match(text, /raidz2\s+sda sdb sdc sdd sde sdf/);
+  assert.match(text, /log\s+single nvme0n1/);
   assert.match(text, /checkin\s+ip=10\.99\.0\.150/);
 
   writeFileSync(
     join(dir, 'cn7.json'),
-    JSON.stringify({ hostname: 'cn7', resolvers: ['10.99.0.1'], nics: [{ mac, tags: ['admin'] }], interfaces: [{ tag: 'admin', ip: '10.99.0.27', netmask: '255.255.255.0', gateway: '10.99.0.1' }] }),
+    JSON.stringify({ hostname: 'cn7', dnsDomain: 'lab.example', resolvers: ['10.99.0.1'], nics: [{ mac, tags: ['admin'] }], interfaces: [{ tag: 'admin', ip: '10.99.0.27', netmask: '255.255.255.0', gateway: '10.99.0.1' }] }),
   );
-  const bad = await runCli(['node', 'setup', String(id), '--network', 'cn7.json', '--zpool', 'raidz3 width=7'], dir);
+  // First boot builds only disklayout's default: an explicit layout is refused naming the field.
+  const bad = await runCli(['node', 'setup', String(id), '--network', 'cn7.json', '--zpool', 'mirror spares=0'], dir);
   assert.equal(bad.exitCode, 2);
-  assert.match(String(bad.stderr), /^fleetboot: zpool: raidz3 of width 7 needs 7 data disks, the node has 6$/);
+  assert.match(String(bad.stderr), /^fleetboot: zpool\.class: SmartOS first-boot setup builds only disklayout's default pool/);
+  const badExclude = await runCli(['node', 'setup', String(id), '--network', 'cn7.json', '--zpool', 'default exclude=sdf'], dir);
+  assert.equal(badExclude.exitCode, 2);
+  assert.match(String(badExclude.stderr), /^fleetboot: zpool\.exclude: /);
+  writeFileSync(join(dir, 'nodomain.json'), JSON.stringify({ hostname: 'cn7', resolvers: ['10.99.0.1'], nics: [{ mac, tags: ['admin'] }] }));
+  const badDns = await runCli(['node', 'setup', String(id), '--network', 'nodomain.json'], dir);
+  assert.equal(badDns.exitCode, 2);
+  assert.match(String(badDns.stderr), /^fleetboot: network\.dnsDomain: /);
   writeFileSync(join(dir, 'bad.json'), JSON.stringify({ hostname: 'cn7', nics: [{ mac, tags: ['admin'], mtu: 20000 }] }));
   const badNet = await runCli(['node', 'setup', String(id), '--network', 'bad.json'], dir);
   assert.equal(badNet.exitCode, 2);
   assert.match(String(badNet.stderr), /^fleetboot: network\.nics\.0\.mtu: /);
 
-  const setup = await runCli(['node', 'setup', mac, '--network', 'cn7.json', '--zpool', 'mirror spares=0'], dir);
+  const setup = await runCli(['node', 'setup', mac, '--network', 'cn7.json'], dir);
   assert.equal(setup.exitCode, 0, String(setup.stderr));
-  assert.match(String(setup.stdout), /node \d+ \(cn7\) set up: state setting_up; zpool mirror 3x2, log single\(1\)/);
+  assert.match(String(setup.stdout), /node \d+ \(cn7\) set up: state setting_up; zpool raidz2 1x6, 1 log/);
 
   const json = await runCli(['node', 'show', 'cn7', '--json', '--root-password'], dir);
   const shown = JSON.parse(String(json.stdout)) as { node: { state: string; hostname: string }; zpoolPlan: { class: string }; bootArgs: Record<string, string>; modules: { name: string }[]; rootPassword: string };
   assert.equal(shown.node.state, 'setting_up');
-  assert.equal(shown.zpoolPlan.class, 'mirror');
+  assert.equal(shown.zpoolPlan.class, 'raidz2');
   assert.equal(shown.bootArgs.admin_nic, mac);
   assert.equal(shown.bootArgs.hostname, 'cn7');
   assert.deepEqual(shown.modules.map((m) => m.name), ['networking.json', 'networking.json', 'answers.json', 'node.json']);

@@ -1,105 +1,178 @@
+// The zpool plan is the pool SmartOS first boot builds: disklayout's default over the disks
+// setup hands it (smartos-live src/node_modules/disklayout.js, called by
+// smartos_prompt_config.sh promptpool with no layout, spares or width). The expected plans
+// below are worked out by hand from disklayout's rules, not from fleetboot's code:
+//   1 disk single, 2 a mirror, 3-4 raidz1, 5-6 raidz2 (raidz1 for SSDs); past that raidz2
+//   for more than 16 disks or for 8-16 disks larger than 1.5 TB, raidz2 for 7-11 SSDs, else
+//   two-way mirrors (spares: none for 2 or 4 disks, else ceil(n/16), plus one for an odd rest);
+//   raidz spares start at min(2, n/7) (raidz1) or min(2, n/12) (raidz2) and grow until the
+//   narrowest allowed width (raidz1 3-6, raidz2 7-12) divides the rest; spares are the last disks;
+//   the smallest SSD group becomes separate log devices when it has fewer than 5, other
+//   SSD groups and smaller spinning groups become cache.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { NodeConfigError } from '../src/nodeconfig/network.ts';
-import { parseZpoolSpec, planZpool, type Disk, type ZpoolPlan } from '../src/nodeconfig/zpool.ts';
+import { zpoolPlanOf } from '../src/nodeconfig/render.ts';
+import { defaultZpoolLayout, describePlan, parseZpoolLayout, parseZpoolSpec, planZpool, roundedCapacityGb, zpoolLayoutSchema, type Disk, type ZpoolPlan } from '../src/nodeconfig/zpool.ts';
+import type { NodeRecord } from '../src/store/nodes.ts';
 
 const TB = 1e12;
-const hdd = (i: number, size = 2 * TB): Disk => ({ name: `c0t${i}d0`, sizeBytes: size, ssd: false, removable: false });
-const ssd = (i: number): Disk => ({ name: `c1t${i}d0`, sizeBytes: 0.4 * TB, ssd: true, removable: false });
-const auto = parseZpoolSpec('default');
+const pad = (i: number): string => String(i).padStart(2, '0');
+const hdd = (i: number, size = 2 * TB): Disk => ({ name: `c0t${pad(i)}d0`, sizeBytes: size, ssd: false, removable: false });
+const ssd = (i: number, size = 0.4 * TB): Disk => ({ name: `c1t${pad(i)}d0`, sizeBytes: size, ssd: true, removable: false });
+const hdds = (n: number, size = 2 * TB): Disk[] => Array.from({ length: n }, (_, i) => hdd(i, size));
+const ssds = (n: number, size = 0.4 * TB, from = 0): Disk[] => Array.from({ length: n }, (_, i) => ssd(from + i, size));
+
+/** `raidz2 2x8 +1` (class, vdevs x width, spares). */
+function shape(p: ZpoolPlan): string {
+  return `${p.class} ${p.vdevs.length}x${p.vdevs[0]!.disks.length}${p.spares.length ? ` +${p.spares.length}` : ''}`;
+}
 
 function accounted(plan: ZpoolPlan): string[] {
   return [...plan.vdevs.flatMap((v) => v.disks), ...plan.spares, ...(plan.log?.disks ?? []), ...plan.cache, ...plan.unused].sort();
 }
 
-test('automatic layout for 1 to 24 spinning disks follows disklayout: single, mirror, raidz1, raidz2, then wider with spares', () => {
-  const expected: Record<number, string> = {
-    1: 'single 1x1',
-    2: 'mirror 1x2',
-    3: 'raidz1 1x3',
-    4: 'raidz1 1x4',
-    5: 'raidz2 1x5',
-    6: 'raidz2 1x6',
-    7: 'raidz2 1x6 +1',
-    8: 'raidz2 1x7 +1',
-    9: 'raidz2 1x8 +1',
-    10: 'raidz2 1x9 +1',
-    11: 'raidz2 1x10 +1',
-    12: 'raidz2 1x10 +2',
-    13: 'raidz2 2x6 +1',
-    16: 'raidz2 2x7 +2',
-    24: 'raidz2 3x7 +3',
-  };
-  for (let n = 1; n <= 24; n++) {
-    const disks = Array.from({ length: n }, (_, i) => hdd(i));
-    const plan = planZpool(auto, disks);
-    // Every disk is placed exactly once, nothing is lost, and each vdev meets its class's minimum.
-    assert.deepEqual(accounted(plan), disks.map((d) => d.name).sort(), `n=${n}`);
-    assert.equal(plan.unused.length, 0, `n=${n}: no disk left unused`);
-    const widths = new Set(plan.vdevs.map((v) => v.disks.length));
-    assert.equal(widths.size, 1, `n=${n}: vdevs of equal width`);
-    assert.ok(plan.log === null && plan.cache.length === 0);
-    if (n >= 7) assert.ok(plan.spares.length >= 1, `n=${n}: a large pool keeps a hot spare`);
-    const summary = `${plan.class} ${plan.vdevs.length}x${plan.vdevs[0]!.disks.length}${plan.spares.length ? ` +${plan.spares.length}` : ''}`;
-    if (expected[n]) assert.equal(summary, expected[n], `n=${n}`);
-    assert.ok(plan.usableBytes > 0);
+const plan = (disks: Disk[]): ZpoolPlan => planZpool(defaultZpoolLayout, disks);
+
+test('round_capacity: devices group by their marketed size', () => {
+  assert.equal(roundedCapacityGb(4000787030016), 4000);
+  assert.equal(roundedCapacityGb(2000398934016), 2000);
+  assert.equal(roundedCapacityGb(480103981056), 480);
+  assert.equal(roundedCapacityGb(8004304896), 8);
+  assert.equal(roundedCapacityGb(100e6), 0);
+});
+
+// n spinning disks of 1 TB (at most 1.5 TB: mirrors from 7 to 16) and of 4 TB (raidz2 from 8).
+const spinning: Record<number, [oneTb: string, fourTb: string]> = {
+  1: ['single 1x1', 'single 1x1'],
+  2: ['mirror 1x2', 'mirror 1x2'],
+  3: ['raidz1 1x3', 'raidz1 1x3'],
+  4: ['raidz1 1x4', 'raidz1 1x4'],
+  5: ['raidz2 1x5', 'raidz2 1x5'],
+  6: ['raidz2 1x6', 'raidz2 1x6'],
+  7: ['mirror 3x2 +1', 'mirror 3x2 +1'],
+  8: ['mirror 3x2 +2', 'raidz2 1x8'],
+  9: ['mirror 4x2 +1', 'raidz2 1x9'],
+  10: ['mirror 4x2 +2', 'raidz2 1x10'],
+  11: ['mirror 5x2 +1', 'raidz2 1x11'],
+  12: ['mirror 5x2 +2', 'raidz2 1x11 +1'],
+  13: ['mirror 6x2 +1', 'raidz2 1x12 +1'],
+  14: ['mirror 6x2 +2', 'raidz2 1x12 +2'],
+  15: ['mirror 7x2 +1', 'raidz2 2x7 +1'],
+  16: ['mirror 7x2 +2', 'raidz2 2x7 +2'],
+  17: ['raidz2 2x8 +1', 'raidz2 2x8 +1'],
+  18: ['raidz2 2x8 +2', 'raidz2 2x8 +2'],
+  19: ['raidz2 2x9 +1', 'raidz2 2x9 +1'],
+  20: ['raidz2 2x9 +2', 'raidz2 2x9 +2'],
+  21: ['raidz2 2x10 +1', 'raidz2 2x10 +1'],
+  22: ['raidz2 3x7 +1', 'raidz2 3x7 +1'],
+  23: ['raidz2 2x11 +1', 'raidz2 2x11 +1'],
+  24: ['raidz2 2x11 +2', 'raidz2 2x11 +2'],
+};
+
+test('1 to 24 spinning disks of 1 TB and of 4 TB get disklayout default layout, every disk placed once', () => {
+  for (const [n, [oneTb, fourTb]] of Object.entries(spinning).map(([k, v]) => [Number(k), v] as const)) {
+    for (const [size, expected] of [[1 * TB, oneTb], [4 * TB, fourTb]] as const) {
+      const disks = hdds(n, size);
+      const p = plan(disks);
+      assert.equal(shape(p), expected, `${n} x ${size / TB} TB`);
+      assert.deepEqual(accounted(p), disks.map((d) => d.name).sort(), `${n} x ${size / TB} TB: every disk placed once`);
+      assert.deepEqual([p.log, p.cache, p.unused], [null, [], []]);
+    }
   }
 });
 
-test('large disks (4 TB and up) go to mirrors past 6 disks, with a spare for an odd count', () => {
-  const plan7 = planZpool(auto, Array.from({ length: 7 }, (_, i) => hdd(i, 8 * TB)));
-  assert.equal(plan7.class, 'mirror');
-  assert.equal(plan7.vdevs.length, 3);
-  assert.equal(plan7.spares.length, 1);
-  const plan12 = planZpool(auto, Array.from({ length: 12 }, (_, i) => hdd(i, 8 * TB)));
-  assert.deepEqual([plan12.class, plan12.vdevs.length, plan12.spares.length], ['mirror', 5, 2]);
-  assert.equal(plan12.usableBytes, 5 * 8 * TB);
+test('the inventories fleetboot used to get wrong: 8 x 4 TB, 12 x 1 TB, 12 x 4 TB', () => {
+  const eight = plan(hdds(8, 4 * TB));
+  assert.equal(shape(eight), 'raidz2 1x8');
+  assert.equal(eight.usableBytes, 6 * 4 * TB);
+  const twelveSmall = plan(hdds(12, 1 * TB));
+  assert.equal(shape(twelveSmall), 'mirror 5x2 +2');
+  // Spares are the last disks of the role; mirrors pair the rest in order.
+  assert.deepEqual(twelveSmall.spares, ['c0t10d0', 'c0t11d0']);
+  assert.deepEqual(twelveSmall.vdevs[0], { type: 'mirror', disks: ['c0t00d0', 'c0t01d0'] });
+  assert.equal(twelveSmall.usableBytes, 5 * TB);
+  const twelveBig = plan(hdds(12, 4 * TB));
+  assert.equal(shape(twelveBig), 'raidz2 1x11 +1');
+  assert.equal(twelveBig.usableBytes, 9 * 4 * TB);
+  // 2 TB is already "larger than 1.5 TB": 8 of them are raidz2 too; 7 are still mirrors.
+  assert.equal(shape(plan(hdds(8, 2 * TB))), 'raidz2 1x8');
+  assert.equal(shape(plan(hdds(7, 2 * TB))), 'mirror 3x2 +1');
 });
 
-test('SSDs beside spinning disks become the log (mirrored when two) and then L2ARC cache', () => {
-  const hdds = Array.from({ length: 6 }, (_, i) => hdd(i));
-  const one = planZpool(auto, [...hdds, ssd(0)]);
-  assert.deepEqual(one.log, { type: 'single', disks: ['c1t0d0'] });
-  assert.deepEqual(one.cache, []);
-  const two = planZpool(auto, [...hdds, ssd(0), ssd(1)]);
-  assert.deepEqual(two.log, { type: 'mirror', disks: ['c1t0d0', 'c1t1d0'] });
-  const four = planZpool(auto, [...hdds, ssd(0), ssd(1), ssd(2), ssd(3)]);
-  assert.deepEqual(four.log?.disks, ['c1t0d0', 'c1t1d0']);
-  assert.deepEqual(four.cache, ['c1t2d0', 'c1t3d0']);
-  assert.equal(four.class, 'raidz2');
-  assert.deepEqual(four.vdevs[0]!.disks, hdds.map((d) => d.name));
-  // Operator limits: no log, one cache device; the other SSDs stay unused.
-  const limited = planZpool(parseZpoolSpec('default log=0 cache=1'), [...hdds, ssd(0), ssd(1), ssd(2)]);
-  assert.equal(limited.log, null);
-  assert.deepEqual(limited.cache, ['c1t0d0']);
-  assert.deepEqual(limited.unused, ['c1t1d0', 'c1t2d0']);
-  // All-flash nodes keep their data on the SSDs.
-  const flash = planZpool(auto, [ssd(0), ssd(1), ssd(2), ssd(3)]);
-  assert.equal(flash.class, 'raidz1');
-  assert.equal(flash.log, null);
+test('SSDs beside spinning disks: up to 4 of the smallest size are separate log devices, the rest cache', () => {
+  const data = hdds(6);
+  for (let k = 1; k <= 4; k++) {
+    const p = plan([...data, ...ssds(k)]);
+    assert.equal(shape(p), 'raidz2 1x6', `${k} SSDs`);
+    assert.deepEqual(p.log, { type: 'single', disks: ssds(k).map((d) => d.name) }, `${k} SSDs are ${k} log devices, never a mirror`);
+    assert.deepEqual(p.cache, [], `${k} SSDs: no cache`);
+  }
+  const five = plan([...data, ...ssds(5)]);
+  assert.equal(five.log, null, '5 SSDs of one size are not logs');
+  assert.deepEqual(five.cache, ssds(5).map((d) => d.name));
+  // Two SSD sizes: the smaller (2 of them) logs, the larger cache.
+  const mixed = plan([...data, ...ssds(2, 0.2 * TB), ...ssds(2, 0.8 * TB, 2)]);
+  assert.deepEqual(mixed.log?.disks, ['c1t00d0', 'c1t01d0']);
+  assert.deepEqual(mixed.cache, ['c1t02d0', 'c1t03d0']);
+  // Smaller spinning disks beside larger ones are cache, not data.
+  const twoSizes = plan([...hdds(6, 4 * TB), { ...hdd(20, 1 * TB) }, { ...hdd(21, 1 * TB) }]);
+  assert.equal(shape(twoSizes), 'raidz2 1x6');
+  assert.deepEqual(twoSizes.cache, ['c0t20d0', 'c0t21d0']);
+  // Disks whose sizes differ by under 5% are one group.
+  const nearly = plan([...hdds(5, 4000787030016), hdd(9, 3840755982336)]);
+  assert.equal(shape(nearly), 'raidz2 1x6');
+  assert.equal(nearly.cache.length, 0);
 });
 
-test('removable media and excluded disks are left out', () => {
-  const usb: Disk = { name: 'c2t0d0', sizeBytes: 8e9, ssd: false, removable: true };
-  const plan = planZpool(parseZpoolSpec('default exclude=c0t2d0'), [hdd(0), hdd(1), hdd(2), usb]);
-  assert.equal(plan.class, 'mirror');
-  assert.deepEqual(plan.unused.sort(), ['c0t2d0', 'c2t0d0']);
+test('all-flash nodes: data on the largest SSDs, raidz1 up to 6, raidz2 for 7 to 11, smaller SSDs as logs', () => {
+  assert.equal(shape(plan(ssds(4, 1 * TB))), 'raidz1 1x4');
+  assert.equal(shape(plan(ssds(5, 1 * TB))), 'raidz1 1x5');
+  // raidz1 takes the narrowest width (3) that divides 6.
+  assert.equal(shape(plan(ssds(6, 1 * TB))), 'raidz1 2x3');
+  assert.equal(shape(plan(ssds(7, 1 * TB))), 'raidz2 1x7');
+  assert.equal(shape(plan(ssds(11, 1 * TB))), 'raidz2 1x11');
+  assert.equal(shape(plan(ssds(12, 1 * TB))), 'mirror 5x2 +2');
+  const two = plan([...ssds(4, 1 * TB), ...ssds(2, 0.4 * TB, 4)]);
+  assert.equal(shape(two), 'raidz1 1x4');
+  assert.deepEqual(two.log?.disks, ['c1t04d0', 'c1t05d0']);
 });
 
-test('explicit layouts: width and spares are honoured; impossible ones are refused with a clear reason', () => {
-  const disks = Array.from({ length: 12 }, (_, i) => hdd(i));
-  const mirrors = planZpool(parseZpoolSpec('mirror spares=2'), disks);
-  assert.deepEqual([mirrors.vdevs.length, mirrors.spares.length], [5, 2]);
-  const threeWay = planZpool(parseZpoolSpec('mirror width=3'), disks);
-  assert.deepEqual([threeWay.vdevs.length, threeWay.vdevs[0]!.disks.length], [4, 3]);
-  const rz3 = planZpool(parseZpoolSpec('raidz3 width=6'), disks);
-  assert.deepEqual([rz3.vdevs.length, rz3.spares.length], [2, 0]);
-  const rz1 = planZpool(parseZpoolSpec('raidz1 width=5 spares=1'), disks);
-  assert.deepEqual([rz1.vdevs.length, rz1.spares.length, rz1.unused.length], [2, 1, 1]);
-  assert.throws(() => planZpool(parseZpoolSpec('raidz2'), [hdd(0), hdd(1), hdd(2)]), /raidz2 of width 3 needs|at least 4/);
-  assert.throws(() => planZpool(parseZpoolSpec('raidz3 width=4'), disks), (e: Error) => e instanceof NodeConfigError && /zpool\.width: raidz3 needs vdevs of at least 5/.test(e.message));
-  assert.throws(() => planZpool(parseZpoolSpec('mirror exclude=sdz'), disks), /zpool\.exclude: the node has no disk "sdz"/);
-  assert.throws(() => parseZpoolSpec('raidz4'), /zpool\.class/);
-  assert.throws(() => parseZpoolSpec('mirror width=two'), /zpool\.width/);
-  assert.throws(() => parseZpoolSpec('mirror colour=blue'), /expected key=value/);
+test('USB, removable and tiny devices are left out, as setup and disklayout leave them', () => {
+  const usbDisk: Disk = { name: 'c3t0d0', sizeBytes: 2 * TB, ssd: false, removable: false, usb: true };
+  const stick: Disk = { name: 'c2t0d0', sizeBytes: 8e9, ssd: false, removable: true };
+  const tiny: Disk = { name: 'c4t0d0', sizeBytes: 100e6, ssd: false, removable: false };
+  const p = plan([...hdds(2), usbDisk, stick, tiny]);
+  assert.equal(shape(p), 'mirror 1x2');
+  assert.deepEqual(p.unused, ['c3t0d0', 'c2t0d0', 'c4t0d0']);
+  assert.throws(() => plan([stick]), (e: Error) => e instanceof NodeConfigError && /no primary storage disks/.test(e.message));
+  assert.equal(describePlan(plan([...hdds(12, 4 * TB), ...ssds(2)])), 'raidz2 1x11, 1 spare, 2 logs');
+});
+
+test('explicit layouts are refused naming the field: first boot builds only the default', () => {
+  assert.deepEqual(parseZpoolSpec('default'), { class: 'default', exclude: [] });
+  const refused = (spec: string, field: RegExp): void =>
+    assert.throws(() => parseZpoolSpec(spec), (e: Error) => e instanceof NodeConfigError && field.test(e.message), spec);
+  refused('mirror', /^zpool\.class: SmartOS first-boot setup builds only disklayout's default pool .*"mirror" would not be built/);
+  refused('raidz2 width=6', /^zpool\.class: /);
+  refused('default spares=1', /^zpool\.spares: .*spares=1 would not be honoured/);
+  refused('default width=4', /^zpool\.width: /);
+  refused('default cache=1', /^zpool\.cache: /);
+  refused('default log=0', /^zpool\.log: /);
+  refused('default exclude=c0t2d0', /^zpool\.exclude: .*c0t2d0 would not be left out/);
+  refused('raidz4', /^zpool\.class: /);
+  refused('default width=two', /^zpool\.width: /);
+  refused('default colour=blue', /expected key=value/);
+  assert.throws(() => parseZpoolLayout({ class: 'raidz1' }), /^NodeConfigError: zpool\.class: |zpool\.class: /);
+  assert.throws(() => planZpool({ class: 'mirror', exclude: [] }, hdds(4)), /zpool\.class: /);
+});
+
+test("node show's plan for a layout stored before refusals is the default one, saying the stored one is not built", () => {
+  const node = { sysinfo: { disks: hdds(12, 4 * TB) }, zpoolConfig: zpoolLayoutSchema.parse({ class: 'mirror', spares: 2 }) } as unknown as NodeRecord;
+  const { plan: shown, error } = zpoolPlanOf(node);
+  assert.equal(error, null);
+  assert.equal(shape(shown!), 'raidz2 1x11 +1');
+  assert.match(shown!.reason, /stored layout is not built \(zpool\.class: .*"mirror"/);
+  const fresh = zpoolPlanOf({ ...node, zpoolConfig: { class: 'default', exclude: [] } } as NodeRecord).plan!;
+  assert.match(fresh.reason, /^disklayout's default for 12 data disks larger than 1\.5 TB: raidz2, 1 vdev of 11, 1 spare$/);
 });

@@ -2,7 +2,11 @@
 // SmartOS reads at boot: the `networking.json` boot module (DESIGN.md "Formats") and the
 // `-B` boot args (`admin_nic`, `<tag>_nic`, `<aggr>_aggr`, `<aggr>_lacp_mode`, `hostname`)
 // that smartos-live's /lib/sdc/config.sh and network/physical read on a node without a
-// USB key.
+// USB key. SmartOS turns networking.json into config keys with net-boot-config.js
+// (configValues): `<tag>_nic`/`<tag>_mtu` per NIC tag, and per vnic `<iface>_ip`, `_netmask`,
+// `_gateway`, `_vlan_id`, `_mtu`, where the first vnic on the admin and external tags is
+// named after the tag itself and every other one `<tag><n>`. `node setup` refuses what
+// those keys cannot carry (setupNetworkSchema).
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
@@ -30,8 +34,12 @@ const netmaskSchema = ipv4.refine(
   },
   { message: 'expected a contiguous netmask like 255.255.255.0' },
 );
-// illumos nictagadm: a tag name is letters, digits and underscores, at most 31 characters.
-const nicTagName = z.string().regex(/^[A-Za-z0-9_]{1,31}$/, 'expected a NIC tag name of letters, digits and _ (at most 31)');
+// smartos-live nictagadm valid_name: letters, digits and underscores, at most 30 characters,
+// so the vnic named `<tag>0` (net-boot-config.js) fits a 31-character link name (illumos
+// MAXLINKNAMELEN is 32 with the NUL). Stored rows keep the old limit of 31 so they still
+// parse; node setup refuses 31 (setupNetworkSchema).
+const nicTagName = z.string().regex(/^[A-Za-z0-9_]{1,31}$/, 'expected a NIC tag name of letters, digits and _ (at most 30)');
+const maxNicTagLength = 30;
 // dladm link names end in a digit (aggr0, aggr1): the driver-instance convention.
 const aggrName = z.string().regex(/^[a-z][a-z0-9_]{0,14}[0-9]$/, 'expected a link name ending in a digit, like aggr0');
 // RFC 1123 §2.1 host name label.
@@ -40,8 +48,11 @@ const domainName = z
   .string()
   .max(253)
   .regex(/^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$/, 'expected a DNS domain like example.com');
-// SmartOS links take MTUs 576..9000 (nictagadm refuses larger).
+// Stored rows may hold 576..9000 (what fleetboot once accepted); node setup takes only what
+// SmartOS plumbs: 1500..9000 (net-physical and net-early-admin valid_mtu fail the boot
+// outside it, nictagadm valid_mtu refuses it).
 const mtuSchema = z.number().int().min(576).max(9000);
+const smartosMtu = { min: 1500, max: 9000 };
 
 export const nicConfigSchema = z.strictObject({
   mac: macSchema,
@@ -134,6 +145,87 @@ export const nodeNetworkSchema = z
 export type NodeNetwork = z.infer<typeof nodeNetworkSchema>;
 export type NodeNetworkInput = z.input<typeof nodeNetworkSchema>;
 
+type Interface = NodeNetwork['interfaces'][number];
+
+/** The first interface on the external tag: net-boot-config.js names it `external`, so its keys are `external_*`. */
+function firstExternal(n: NodeNetwork): Interface | undefined {
+  return n.interfaces.find((i) => i.tag === 'external');
+}
+
+/**
+ * The interface whose gateway is the node's default route. SmartOS never reads
+ * `default_gateway` or a vnic's `primary` (net-boot-config.js); net-physical
+ * set_default_route takes `admin_gateway`, else `external_gateway`, and net-early-admin
+ * adds `admin_gateway` as the default route. So `primary` can name the admin interface or
+ * the first external one (whose admin rival is then left without a gateway); without
+ * `primary` the route is SmartOS's own pick.
+ */
+export function defaultRouteInterface(n: NodeNetwork): Interface | undefined {
+  const primary = n.interfaces.find((i) => i.primary);
+  if (primary) return primary;
+  const admin = adminInterface(n);
+  return admin?.gateway ? admin : firstExternal(n)?.gateway ? firstExternal(n) : undefined;
+}
+
+/**
+ * What node setup accepts: the stored shape plus what SmartOS can plumb from it. Stored rows
+ * are read with nodeNetworkSchema alone, so a row set up before a check existed still renders.
+ */
+export const setupNetworkSchema = nodeNetworkSchema.superRefine((n, ctx) => {
+  const issue = (path: (string | number)[], message: string): void => ctx.addIssue({ code: 'custom', path, message });
+  const mtuIssue = (path: (string | number)[], mtu: number | undefined): void => {
+    if (mtu !== undefined && (mtu < smartosMtu.min || mtu > smartosMtu.max)) {
+      issue(path, `SmartOS takes MTUs ${smartosMtu.min}-${smartosMtu.max} only (net-physical valid_mtu fails the boot otherwise), got ${mtu}`);
+    }
+  };
+  const tagIssue = (path: (string | number)[], tag: string): void => {
+    if (tag.length > maxNicTagLength) {
+      issue(path, `NIC tag "${tag}" is ${tag.length} characters; SmartOS takes at most ${maxNicTagLength} so its vnic "${tag}0" fits a link name (nictagadm valid_name)`);
+    }
+  };
+  n.nics.forEach((nic, i) => {
+    mtuIssue(['nics', i, 'mtu'], nic.mtu);
+    nic.tags.forEach((t, j) => tagIssue(['nics', i, 'tags', j], t));
+  });
+  n.aggregations.forEach((a, i) => {
+    mtuIssue(['aggregations', i, 'mtu'], a.mtu);
+    a.tags.forEach((t, j) => tagIssue(['aggregations', i, 'tags', j], t));
+  });
+  const links = linkOfTag(n);
+  const admin = adminInterface(n);
+  const staticAdmin = admin && admin.ip !== 'dhcp' ? admin : undefined;
+  const external = firstExternal(n);
+  n.interfaces.forEach((itf, i) => {
+    mtuIssue(['interfaces', i, 'mtu'], itf.mtu);
+    const linkMtu = links.get(itf.tag)?.mtu ?? 1500;
+    if (itf.mtu !== undefined && itf.mtu > linkMtu) {
+      issue(['interfaces', i, 'mtu'], `${itf.mtu} is above its link's MTU ${linkMtu}: a vnic cannot be larger than the link it sits on (net-physical vnic_up creates it with -p mtu)`);
+    } else if (itf.mtu !== undefined && itf.mtu !== linkMtu && (itf === admin || itf === external)) {
+      // net-boot-config.js writes both the tag's MTU and this interface's as `<tag>_mtu`: the
+      // interface's replaces the tag's, and net-physical setup_mtu sizes the link from it.
+      issue(['interfaces', i, 'mtu'], `SmartOS keeps one ${itf.tag}_mtu for the ${itf.tag} tag and its first interface (net-boot-config.js), so this interface's MTU must be its link's (${linkMtu}); put a different MTU on another tag's interface`);
+    }
+    if (itf.tag === 'admin' && itf.vlan !== 0 && !staticAdmin) {
+      // net-boot-config.js names the first admin-tag vnic `admin`; net-early-admin and
+      // net-physical plumb admin_ip on the admin link itself and never read admin_vlan_id.
+      issue(['interfaces', i, 'vlan'], 'SmartOS plumbs the first admin address untagged on the admin link (net-early-admin ignores its VLAN); give an untagged static admin interface first, or use vlan 0');
+    }
+    if (itf === admin && itf.ip === 'dhcp' && itf.gateway) {
+      issue(['interfaces', i, 'gateway'], 'a DHCP admin address takes its router from DHCP: fleetboot leaves the admin address out of networking.json (net-early-admin would hand "dhcp" to ifconfig as an address), so there is no admin_gateway to carry this');
+    }
+    if (itf.primary) {
+      if (itf !== admin && itf !== external) {
+        issue(['interfaces', i, 'primary'], `SmartOS takes the default route from the admin interface's gateway, else the first external interface's (net-physical set_default_route); it never reads primary, so the ${itf.tag} interface${itf.vlan ? ` on VLAN ${itf.vlan}` : ''} cannot carry it`);
+      } else if (itf.ip !== 'dhcp' && !itf.gateway) {
+        issue(['interfaces', i, 'gateway'], 'a primary interface with a static address needs a gateway: it is the default route');
+      }
+    }
+  });
+  if (n.resolvers.length > 0 && !n.dnsDomain) {
+    issue(['dnsDomain'], 'SmartOS writes resolv.conf only when it has both dns_domain and resolvers (net-physical, net-early-admin): without a DNS domain the resolvers would be lost; give the domain they serve');
+  }
+});
+
 export function maskToPrefix(mask: string): number {
   let n = ipv4ToInt(mask);
   let bits = 0;
@@ -155,9 +247,9 @@ export class NodeConfigError extends Error {
   override readonly name = 'NodeConfigError';
 }
 
-/** Parses an operator's network document, throwing a NodeConfigError naming the first bad fields. */
+/** Parses an operator's network document (node setup), throwing a NodeConfigError naming the bad fields. */
 export function parseNodeNetwork(input: unknown): NodeNetwork {
-  const r = nodeNetworkSchema.safeParse(input);
+  const r = setupNetworkSchema.safeParse(input);
   if (!r.success) throw new NodeConfigError(describeIssues(r.error, 'network'));
   return r.data;
 }
@@ -177,35 +269,43 @@ export function adminInterface(n: NodeNetwork): NodeNetwork['interfaces'][number
 
 /**
  * networking.json as SmartOS reads it from /system/boot/networking.json (smartos-live
- * network/physical; the shape sdc-booter's boot-time net-file writes): `nictags` name every
+ * net-boot-config.js; the shape sdc-booter's boot-time net-file writes): `nictags` name every
  * tag with the link providing it (a MAC, or an aggregation's name), the admin vnic comes
- * first, `default_gateway` / `dns_domain` appear only when set. Keys are in a fixed order
- * so the bytes (and the .hash module) are stable.
+ * first, `dns_domain` appears only when set. Only keys net-boot-config.js reads are written
+ * (it never reads `default_gateway` or `primary`). Keys are in a fixed order so the bytes
+ * (and the .hash module) are stable.
  */
 export function networkingJson(n: NodeNetwork): Record<string, unknown> {
   const links = linkOfTag(n);
   const nictags = [...links].map(([name, link]) => ({ name, mac: link.link, mtu: link.mtu ?? 1500 }));
   const aggregations = n.aggregations.map((a) => ({ name: a.name, macs: a.macs, lacp_mode: a.lacpMode, nic_tags_provided: a.tags }));
-  const ordered = [...n.interfaces].sort((a, b) => Number(b.tag === 'admin' && b.vlan === 0) - Number(a.tag === 'admin' && a.vlan === 0));
-  const vnics = ordered.map((i) => {
-    const link = links.get(i.tag)!;
-    // The admin address sits on the admin link itself (its own MAC); any other vnic gets the
-    // operator's MAC or none, and the node generates one (dladm create-vnic -m random):
-    // two vnics sharing a link's MAC would collide on the wire.
-    const mac = i.mac ?? (i.tag === 'admin' && i.vlan === 0 ? link.mac : undefined);
-    const v: Record<string, unknown> = {
-      ...(mac ? { mac } : {}),
-      ip: i.ip,
-      netmask: i.ip === 'dhcp' ? null : (i.netmask ?? null),
-      gateway: i.gateway ?? null,
-      vlan_id: i.vlan,
-      nic_tag: i.tag,
-      mtu: i.mtu ?? link.mtu ?? 1500,
-    };
-    if (i.primary) v.primary = true;
-    return v;
-  });
-  const gateway = (n.interfaces.find((i) => i.primary) ?? adminInterface(n))?.gateway;
+  const admin = adminInterface(n);
+  const route = defaultRouteInterface(n);
+  const ordered = [...n.interfaces].sort((a, b) => Number(b === admin) - Number(a === admin));
+  // A DHCP admin address is left out: net-early-admin hands admin_ip to ifconfig as an
+  // address, while with no admin_ip net-physical runs DHCP on the admin link itself.
+  const vnics = ordered
+    .filter((i) => !(i === admin && i.ip === 'dhcp'))
+    .map((i) => {
+      const link = links.get(i.tag)!;
+      // The admin address sits on the admin link itself (its own MAC); any other vnic gets the
+      // operator's MAC or none, and the node generates one (dladm create-vnic -m random):
+      // two vnics sharing a link's MAC would collide on the wire.
+      const mac = i.mac ?? (i === admin ? link.mac : undefined);
+      // The admin gateway always wins SmartOS's default route (net-physical
+      // set_default_route), so it is left out when the operator made the external interface primary.
+      const gateway = i === admin && route && route !== admin ? null : (i.gateway ?? null);
+      return {
+        ...(mac ? { mac } : {}),
+        ip: i.ip,
+        netmask: i.ip === 'dhcp' ? null : (i.netmask ?? null),
+        gateway,
+        vlan_id: i.vlan,
+        nic_tag: i.tag,
+        // net-boot-config.js writes this as `<iface>_mtu`: the vnic's own MTU, the link's when unset.
+        mtu: i.mtu ?? link.mtu ?? 1500,
+      };
+    });
   return {
     admin_tag: 'admin',
     nictags,
@@ -213,7 +313,6 @@ export function networkingJson(n: NodeNetwork): Record<string, unknown> {
     vnics,
     resolvers: n.resolvers,
     routes: n.routes,
-    ...(gateway ? { default_gateway: gateway } : {}),
     hostname: n.hostname,
     ...(n.dnsDomain ? { dns_domain: n.dnsDomain } : {}),
   };
