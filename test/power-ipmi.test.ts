@@ -241,6 +241,11 @@ test('a missing or over-long password file is refused before ipmitool runs (it w
   assert.equal(f.calls().length, 0);
 });
 
+test('a missing ipmitool is named with the package that gives it, without retries', async (t) => {
+  const f = fake(t);
+  await assert.rejects(driver(f, { ipmitool: join(f.dir, 'no-ipmitool') }).status(), /BMC 192\.0\.2\.10:6230: cannot run .*no-ipmitool .*install ipmitool \(Debian package ipmitool\)/);
+});
+
 test('the ipmi power spec: strings from node set become numbers, defaults filled, no password field', () => {
   const spec = powerSpecSchema.parse({ kind: 'ipmi', host: '10.0.0.5', user: 'admin', passwordFile: '/etc/fleetboot/bmc.pw', port: '6230', cipherSuite: '17' });
   assert.deepEqual(spec, { kind: 'ipmi', host: '10.0.0.5', port: 6230, user: 'admin', passwordFile: '/etc/fleetboot/bmc.pw', cipherSuite: 17, firmware: 'bios' });

@@ -139,9 +139,9 @@ export class IpmiPowerDriver implements PowerDriver {
       const r = await execa(file!, args, { reject: false, timeout: this.o.callTimeoutMs, stdin: 'ignore', forceKillAfterDelay: 2000 });
       if (r.exitCode === 0 && !r.timedOut) return String(r.stdout);
       const stderr = String(r.stderr).trim();
-      if (r.failed && r.exitCode === undefined && !r.timedOut) {
-        // Not started at all (ENOENT): no retry helps.
-        throw new PowerError(`BMC ${this.endpoint}: cannot run ${this.o.ipmitool} (${r.shortMessage}); install ipmitool (Debian package ipmitool)`);
+      if (r.code === 'ENOENT' || r.code === 'EACCES') {
+        // Not started at all: no retry helps.
+        throw new PowerError(`BMC ${this.endpoint}: cannot run ${this.o.ipmitool} (${r.code}); install ipmitool (Debian package ipmitool)`);
       }
       last = r.timedOut ? `no answer within ${this.o.callTimeoutMs / 1000} s` : stderr.split('\n').filter(Boolean).at(-1) ?? `exit ${r.exitCode}`;
       const retryable = idempotent || (!r.timedOut && noSession.test(stderr));
