@@ -26,6 +26,8 @@ export interface FakeMachine {
   cycles: number;
   /** Stops checking in at all (a node that never comes back); `boot` still boots it by hand. */
   silent: boolean;
+  /** Assigned this platform, it never checks in (its kernel hangs). */
+  silentOn: string | null;
   /** Booting this platform, it reports a networking.json other than the one served (stale config). */
   staleModulesOn: string | null;
 }
@@ -54,7 +56,7 @@ export async function fakeFleet(t: TestContext, dir: string, names: string[], op
   const machines = new Map<string, FakeMachine>();
   const errors: string[] = [];
   names.forEach((name, i) => {
-    machines.set(name, { name, mac: parseMac(`52:54:00:77:00:${(i + 1).toString(16).padStart(2, '0')}`)!, bootsInstead: null, cycles: 0, silent: false, staleModulesOn: null });
+    machines.set(name, { name, mac: parseMac(`52:54:00:77:00:${(i + 1).toString(16).padStart(2, '0')}`)!, bootsInstead: null, cycles: 0, silent: false, silentOn: null, staleModulesOn: null });
   });
   const pending = new Set<Promise<void>>();
   let fleet: FakeFleet | null = null;
@@ -67,7 +69,8 @@ export async function fakeFleet(t: TestContext, dir: string, names: string[], op
       powerCycle: async () => {
         m.cycles++;
         // The machine resets now and checks in a little later, as a real boot would.
-        const p = new Promise<void>((resolve) => setTimeout(resolve, 20)).then(() => (m.silent ? undefined : fleet!.boot(name)));
+        const hangs = m.silent || (m.silentOn !== null && fleet!.node(name).bootPlatform === m.silentOn);
+        const p = new Promise<void>((resolve) => setTimeout(resolve, 20)).then(() => (hangs ? undefined : fleet!.boot(name)));
         pending.add(p);
         void p.catch((err: unknown) => errors.push(String(err))).finally(() => pending.delete(p));
       },

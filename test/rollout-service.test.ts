@@ -122,3 +122,16 @@ test('a head node restarted mid-wave resumes from the journal: the node it reboo
   assert.deepEqual([f.machines.get('cn1')!.cycles, f.machines.get('cn2')!.cycles], [1, 1]);
   assert.deepEqual(f.errors, []);
 });
+
+test('a node that does not check in by its deadline is rolled back when the deadline comes, not at the next poll', async (t) => {
+  // A poll too slow to matter: only the service's wake-up at the deadline and check-ins move the rollout.
+  const f = await fakeFleet(t, tempDir(t), ['cn1'], { rolloutPollMs: 600_000 });
+  f.machines.get('cn1')!.silentOn = platformB;
+  const r = await start(f, { target: platformB, selector: 'all', canary: 0, soakSeconds: 0, bootDeadlineSeconds: 1, failureBudget: 1 });
+  const end = await until('the rollout to finish', finished(f, r.id), 10_000);
+  const [step] = f.h.head.store.rollouts.steps(r.id);
+  assert.deepEqual([end.state, step!.state], ['done', 'rolled_back']);
+  assert.match(step!.reason ?? '', /not back on lab-B within 1 s of its reboot \(no check-in since the reboot\)/);
+  assert.ok(step!.finishedAt! - step!.startedAt! < 5_000, 'judged at its deadline');
+  assert.deepEqual([f.node('cn1').bootPlatform, f.node('cn1').currentPlatform, f.machines.get('cn1')!.cycles], [platformA, platformA, 2]);
+});
