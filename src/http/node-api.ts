@@ -42,7 +42,6 @@ function presentedToken(req: Request): string | null {
   return typeof q === 'string' && q !== '' ? q : null;
 }
 
-
 export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.config.dataDir)): Router {
   const { store, log } = deps;
   const r = Router();

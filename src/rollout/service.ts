@@ -11,7 +11,7 @@ import { RolloutOrchestrator, type RolloutPorts, type StepChange, type TickResul
 export interface RolloutServiceOptions {
   /** How often the journal is read for operator changes (ms). */
   pollMs?: number;
-  /** Ports other than the store's (tests); default: storeRolloutPorts. */
+  /** The world the orchestrator acts on: the head node's are storeRolloutPorts (rollout/ports.ts). */
   ports: RolloutPorts;
 }
 
