@@ -2,7 +2,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { assignLabPower, defaultLabDir, defaultNamespace, defaultSubnet, findVm, labBmcKinds, labDown, labStatus, labUp, LabError, type LabBmcKind } from '../lab/lab.ts';
+import { labPowerSpec } from '../lab/bmc.ts';
+import { assignLabPower, defaultLabDir, defaultNamespace, defaultSubnet, findVm, labBmcKinds, labDown, labStatus, labUp, LabError, powerAssignments, type LabBmcKind } from '../lab/lab.ts';
 import { readLabState, firmwareSchema } from '../lab/state.ts';
 import { cidrSchema } from '../config/schema.ts';
 import { UsageError } from './errors.ts';
@@ -114,6 +115,13 @@ export function registerLab(program: Command): void {
       if (opts.detach) {
         process.stdout.write(`lab up: ${state.vms.length} VM(s) booting in namespace ${state.namespace}; head node http://${state.address}:${state.httpPort}\n`);
         process.stdout.write(`  fleetboot lab status --dir ${dir}   |   fleetboot lab down --dir ${dir}\n`);
+        for (const vm of state.vms.filter((v) => v.bmc)) {
+          // Detached, nothing here waits for the node to register: say how to give it its BMC.
+          process.stdout.write(`  once ${vm.name} has registered: fleetboot --config ${state.configFile} node set ${vm.mac} ${powerAssignments(labPowerSpec(vm)).join(' ')}\n`);
+        }
+        if (state.vms.some((v) => v.bmc)) {
+          process.stdout.write(`  the BMCs answer inside the lab namespace only: ip netns exec ${state.namespace} fleetboot --config ${state.configFile} node power NODE cycle\n`);
+        }
         return;
       }
       process.stderr.write('lab: running; Ctrl-C stops the VMs and the head node and removes the lab\n');
