@@ -93,10 +93,16 @@ exit 0
 }
 
 /** Writes VM `name`'s BMC folder (lan.conf, emulator commands, chassis_control) and returns its record. */
-export function prepareBmc(labDir: string, name: string, index: number, password: { file: string; password: string }): LabBmc {
+export function prepareBmc(
+  labDir: string,
+  name: string,
+  index: number,
+  password: { file: string; password: string },
+  ports: { port: number; serialPort: number; qmpPort: number } = bmcPorts(index),
+): LabBmc {
   const dir = join(labDir, `${name}.bmc`);
   mkdirSync(join(dir, 'state'), { recursive: true });
-  const { port, serialPort, qmpPort } = bmcPorts(index);
+  const { port, serialPort, qmpPort } = ports;
   const bootFile = join(dir, 'bootdev');
   const eventLog = join(dir, 'chassis.log');
   const chassisControl = join(dir, 'chassis-control');

@@ -43,7 +43,9 @@ function hintFor(stderr: string, o: { endpoint: string; cipherSuite: number; pas
   }
   if (/password file|read password/i.test(stderr)) return `that ${o.passwordFile} is a readable file holding the password on its first line`;
   if (/not supported in present state|D5h/i.test(stderr)) return 'the machine\'s power state (the BMC refuses that action in it)';
-  return `that the BMC answers IPMI over LAN at ${o.endpoint} (UDP; IPMI over LAN enabled, the network path open)`;
+  // A wrong user or password often gets no RAKP answer at all (ipmi_sim, many BMCs), so ipmitool
+  // says only that no session was opened: the same words as a BMC that is not there.
+  return `that the BMC answers IPMI over LAN at ${o.endpoint} (UDP; IPMI over LAN enabled, the network path open), then the user "${o.user}" and the password in ${o.passwordFile}`;
 }
 
 // ipmitool prints this when no RMCP+ session could be opened (src/plugins/lanplus/lanplus.c
