@@ -148,7 +148,8 @@ export class IpmiPowerDriver implements PowerDriver {
       last = r.timedOut ? `no answer within ${this.o.callTimeoutMs / 1000} s` : stderr.split('\n').filter(Boolean).at(-1) ?? `exit ${r.exitCode}`;
       const retryable = idempotent || (!r.timedOut && noSession.test(stderr));
       const hint = hintFor(stderr, { ...this.o, endpoint: this.endpoint });
-      const deterministic = /cipher suite|authentication algorithm|RAKP|unauthorized name|password file/i.test(stderr);
+      // A refusal the BMC will repeat; "no response from RAKP 1 message" is a timeout and is retried.
+      const deterministic = /cipher suite|(authentication|integrity|confidentiality) algorithm|RAKP \d HMAC is invalid|invalid integrity check|unauthorized name|password file/i.test(stderr);
       if (attempt === this.o.attempts || !retryable || deterministic) {
         throw new PowerError(`BMC ${this.endpoint}: ${what} failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${last}; check ${hint}`);
       }
