@@ -4,7 +4,10 @@
 # checks in and reports the SHA-1 of the config modules iPXE put in / with `initrd --name`).
 #
 #   lab/build-test-platform.sh [--version A] [--stamp STAMP] [--build-dir ./lab-build] [--out DIR]
+#                              [--no-checkin] [--reports STAMP]
 #
+# --no-checkin and --reports build broken platforms for rollout tests: one whose kernel boots but
+# never checks in, one that checks in saying it runs another platform than it is.
 # Writes DIR/{vmlinuz,initrd.img,platform.json} (default DIR: BUILD/platforms/<stamp>), a folder
 # `fleetboot platform import DIR` accepts. The kernel .deb is downloaded once into BUILD/cache and
 # unpacked once into BUILD/kernel-<package>; after that a build takes a few seconds.
@@ -17,9 +20,11 @@ stamp=
 build_dir=./lab-build
 out=
 kernel_pkg=${FLEETBOOT_LAB_KERNEL_PKG:-}
+checkin=yes
+reports=
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -30,6 +35,8 @@ while [ $# -gt 0 ]; do
     --build-dir) build_dir=${2:?--build-dir needs a value}; shift 2 ;;
     --out) out=${2:?--out needs a value}; shift 2 ;;
     --kernel-package) kernel_pkg=${2:?--kernel-package needs a value}; shift 2 ;;
+    --no-checkin) checkin=no; shift ;;
+    --reports) reports=${2:?--reports needs a platform stamp}; shift 2 ;;
     -h|--help) usage ;;
     *) echo "build-test-platform: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -110,7 +117,8 @@ for m in $modules; do
 done
 printf '%s\n' "$version" >"$stage/etc/fleetboot-test-platform"
 # The agent reports this as the running platform (boot-templates/agent.sh.hbs).
-printf "%s\n" "$stamp" >"$stage/etc/fleetboot-platform"
+printf "%s\n" "${reports:-$stamp}" >"$stage/etc/fleetboot-platform"
+printf '%s\n' "$checkin" >"$stage/etc/fleetboot-checkin"
 
 cat >"$stage/etc/udhcpc/default.script" <<'EOF'
 #!/bin/sh
@@ -173,7 +181,9 @@ done
 export fleetboot_iface="$iface"
 ip link set "$iface" up
 if udhcpc -i "$iface" -s /etc/udhcpc/default.script -t 20 -T 2 -A 2 -n -S; then
-  if [ -z "${fleetboot_url:-}" ]; then
+  if [ "$(cat /etc/fleetboot-checkin)" = no ]; then
+    say "built with --no-checkin: not running the agent"
+  elif [ -z "${fleetboot_url:-}" ]; then
     say "no fleetboot_url on the kernel command line"
   else
     tries=0

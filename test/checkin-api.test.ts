@@ -27,6 +27,7 @@ function report(mac: Mac, extra: Record<string, unknown> = {}): Record<string, u
 
 const network = (mac: Mac, host: string, ip?: string): Record<string, unknown> => ({
   hostname: host,
+  dnsDomain: 'lab.example',
   resolvers: ['10.99.0.1'],
   nics: [{ mac, tags: ['admin'] }],
   interfaces: ip ? [{ tag: 'admin', ip, netmask: '255.0.0.0' }] : [],

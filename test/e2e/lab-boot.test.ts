@@ -9,22 +9,22 @@
 // kernel package (downloaded once into ./lab-build/cache).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { findVm, labDown, labPowerDriver, labUp, startVms } from '../../src/lab/lab.ts';
-import { readLabState, type LabState, type LabVm } from '../../src/lab/state.ts';
-import { isAlive } from '../../src/lab/process.ts';
+import { labDown, labPowerDriver, labUp, startVms } from '../../src/lab/lab.ts';
+import type { LabState, LabVm } from '../../src/lab/state.ts';
 import { ovmfCode, ovmfVars } from '../../src/lab/vm.ts';
 import type { Mac } from '../../src/mac.ts';
 import type { BootEvent } from '../../src/store/events.ts';
 import type { NodeRecord } from '../../src/store/nodes.ts';
 import { Store } from '../../src/store/store.ts';
 import { currentNodeToken, nodeKeysIn } from '../../src/nodeconfig/secrets.ts';
-import { cliPath, repoRoot, testNamespace } from '../fixtures.ts';
+import { testNamespace } from '../fixtures.ts';
 import { labBootNeeds, requires } from '../requires.ts';
+import { buildPlatform, labCli, labDiagnosis, plainConsole, waitFor } from './lab-fixtures.ts';
 
 const skip = requires({
   ...labBootNeeds,
@@ -32,29 +32,8 @@ const skip = requires({
   commands: [...(labBootNeeds.commands ?? []), ovmfCode, ovmfVars, '/usr/lib/ipxe/snponly.efi', 'curl'],
 });
 
-const buildDir = join(repoRoot, 'lab-build');
 const started = Date.now();
 const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(1)} s`;
-
-async function buildPlatform(version: string): Promise<string> {
-  const r = await execa(join(repoRoot, 'lab', 'build-test-platform.sh'), ['--version', version, '--build-dir', buildDir], { reject: false });
-  assert.equal(r.exitCode, 0, `build-test-platform.sh --version ${version} failed:\n${r.stderr}`);
-  return r.stdout.trim().split('\n').at(-1)!;
-}
-
-/** Polls `probe` (a registry read) until it returns a value; the failure message carries the VMs' consoles. */
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | null, diagnose: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== null && v !== false) return v;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs / 1000} s waiting for ${what}\n${diagnose()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-const plainConsole = (file: string): string =>
-  existsSync(file) ? readFileSync(file, 'utf8').replace(/\r/g, '').replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '') : '(no console output)';
 
 /** Event kinds in boot order; a step may repeat (several initrds), never go back. */
 const stepOrder = ['dhcp', 'tftp', 'script', 'kernel', 'initrd', 'checkin'] as const;
@@ -109,25 +88,8 @@ describe('e2e: QEMU lab PXE boot', { skip, timeout: 300_000 }, () => {
   let bios: LabVm;
   let uefi: LabVm;
   const ns = testNamespace('e2e1');
-  const cli = async (args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> => {
-    const r = await execa(process.execPath, [cliPath, '--config', lab.configFile, ...args], { cwd: dir, reject: false, timeout: 60_000 });
-    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
-  };
-
-  const diagnose = (): string =>
-    [bios, uefi]
-      .filter((vm): vm is LabVm => vm !== undefined)
-      .map((vm) => {
-        const qemuLog = join(dir, `${vm.name}.qemu.log`);
-        const now = readLabState(dir);
-        const proc = now && findVm(now, vm.name)?.process;
-        return [
-          `--- ${vm.name} console (last 25 lines):\n${plainConsole(vm.serialLog).split('\n').slice(-25).join('\n')}`,
-          `--- ${vm.name} QEMU process ${proc ? `${proc.pid} ${isAlive(proc) ? 'alive' : 'gone'}` : 'none'}; its log (last 10 lines):\n${existsSync(qemuLog) ? readFileSync(qemuLog, 'utf8').split('\n').slice(-10).join('\n') : ''}`,
-        ].join('\n');
-      })
-      .concat(`--- head node log (last 15 lines):\n${existsSync(join(dir, 'headnode.log')) ? readFileSync(join(dir, 'headnode.log'), 'utf8').split('\n').slice(-15).join('\n') : ''}`)
-      .join('\n');
+  const cli = labCli(() => lab, () => dir);
+  const diagnose = (): string => labDiagnosis(dir, [bios, uefi]);
 
   const node = (vm: LabVm): NodeRecord | undefined => store.nodes.findByMac(vm.mac as Mac);
 
@@ -225,6 +187,7 @@ describe('e2e: QEMU lab PXE boot', { skip, timeout: 300_000 }, () => {
       networkFile,
       JSON.stringify({
         hostname: 'lab0',
+        dnsDomain: 'lab.example',
         resolvers: ['10.99.0.1'],
         nics: [{ mac: bios.mac, tags: ['admin'] }],
         interfaces: [{ tag: 'admin', ip: '10.99.0.50', netmask: '255.255.255.0', gateway: '10.99.0.1' }],
@@ -274,6 +237,7 @@ describe('e2e: QEMU lab PXE boot', { skip, timeout: 300_000 }, () => {
       networkFile,
       JSON.stringify({
         hostname: 'lab1',
+        dnsDomain: 'lab.example',
         resolvers: ['10.99.0.1'],
         nics: [{ mac: uefi.mac, tags: ['admin'] }],
         interfaces: [{ tag: 'admin', ip: '10.99.0.51', netmask: '255.255.255.0', gateway: '10.99.0.1' }],
