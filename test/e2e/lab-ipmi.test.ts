@@ -88,13 +88,16 @@ describe('e2e: a lab VM powered through its simulated BMC (ipmi_sim + ipmitool)'
   after(async () => {
     store?.close();
     if (dir) {
-      const state = readLabState(dir);
-      await labDown(dir);
-      for (const v of state?.vms ?? []) {
-        assert.ok(!isAlive(v.process), `${v.name}'s QEMU ended`);
-        assert.ok(!isAlive(v.bmc?.process ?? null), `${v.name}'s ipmi_sim ended`);
+      try {
+        const state = readLabState(dir);
+        await labDown(dir); // ends QEMU and ipmi_sim by the PIDs lab.json recorded
+        for (const v of state?.vms ?? []) {
+          assert.ok(!isAlive(v.process), `${v.name}'s QEMU ended`);
+          assert.ok(!isAlive(v.bmc?.process ?? null), `${v.name}'s ipmi_sim ended`);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
-      rmSync(dir, { recursive: true, force: true });
     }
     const left = await execa('ip', ['netns', 'list'], { reject: false });
     assert.ok(!left.stdout.includes(ns), `namespace ${ns} left behind`);
