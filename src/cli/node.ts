@@ -167,11 +167,11 @@ export function registerNode(program: Command): void {
     .description('give a node its network and zpool layout; it boots with them and sets itself up (state setting_up)')
     .argument('<node>', 'node id, UUID, MAC or hostname')
     .requiredOption('--network <file>', 'network config JSON (hostname, nics, aggregations, interfaces, routes, resolvers)')
-    .option('--zpool <layout>', 'zpool layout: a class (default, single, mirror, raidz1, raidz2, raidz3) and optional width=N spares=N cache=N log=N exclude=d1,d2', 'default')
+    .option('--zpool <layout>', "zpool layout: default (disklayout's choice over every non-USB disk, the only one SmartOS first boot builds)", 'default')
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
-      '\nExamples:\n  fleetboot node setup 52:54:00:12:34:56 --network cn7.json\n  fleetboot node setup cn7 --network cn7.json --zpool "raidz2 width=6 spares=1 exclude=sdk"\n\nnetwork file:\n  {"hostname": "cn7", "dnsDomain": "lab.example", "resolvers": ["10.99.0.1"],\n   "nics": [{"mac": "52:54:00:12:34:56", "tags": ["admin"]}],\n   "interfaces": [{"tag": "admin", "ip": "10.99.0.27", "netmask": "255.255.255.0", "gateway": "10.99.0.1"}],\n   "routes": {"10.50.0.0/16": "10.99.0.254"}}',
+      '\nExamples:\n  fleetboot node setup 52:54:00:12:34:56 --network cn7.json\n  fleetboot node setup cn7 --network cn7.json --zpool default\n\nnetwork file:\n  {"hostname": "cn7", "dnsDomain": "lab.example", "resolvers": ["10.99.0.1"],\n   "nics": [{"mac": "52:54:00:12:34:56", "tags": ["admin"]}],\n   "interfaces": [{"tag": "admin", "ip": "10.99.0.27", "netmask": "255.255.255.0", "gateway": "10.99.0.1"}],\n   "routes": {"10.50.0.0/16": "10.99.0.254"}}',
     )
     .action(async (ref: string, o: { network: string; zpool: string; json?: boolean }, cmd: Command) => {
       let doc: unknown;
