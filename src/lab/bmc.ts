@@ -173,5 +173,6 @@ export function labPowerSpec(vm: LabVm): PowerSpec {
   if (vm.bmc) {
     return { kind: 'ipmi', host: vm.bmc.host, port: vm.bmc.port, user: vm.bmc.user, passwordFile: vm.bmc.passwordFile, cipherSuite: 3, firmware: vm.firmware };
   }
-  return { kind: 'qemu', qmpSocket: vm.qmpSocket };
+  // As labPowerDriver: SeaBIOS answers a reset with its own seconds later under TCG, OVMF does not.
+  return { kind: 'qemu', qmpSocket: vm.qmpSocket, guestResetWaitMs: vm.firmware === 'bios' ? 20_000 : 3000 };
 }
