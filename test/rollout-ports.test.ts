@@ -33,7 +33,7 @@ test('observe: the check-in fields, and whether the modules the node reported ar
   assert.deepEqual(obs, { bootPlatform: platformA, currentPlatform: platformA, lastBoot: node.lastBoot, lastSeen: node.lastSeen, modulesMatch: true });
   assert.ok(obs.lastSeen !== null && obs.lastBoot !== null);
   // A new network changes networking.json: what the node booted with is stale until it boots again.
-  store.nodes.update(node.id, { networkConfig: { ...(node.networkConfig as Record<string, unknown>), resolvers: ['10.99.0.53'] } });
+  store.nodes.update(node.id, { networkConfig: { ...(node.networkConfig as Record<string, unknown>), dnsDomain: 'lab.example' } });
   assert.equal(observeNode(f.node('cn1'), portOptions(f)).modulesMatch, false);
   await f.boot('cn1');
   assert.equal(observeNode(f.node('cn1'), portOptions(f)).modulesMatch, true);
