@@ -115,7 +115,7 @@ export function registerLab(program: Command): void {
       if (opts.detach) {
         process.stdout.write(`lab up: ${state.vms.length} VM(s) booting in namespace ${state.namespace}; head node http://${state.address}:${state.httpPort}\n`);
         process.stdout.write(`  fleetboot lab status --dir ${dir}   |   fleetboot lab down --dir ${dir}\n`);
-        for (const vm of state.vms.filter((v) => v.bmc)) {
+        for (const vm of state.vms) {
           // Detached, nothing here waits for the node to register: say how to give it its BMC.
           process.stdout.write(`  once ${vm.name} has registered: fleetboot --config ${state.configFile} node set ${vm.mac} ${powerAssignments(labPowerSpec(vm)).join(' ')}\n`);
         }
@@ -128,9 +128,10 @@ export function registerLab(program: Command): void {
       await new Promise<void>((resolveWait) => {
         let last = '';
         const timer = setInterval(() => {
-          // A node on a VM with a BMC gets that BMC as its power once it has registered.
+          // A VM's node gets its power (the VM's BMC, else its QMP socket) once it has registered.
           for (const a of assignLabPower(state)) {
-            if (a.spec.kind === 'ipmi') process.stderr.write(`lab: node ${a.nodeId} (${a.vm}) power set to its BMC: ipmi ${a.spec.host}:${a.spec.port}\n`);
+            const how = a.spec.kind === 'ipmi' ? `its BMC: ipmi ${a.spec.host}:${a.spec.port}` : `qemu ${a.spec.kind === 'qemu' ? a.spec.qmpSocket : ''}`;
+            process.stderr.write(`lab: node ${a.nodeId} (${a.vm}) power set to ${how}\n`);
           }
           const lines = labStatus(state).map((v) => `${v.name} ${v.running ? 'on' : 'off'} ${v.state ?? 'booting'} ${v.currentPlatform ?? '-'}`).join(', ');
           if (lines !== last) process.stderr.write(`lab: ${lines}\n`);

@@ -281,18 +281,18 @@ export function powerAssignments(spec: PowerSpec): string[] {
 }
 
 /**
- * Gives each registered node on a lab VM with a BMC, and no power settings yet, its BMC's `ipmi`
- * spec in the lab head node's registry (what `fleetboot node set NODE power.kind=ipmi ...`
- * does). An operator's own settings are left alone. Returns the VMs whose node it set.
+ * Gives each registered node on a lab VM, with no power settings yet, the VM's power in the lab
+ * head node's registry: its BMC's `ipmi` spec, or the `qemu` spec of its QMP socket (what
+ * `fleetboot node set NODE power.kind=...` does), so the lab's rollouts reboot through it. An
+ * operator's own settings are left alone. Returns the VMs whose node it set.
  */
 export function assignLabPower(state: LabState): { vm: string; nodeId: number; spec: PowerSpec }[] {
   const dbFile = Store.fileIn(join(state.dir, 'var'));
-  if (!existsSync(dbFile) || !state.vms.some((vm) => vm.bmc)) return [];
+  if (!existsSync(dbFile)) return [];
   const store = Store.open(dbFile);
   try {
     const done: { vm: string; nodeId: number; spec: PowerSpec }[] = [];
     for (const vm of state.vms) {
-      if (!vm.bmc) continue;
       const node = store.nodes.findByMac(vm.mac as NonNullable<ReturnType<typeof parseMac>>);
       if (!node || node.power !== null) continue;
       const spec = labPowerSpec(vm);
