@@ -539,7 +539,7 @@ export class DhcpServer implements Service {
     };
   }
 
-  /** config.http.publicUrl, else http://<serverAddress>:<HTTP port> (team contract "Base URL"). */
+  /** config.http.publicUrl, else http://<serverAddress>:<HTTP port>: the base URL every boot file and script names. */
   private httpBaseFor(net: NetworkConfig): string {
     if (this.config.http.publicUrl) return this.config.http.publicUrl.replace(/\/+$/, '');
     this.httpPortCache ??= this.deps.httpPort?.() ?? this.config.http.port;

@@ -322,7 +322,7 @@ export class TftpServer {
     };
   }
 
-  /** ERROR 2, logged with the reason and counted (issue 4: refusals are visible). */
+  /** ERROR 2, logged with the reason and counted, so an operator sees what was refused and why. */
   private refuse(rinfo: RemoteInfo, who: Requester, reason: string, message: string, file: string | null): void {
     this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
     this.sendError(rinfo, ErrorCode.accessViolation, message);

@@ -18,18 +18,9 @@ import type { NodeRecord } from '../../src/store/nodes.ts';
 import { Store } from '../../src/store/store.ts';
 import { cliPath, testNamespace } from '../fixtures.ts';
 import { labBootNeeds, requires } from '../requires.ts';
+import { waitFor } from './lab-fixtures.ts';
 
 const skip = requires({ ...labBootNeeds, commands: [...(labBootNeeds.commands ?? []), 'ipmi_sim', 'ipmitool'] });
-
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | null | false, diagnose: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== null && v !== false) return v;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs / 1000} s waiting for ${what}\n${diagnose()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 const read = (file: string): string => (existsSync(file) ? readFileSync(file, 'utf8') : '');
 /** Firmware starts on the VM's console: SeaBIOS's iPXE NIC ROM prints this once per boot. */
