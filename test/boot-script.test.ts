@@ -19,7 +19,7 @@ const base = 'http://10.99.0.1:8080';
 const mac = parseMac('52:54:00:12:34:56')!;
 const q = `/boot/node.ipxe?mac=${mac}&uuid=6b4a3e5c-0d3f-4f0e-9d7a-2f6c1b2a3c4d&serial=&arch=x86_64`;
 
-// What the Nodeconfig helper's provider returns for a configured node, fixed for exact scripts.
+// What node configuration's provider returns for a configured node, fixed for exact scripts.
 const contribution: NodeContributionProvider = (n) => ({
   bootArgs: { fleetboot_node: String(n.id), admin_ip: '10.99.0.50' },
   modules: [

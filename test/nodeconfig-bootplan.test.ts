@@ -1,4 +1,4 @@
-// The node's config modules as its boot script lists them (through the Platform helper's
+// The node's config modules as its boot script lists them (through the
 // boot plan): every module URL in the script answers for that node, and the hash module
 // matches the bytes of networking.json.
 import assert from 'node:assert/strict';

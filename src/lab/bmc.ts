@@ -1,7 +1,7 @@
 // A simulated BMC per lab VM (`lab up --bmc ipmi`): OpenIPMI's ipmi_sim (Debian `openipmi`)
 // serving IPMI over LAN on the lab namespace's own loopback, so `ipmitool -I lanplus` and the
 // `ipmi` power driver reach it exactly as they reach a real BMC, and nothing leaves the namespace
-// (NETBOOT-NOTES "A real BMC for a lab VM").
+// (docs/netboot-notes.md "A real BMC for a lab VM").
 //
 // Power goes through a chassis_control program: once lan.conf names one, ipmi_sim hands it every
 // power read, power change, reset and boot-device write (OpenIPMI lanserv/bmc_chassis.c:

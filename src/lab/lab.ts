@@ -35,7 +35,7 @@ export interface LabUpOptions {
   httpPort: number;
   memoryMiB: number;
   diskMiB: number;
-  /** Each QEMU runs under `timeout` this long (NETBOOT-NOTES pitfall 6). */
+  /** Each QEMU runs under `timeout` this long (docs/netboot-notes.md pitfall 6). */
   vmTimeoutSeconds: number;
   logLevel: string;
   /**

@@ -1,5 +1,5 @@
 // The lab network: one namespace holding a bridge (the lab's admin segment, with the head
-// node's address) and one tap per VM (NETBOOT-NOTES "A lab network that works"). Nothing in it
+// node's address) and one tap per VM (docs/netboot-notes.md "A lab network that works"). Nothing in it
 // is routed anywhere: its addresses exist only inside the namespace.
 import { writeFileSync } from 'node:fs';
 import { execa } from 'execa';
@@ -25,7 +25,7 @@ export async function createLabNetwork(ns: string, address: string, prefix: numb
   await ip(['-n', ns, 'link', 'add', bridgeName, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
   await ip(['-n', ns, 'addr', 'add', `${address}/${prefix}`, 'dev', bridgeName]);
   await ip(['-n', ns, 'link', 'set', bridgeName, 'up']);
-  // NETBOOT-NOTES pitfall 1: a broadcast reply needs a route when there is no default route.
+  // docs/netboot-notes.md pitfall 1: a broadcast reply needs a route when there is no default route.
   await ip(['-n', ns, 'route', 'add', '255.255.255.255/32', 'dev', bridgeName]);
   // radvd refuses to advertise unless forwarding is on; this sysctl is per namespace.
   await execa('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1'], { reject: false });
@@ -49,7 +49,7 @@ export async function deleteLabNetwork(ns: string): Promise<void> {
 }
 
 /**
- * radvd config: iPXE waits ~16 s for an IPv6 router advertisement after DHCPv4 (NETBOOT-NOTES
+ * radvd config: iPXE waits ~16 s for an IPv6 router advertisement after DHCPv4 (docs/netboot-notes.md
  * pitfall 2); any RA ends the wait. No prefix, default lifetime 0 (RFC 4861 §6.2.1: not a
  * default router), so nothing gets an IPv6 route.
  */

@@ -41,7 +41,7 @@ export const labVmSchema = z.object({
   uuid: z.string(),
   tap: z.string(),
   firmware: firmwareSchema,
-  /** UEFI without an iPXE NIC ROM: firmware PXE -> TFTP iPXE -> HTTP (NETBOOT-NOTES pitfall 5). */
+  /** UEFI without an iPXE NIC ROM: firmware PXE -> TFTP iPXE -> HTTP (docs/netboot-notes.md pitfall 5). */
   chainload: z.boolean(),
   qmpSocket: z.string(),
   serialLog: z.string(),

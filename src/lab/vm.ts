@@ -1,5 +1,5 @@
 // One lab VM: the QEMU command line that PXE-boots it from the lab bridge.
-// -accel tcg: /dev/kvm here cannot run guests (NETBOOT-NOTES pitfall 7). -no-reboot plus
+// -accel tcg: /dev/kvm here cannot run guests (docs/netboot-notes.md pitfall 7). -no-reboot plus
 // reboot-timeout and the `timeout` wrapper: a failed boot ends the VM instead of waiting
 // forever in SeaBIOS (pitfall 6).
 import { copyFileSync, existsSync, openSync, closeSync, ftruncateSync, writeFileSync } from 'node:fs';
@@ -60,7 +60,7 @@ export function prepareVm(ns: string, dir: string, plan: VmPlan, salt: number): 
   }
   if (plan.firmware === 'uefi') {
     varsFile = join(dir, `${name}.OVMF_VARS.fd`);
-    if (!existsSync(varsFile)) copyFileSync(ovmfVars, varsFile); // NETBOOT-NOTES: one VARS copy per VM
+    if (!existsSync(varsFile)) copyFileSync(ovmfVars, varsFile); // docs/netboot-notes.md: one VARS copy per VM
     firmwareArgs.push(
       '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${ovmfCode}`,
       '-drive', `if=pflash,format=raw,unit=1,file=${varsFile}`,

@@ -1,5 +1,5 @@
 // Whether fleetboot answers a machine it does not know, decided here and nowhere else
-// (DESIGN.md "The boot path" §4). The DHCP server, the boot-script route and check-in all ask.
+// (docs/design.md "The boot path" §4). The DHCP server, the boot-script route and check-in all ask.
 //
 //   policy      full DHCP              ProxyDHCP   boot script        check-in
 //   discover    register, lease        register    register, boots    register

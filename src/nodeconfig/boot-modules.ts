@@ -1,5 +1,5 @@
 // The node-config part of a node's boot plan: the `-B` args its network needs and the
-// config modules it loads (DESIGN.md "The boot path" §5). The Platform helper's boot plan
+// config modules it loads (docs/design.md "The boot path" §5). The boot plan (boot/plan.ts)
 // calls this for every known node; the modules are served by http/node-api.ts.
 import type { BootModule, NodeBootContribution, NodeContributionProvider, ScriptRequest } from '../boot/plan.ts';
 import type { NodeRecord } from '../store/nodes.ts';

@@ -1,5 +1,5 @@
 // A node's life: discovered -> setting_up -> running, plus rebooting, unknown, failed,
-// retired (DESIGN.md "The registry"). Check-ins, operator setup / set / retire and the
+// retired (docs/design.md "The registry"). Check-ins, operator setup / set / retire and the
 // missed-check-in sweep all change state here, each in one transaction, each recorded as
 // a boot event so `node show` tells the story.
 import type { Logger } from '../log.ts';
@@ -44,7 +44,7 @@ export function scriptRequestFromNode(store: Store, dhcpMode: 'off' | 'full' | '
   return dhcpMode !== 'full' || store.nodes.findByAddress(ip)?.node.id === node.id;
 }
 
-/** The state a node moves to when it checks in (DESIGN.md node states). */
+/** The state a node moves to when it checks in (docs/design.md node states). */
 export function stateAfterCheckin(state: NodeState, node: Pick<NodeRecord, 'bootPlatform'>, runningPlatform: string | null): NodeState {
   switch (state) {
     case 'setting_up':

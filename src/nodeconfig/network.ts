@@ -1,5 +1,5 @@
 // A node's network as an operator declares it, validated with zod, and rendered to what
-// SmartOS reads at boot: the `networking.json` boot module (DESIGN.md "Formats") and the
+// SmartOS reads at boot: the `networking.json` boot module (docs/design.md "Formats") and the
 // `-B` boot args (`admin_nic`, `<tag>_nic`, `<aggr>_aggr`, `<aggr>_lacp_mode`, `hostname`)
 // that smartos-live's /lib/sdc/config.sh and network/physical read on a node without a
 // USB key. SmartOS turns networking.json into config keys with net-boot-config.js

@@ -1,6 +1,6 @@
 // The rollout journal: every rollout and every node's step in it, with states and times.
 // The orchestrator writes a transition here BEFORE carrying out its side effect, so after a
-// crash the journal says what may have happened (DESIGN.md "Rolling upgrades": state lives
+// crash the journal says what may have happened (docs/design.md "Rolling upgrades": state lives
 // in the store, a restart resumes). The SQLite store implements this interface; the
 // in-memory one below is for tests and for `rollout plan`-style dry runs.
 import type { RolloutSpec } from './plan.ts';

@@ -1,4 +1,4 @@
-// The rollout orchestrator (DESIGN.md "Rolling upgrades"): a pure decision, `nextTransition`,
+// The rollout orchestrator (docs/design.md "Rolling upgrades"): a pure decision, `nextTransition`,
 // from a rollout's journal, what the nodes last reported and the clock to the one next
 // transition, and a thin loop that journals each transition before carrying out its side
 // effect (assign a platform, power-cycle). Operator verbs only write the journal, so the

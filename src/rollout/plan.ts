@@ -1,4 +1,4 @@
-// A rollout's plan (DESIGN.md "Rolling upgrades") as a pure function of the spec, the fleet
+// A rollout's plan (docs/design.md "Rolling upgrades") as a pure function of the spec, the fleet
 // and the imported platforms, like boot/plan.ts: nodes, limits and boot time in, ordered
 // waves out. The orchestrator only carries a stored plan out; formatters only print it.
 import { z } from 'zod';

@@ -1,5 +1,5 @@
 // Power drivers: how a rollout (or an operator) reboots a node. Each driver runs a real tool
-// or protocol (DESIGN.md "Rolling upgrades"): ipmitool, Redfish, ssh, QEMU's QMP socket.
+// or protocol (docs/design.md "Rolling upgrades"): ipmitool, Redfish, ssh, QEMU's QMP socket.
 // The interface is deliberately small so a rollout never needs to know which one it holds.
 import { z } from 'zod';
 

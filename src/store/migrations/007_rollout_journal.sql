@@ -1,7 +1,7 @@
 -- The rollout journal (rollout/journal.ts RolloutJournal): 002's tables predate the
 -- orchestrator and never held a row, so they are replaced rather than altered.
 -- The orchestrator writes each step transition here before its side effect; a restarted
--- head node resumes from these rows (DESIGN.md "Rolling upgrades").
+-- head node resumes from these rows (docs/design.md "Rolling upgrades").
 
 DROP TABLE rollout_steps;
 DROP TABLE rollouts;
