@@ -19,6 +19,13 @@ test('every verb has --help with an example', async (t) => {
   }
 });
 
+test('output into a pipe whose reader has gone ends the command quietly, not with an EPIPE crash', async (t) => {
+  const dir = tempDir(t);
+  const r = await execa('sh', ['-c', `"${process.execPath}" "${cliPath}" lab status --help | head -c 1 >/dev/null; sleep 0.2`], { cwd: dir, reject: false });
+  assert.equal(r.exitCode, 0);
+  assert.doesNotMatch(String(r.stderr), /EPIPE|Unhandled/);
+});
+
 test('init writes a valid config and a 0600 API token; a second init is refused', async (t) => {
   const dir = tempDir(t);
   const r = await runCli(['init', '--interface', 'lo', '--subnet', '127.0.0.0/8', '--range', '127.0.0.100-127.0.0.200'], dir);

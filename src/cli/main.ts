@@ -59,5 +59,13 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that goes away (`fleetboot node list | head`) is the end of the output, not a crash.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 const code = await main(process.argv);
 if (code !== 0) process.exitCode = code;
