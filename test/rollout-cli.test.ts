@@ -12,6 +12,9 @@ import { execa } from 'execa';
 import { cliPath, runCli, tempDir } from './fixtures.ts';
 import { writeLinuxPlatform } from './platform-fixtures.ts';
 
+/** A test that hangs (a check-in that never lands) fails instead of holding up the suite; CLI runs are slow under load. */
+const TIMEOUT = 300_000;
+
 /** Four set-up nodes running lab-A, two per rack, and platforms lab-A and lab-B. */
 async function seed(dir: string): Promise<void> {
   const store = Store.open(Store.fileIn(join(dir, 'var')));
@@ -43,7 +46,7 @@ function journal(dir: string): { rollouts: number; states: string[] } {
   }
 }
 
-test('rollout plan prints the waves across failure domains and touches nothing; bad flags exit 2 naming the flag', async (t) => {
+test('rollout plan prints the waves across failure domains and touches nothing; bad flags exit 2 naming the flag', { timeout: TIMEOUT }, async (t) => {
   const dir = tempDir(t);
   await seed(dir);
   const plan = await runCli(['rollout', 'plan', '--target', 'lab-B', '--canary', '1', '--max-in-flight', '50%', '--domain', 'rack', '--soak', '2m', '--deadline', '10m', '--auto'], dir);
@@ -76,7 +79,7 @@ test('rollout plan prints the waves across failure domains and touches nothing; 
   }
 });
 
-test('rollout start stores it and prints the id; status, list and the operator verbs only write the journal', async (t) => {
+test('rollout start stores it and prints the id; status, list and the operator verbs only write the journal', { timeout: TIMEOUT }, async (t) => {
   const dir = tempDir(t);
   await seed(dir);
   const start = await runCli(['rollout', 'start', '--target', 'lab-B', '--nodes', 'rack=b12', '--canary', '1', '--promote'], dir);
@@ -131,17 +134,19 @@ test('rollout start stores it and prints the id; status, list and the operator v
   }
 });
 
-test('rollout status --watch prints each change until the rollout is over', async (t) => {
+test('rollout status --watch prints each change until the rollout is over', { timeout: TIMEOUT }, async (t) => {
   const dir = tempDir(t);
   await seed(dir);
   assert.equal((await runCli(['rollout', 'start', '--target', 'lab-B', '--nodes', 'cn1', '--canary', '0'], dir)).exitCode, 0);
   const watch = execa(process.execPath, [cliPath, 'rollout', 'status', '1', '--watch'], { cwd: dir, reject: false, timeout: 30_000 });
   let seen = '';
+  // Also on exit: a watcher that died early fails the assertions below instead of hanging the test.
   await new Promise<void>((resolve) => {
     watch.stdout!.on('data', (chunk: Buffer) => {
       seen += chunk.toString();
       if (seen.includes('rollout 1 of lab-B: running')) resolve();
     });
+    watch.stdout!.on('close', () => resolve());
   });
   assert.equal((await runCli(['rollout', 'pause', '1'], dir)).exitCode, 0);
   assert.equal((await runCli(['rollout', 'cancel', '1'], dir)).exitCode, 0);

@@ -11,6 +11,9 @@ import { observeNode, storeRolloutPorts, type StorePortsOptions } from '../src/r
 import { runCli, tempDir } from './fixtures.ts';
 import { fakeFleet, platformA, platformB, type FakeFleet } from './rollout-fleet.ts';
 
+/** A test that hangs (a check-in that never lands) fails instead of holding up the suite; CLI runs are slow under load. */
+const TIMEOUT = 180_000;
+
 function portOptions(f: FakeFleet): StorePortsOptions {
   const keys = nodeKeysIn(f.h.head.config.dataDir);
   return { moduleSecrets: (node) => ({ rootPassword: rootPassword(keys, node), ntpHost: defaultNtpHost(f.h.head.config) }) };
@@ -25,7 +28,7 @@ async function post(f: FakeFleet, path: string, body: unknown): Promise<{ status
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
-test('observe: the check-in fields, and whether the modules the node reported are the ones fleetboot serves it now', async (t) => {
+test('observe: the check-in fields, and whether the modules the node reported are the ones fleetboot serves it now', { timeout: TIMEOUT }, async (t) => {
   const f = await fakeFleet(t, tempDir(t), ['cn1']);
   const store = f.h.head.store;
   const node = f.node('cn1');
@@ -43,7 +46,7 @@ test('observe: the check-in fields, and whether the modules the node reported ar
   assert.equal(storeRolloutPorts(store, portOptions(f)).observe(9999), null);
 });
 
-test('assignPlatform and powerDriver: boot events carry the rollout; an unchanged platform is no event; no power settings throws before any reboot', async (t) => {
+test('assignPlatform and powerDriver: boot events carry the rollout; an unchanged platform is no event; no power settings throws before any reboot', { timeout: TIMEOUT }, async (t) => {
   const f = await fakeFleet(t, tempDir(t), ['cn1']);
   const store = f.h.head.store;
   const ports = storeRolloutPorts(store, { ...portOptions(f), driverFor: () => ({ kind: 'fake', powerCycle: async () => undefined, powerOff: async () => undefined, powerOn: async () => undefined, status: async () => 'on' }) });
@@ -63,7 +66,7 @@ test('assignPlatform and powerDriver: boot events carry the rollout; an unchange
   assert.throws(() => ports.powerDriver(id, { rolloutId: 4, purpose: 'rollout' }), /has no power settings/);
 });
 
-test('set-platform on a node a rollout still has is refused (HTTP 409, CLI exit 2) unless forced; node show names the rollout', async (t) => {
+test('set-platform on a node a rollout still has is refused (HTTP 409, CLI exit 2) unless forced; node show names the rollout', { timeout: TIMEOUT }, async (t) => {
   const dir = tempDir(t);
   const f = await fakeFleet(t, dir, ['cn1', 'cn2']);
   const store = f.h.head.store;

@@ -7,9 +7,27 @@ import { startRollout } from './orchestrator.ts';
 import { parseRolloutSpec, planRollout, type RolloutPlan } from './plan.ts';
 import { summarizeRollout, type RolloutSummary } from './status.ts';
 
+/**
+ * The median reboot-to-verified time of the latest verified nodes (seconds), or null with no
+ * history: a plan's estimate from what boots took here rather than from the deadline.
+ */
+export function typicalBootSeconds(store: Store, sample = 50): number | null {
+  const took: number[] = [];
+  for (const r of store.rollouts.list().reverse()) {
+    for (const s of store.rollouts.steps(r.id)) {
+      if (s.state === 'verified' && s.rebootAt !== null && s.finishedAt !== null) took.push((s.finishedAt - s.rebootAt) / 1000);
+    }
+    if (took.length >= sample) break;
+  }
+  if (took.length === 0) return null;
+  const sorted = took.slice(0, sample).sort((a, b) => a - b);
+  return Math.max(1, Math.round(sorted[Math.floor(sorted.length / 2)]!));
+}
+
 /** A plan for `input` (a spec as JSON) against the fleet and platforms as they are now; throws RolloutPlanError. */
 export function planFromRegistry(store: Store, input: unknown): RolloutPlan {
-  return planRollout(parseRolloutSpec(input), store.nodes.list(), store.platforms.list());
+  const typical = typicalBootSeconds(store);
+  return planRollout(parseRolloutSpec(input), store.nodes.list(), store.platforms.list(), typical === null ? {} : { typicalBootSeconds: typical });
 }
 
 /** Plans and stores a rollout in one go; throws RolloutPlanError or RolloutStateError (a node is in another rollout). */
