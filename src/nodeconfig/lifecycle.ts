@@ -319,7 +319,7 @@ export function assignPlatform(
     if (held?.claimed) {
       throw new NodeInRolloutError(
         `node ${node.id} is in rollout ${held.rollout.id} (${held.rollout.state}, its step ${held.step.state}); the rollout would undo or race this. ` +
-          `Cancel the rollout (fleetboot rollout cancel ${held.rollout.id}) or force it (--force)`,
+          `Cancel the rollout (fleetboot rollout cancel ${held.rollout.id}) or force it (--force; over HTTP {"force": true})`,
       );
     }
   }
