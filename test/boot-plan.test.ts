@@ -6,6 +6,7 @@ import { bootPlanFor, type BootPlan, type NodeBootContribution, type SmartosEntr
 import type { Mac } from '../src/mac.ts';
 import type { NodeRecord, NodeState } from '../src/store/nodes.ts';
 import type { PlatformRecord } from '../src/store/platforms.ts';
+import { nodeRecord } from './node-fixtures.ts';
 
 const mac = '52:54:00:12:34:56' as Mac;
 const baseUrl = 'http://10.99.0.1:8080';
@@ -45,32 +46,18 @@ function linux(stamp: string, isDefault = false): PlatformRecord {
 }
 
 function node(o: { state?: NodeState; bootPlatform?: string | null; previousPlatform?: string | null; hostname?: string | null; traits?: Record<string, string> } = {}): NodeRecord {
-  return {
+  return nodeRecord({
     id: 7,
-    uuid: null,
-    uuidSources: {},
-    power: null,
     hostname: o.hostname ?? null,
     state: o.state ?? 'running',
     bootPlatform: o.bootPlatform ?? null,
     previousPlatform: o.previousPlatform ?? null,
-    currentPlatform: null,
-    arch: 'x86_64',
-    serial: null,
-    lastBoot: null,
-    lastSeen: null,
-    sysinfo: null,
-    networkConfig: null,
-    zpoolConfig: null,
     traits: o.traits ?? {},
-    tokenHash: null,
-    createdAt: 0,
-    updatedAt: 0,
     nics: [
       { mac, nodeId: 7, nicTag: 'admin', ip: null, network: null, vlan: null, mtu: null, isAdmin: true },
       { mac: '52:54:00:aa:bb:cc' as Mac, nodeId: 7, nicTag: 'external', ip: null, network: null, vlan: null, mtu: null, isAdmin: false },
     ],
-  };
+  });
 }
 
 const platforms = [smartos('20240101T000000Z', true), smartos('20240201T000000Z'), linux('lab-6.1')];

@@ -10,6 +10,7 @@ import { parseNodeNetwork } from '../src/nodeconfig/network.ts';
 import { answersJson, renderConfigModule } from '../src/nodeconfig/render.ts';
 import { tokenHashFor, type NodeKeys } from '../src/nodeconfig/secrets.ts';
 import type { NodeRecord } from '../src/store/nodes.ts';
+import { nodeRecord } from './node-fixtures.ts';
 
 const isNet = (v: unknown): boolean => typeof v === 'string' && isIPv4(v);
 const nonEmpty = (v: unknown): boolean => v !== undefined && v !== null && String(v) !== '';
@@ -104,29 +105,15 @@ test('answers follow the network: a second resolver repeats the first, the defau
 test('no root password, no answers.json: a node without a token is not offered one (promptpw would loop)', () => {
   const keys: NodeKeys = { key: 'answers-test-key-not-a-secret-0123456789' };
   const network = parseNodeNetwork(cases[0]![1]);
-  const node: NodeRecord = {
+  const node: NodeRecord = nodeRecord({
     id: 9,
-    uuid: null,
-    uuidSources: {},
-    power: null,
     hostname: 'cn9',
     state: 'setting_up',
     bootPlatform: '20250101T000000Z',
-    previousPlatform: null,
-    currentPlatform: null,
-    arch: 'x86_64',
-    serial: null,
-    lastBoot: null,
-    lastSeen: null,
-    sysinfo: null,
     networkConfig: network,
     zpoolConfig: { class: 'default', exclude: [] },
-    traits: {},
-    tokenHash: null,
-    createdAt: 0,
-    updatedAt: 0,
     nics: [{ mac: mac1 as never, nodeId: 9, nicTag: 'admin', ip: null, network: null, vlan: null, mtu: null, isAdmin: true }],
-  };
+  });
   assert.equal(renderConfigModule('answers.json', node, { rootPassword: null, ntpHost: null }), null);
   assert.ok(!nodeConfigContribution(node, keys).modules.some((m) => m.name === 'answers.json'));
   const withToken = { ...node, tokenHash: tokenHashFor(keys, 9, 'salt9') };

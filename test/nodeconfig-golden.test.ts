@@ -13,6 +13,7 @@ import { renderConfigModule } from '../src/nodeconfig/render.ts';
 import { rootPassword, tokenHashFor, type NodeKeys } from '../src/nodeconfig/secrets.ts';
 import { parseZpoolLayout } from '../src/nodeconfig/zpool.ts';
 import type { NodeRecord } from '../src/store/nodes.ts';
+import { nodeRecord } from './node-fixtures.ts';
 
 const goldenDir = join(import.meta.dirname, 'golden');
 const cases = ['one-nic', 'two-nics-tags', 'aggr-vlans', 'static-routes'];
@@ -21,29 +22,18 @@ const keys: NodeKeys = { key: 'golden-test-key-not-a-secret-0123456789' };
 function nodeFor(input: { network: unknown; zpool: unknown; disks: unknown[] }, id: number): NodeRecord {
   const network = parseNodeNetwork(input.network);
   const nics = nicRowsFor(network, []).map((n) => ({ mac: n.mac, nodeId: id, nicTag: n.nicTag ?? null, ip: n.ip ?? null, network: null, vlan: n.vlan ?? null, mtu: n.mtu ?? null, isAdmin: n.isAdmin ?? false }));
-  return {
+  return nodeRecord({
     id,
     uuid: `00000000-0000-4000-8000-00000000000${id}`,
-    uuidSources: {},
-    power: null,
     hostname: network.hostname,
     state: 'setting_up',
     bootPlatform: '20250101T000000Z',
-    previousPlatform: null,
-    currentPlatform: null,
-    arch: 'x86_64',
-    serial: null,
-    lastBoot: null,
-    lastSeen: null,
     sysinfo: { disks: input.disks },
     networkConfig: network,
     zpoolConfig: parseZpoolLayout(input.zpool),
-    traits: {},
     tokenHash: tokenHashFor(keys, id, `golden${id}`),
-    createdAt: 0,
-    updatedAt: 0,
     nics,
-  };
+  });
 }
 
 function checkGolden(file: string, actual: string): void {
