@@ -116,6 +116,9 @@ test('node set power.* is checked whole; POST /nodes/:id/power and `node power` 
   const wrong = await runCli(['node', 'power', String(node.id), 'reboot'], dir);
   assert.equal(wrong.exitCode, 2);
   assert.match(String(wrong.stderr), /action: expected one of status, on, off, cycle/);
+  const pxe = await runCli(['node', 'power', String(node.id), 'pxe'], dir);
+  assert.notEqual(pxe.exitCode, 0);
+  assert.match(String(pxe.stderr), /the qemu driver cannot choose the next boot device/);
   const cli = await runCli(['node', 'set-platform', String(node.id), 'lab-A'], dir);
   assert.equal(cli.exitCode, 0, String(cli.stderr));
 });

@@ -126,6 +126,13 @@ test('a power cycle sets the next boot to PXE first (EFI for uefi nodes), cycles
   assert.ok(g.calls().map(commandOf).includes('chassis bootdev pxe options=efiboot'));
 });
 
+test('pxe sets the next boot to the network and leaves the power alone', async (t) => {
+  const f = fake(t, 'off');
+  await driver(f, { firmware: 'uefi' }).setNextBootNetwork();
+  assert.deepEqual(f.calls().map(commandOf), ['chassis bootdev pxe options=efiboot']);
+  assert.equal(readFileSync(join(f.dir, 'power'), 'utf8').trim(), 'off');
+});
+
 test('power cycle of a machine that is off powers it on (a BMC refuses a cycle in that state)', async (t) => {
   const f = fake(t, 'off');
   await driver(f).powerCycle();

@@ -209,11 +209,11 @@ export function registerNode(program: Command): void {
 
   node
     .command('power')
-    .description("power a node through its driver (its power.* settings): status, on, off or cycle (a cycle boots it from the network again)")
+    .description("power a node through its driver (its power.* settings): status, on, off, cycle (a cycle boots it from the network again) or pxe (boot from the network next, power untouched)")
     .argument('<node>', 'node id, UUID, MAC or hostname')
     .argument('<action>', powerActions.join('|'))
     .option('--json', 'print JSON')
-    .addHelpText('after', '\nExamples:\n  fleetboot node set cn7 power.kind=qemu power.qmpSocket=/var/lab/node0.qmp\n  fleetboot node power cn7 cycle\n  fleetboot node power cn7 status --json')
+    .addHelpText('after', '\nExamples:\n  fleetboot node set cn7 power.kind=qemu power.qmpSocket=/var/lab/node0.qmp\n  fleetboot node power cn7 cycle\n  fleetboot node power cn7 pxe\n  fleetboot node power cn7 status --json')
     .action(async (ref: string, action: string, o: { json?: boolean }, cmd: Command) => {
       if (!(powerActions as readonly string[]).includes(action)) throw new UsageError(`action: expected one of ${powerActions.join(', ')}, got ${JSON.stringify(action)}`);
       await withStore(cmd, async (store) => {

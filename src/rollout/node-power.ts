@@ -6,7 +6,8 @@ import type { Store } from '../store/store.ts';
 import { powerDriverFor } from './power-drivers.ts';
 import { PowerError, type PowerDriver, type PowerState } from './power.ts';
 
-export const powerActions = ['status', 'on', 'off', 'cycle'] as const;
+/** `pxe` sets "boot from the network next" only, where the driver can; the power is untouched. */
+export const powerActions = ['status', 'on', 'off', 'cycle', 'pxe'] as const;
 export type PowerAction = (typeof powerActions)[number];
 
 export interface PowerResult {
@@ -43,6 +44,10 @@ export async function powerNode(
     if (action === 'on') await driver.powerOn();
     else if (action === 'off') await driver.powerOff();
     else if (action === 'cycle') await driver.powerCycle();
+    else if (action === 'pxe') {
+      if (!driver.setNextBootNetwork) throw new PowerError(`the ${driver.kind} driver cannot choose the next boot device; ${driver.kind === 'qemu' ? 'a lab VM boots from the network first anyway' : 'set network boot first in the firmware setup'}`);
+      await driver.setNextBootNetwork();
+    }
     const state = await driver.status();
     if (action !== 'status') store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, state, ...context } });
     return { action, driver: driver.kind, state };

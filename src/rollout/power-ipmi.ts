@@ -185,6 +185,10 @@ export class IpmiPowerDriver implements PowerDriver {
     }
   }
 
+  setNextBootNetwork(): Promise<void> {
+    return underBmcLock(this.endpoint, () => this.preflight().then(() => this.bootFromNetworkNext()));
+  }
+
   private async bootFromNetworkNext(): Promise<void> {
     // Set System Boot Options, boot flags (IPMI v2.0 §28.12, Table 28-14 parameter 5): device
     // selector "force PXE", for the next boot only; `efiboot` sets byte 1 bit 5 (EFI boot type,

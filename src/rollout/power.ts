@@ -15,6 +15,12 @@ export interface PowerDriver {
   powerOff(options?: { soft?: boolean; graceMs?: number }): Promise<void>;
   powerOn(): Promise<void>;
   status(): Promise<PowerState>;
+  /**
+   * Asks the firmware to boot from the network on the next boot only, without touching power.
+   * Drivers that cannot (a VM always PXE-boots first, ssh has no firmware access) leave it out;
+   * every driver that has it calls it itself before a power cycle or power on.
+   */
+  setNextBootNetwork?(): Promise<void>;
 }
 
 /** A power action that could not be carried out; `message` says what to check. */
