@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { HeadNode } from '../headnode.ts';
 import { createLogger } from '../log.ts';
+import { DataDirLockedError, lockDataDir, type DataDirLock } from '../store/datadir-lock.ts';
 import { configFor } from './context.ts';
 
 export function registerServe(program: Command): void {
@@ -11,7 +12,27 @@ export function registerServe(program: Command): void {
     .action(async (_opts: object, cmd: Command) => {
       const { config, path } = configFor(cmd);
       const log = createLogger(config.log.level);
-      const head = new HeadNode(config, { log });
+      // One head node per data dir (store/datadir-lock.ts), taken before anything opens the registry.
+      let lock: DataDirLock;
+      try {
+        lock = lockDataDir(config.dataDir);
+      } catch (err) {
+        if (!(err instanceof DataDirLockedError)) throw err;
+        process.stderr.write(`fleetboot: ${err.message}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      if (lock.tookOverFrom) {
+        const was = lock.tookOverFrom;
+        log.warn({ event: 'datadir_lock_takeover', pid: was.pid, host: was.host, since: was.startedAt }, `took over the data dir lock of serve PID ${was.pid}, which ended without releasing it`);
+      }
+      let head: HeadNode;
+      try {
+        head = new HeadNode(config, { log });
+      } catch (err) {
+        lock.release();
+        throw err;
+      }
       log.info({ event: 'config', file: path ?? '(embedded defaults)', dhcp: config.dhcp.mode, tftp: config.tftp.enabled }, 'config loaded');
       let stopping: Promise<void> | null = null;
       const shutdown = (signal: NodeJS.Signals): void => {
@@ -19,6 +40,7 @@ export function registerServe(program: Command): void {
         log.info({ event: 'shutdown', signal }, 'stopping');
         stopping = head.stop().then(
           () => {
+            lock.release();
             log.info({ event: 'stopped' }, 'head node stopped');
             log.flush();
             process.exitCode = 0;
@@ -31,6 +53,11 @@ export function registerServe(program: Command): void {
       };
       process.once('SIGTERM', shutdown);
       process.once('SIGINT', shutdown);
-      await head.start();
+      try {
+        await head.start();
+      } catch (err) {
+        lock.release();
+        throw err;
+      }
     });
 }
