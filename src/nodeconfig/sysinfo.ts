@@ -15,6 +15,25 @@ const macSchema = z.string().transform((s, ctx): Mac => {
   return mac;
 });
 
+/**
+ * How many of each list one check-in may hold. A discovery check-in needs no token, so
+ * without bounds one request could register a node with thousands of MACs. The bounds sit
+ * well above a large server: SmartOS sysinfo lists physical NICs (a 4-port card in each of
+ * 8 slots is 32) and one disk per LUN after MPxIO (two 84-bay JBODs are 168).
+ */
+export const checkinBounds = { nics: 64, disks: 256, modules: 64 } as const;
+
+/**
+ * An array of at most `max` items, its length checked before any item is parsed: a list far
+ * over the bound is refused with one issue naming the field, not one issue per item.
+ */
+function boundedList<T extends z.ZodType>(item: T, max: number, what: string) {
+  return z
+    .array(z.unknown())
+    .max(max, `at most ${max} ${what} (see docs/hardening.md, "Check-in bounds")`)
+    .pipe(z.array(item));
+}
+
 export const checkinSchema = z.strictObject({
   /** SMBIOS UUID; all-zero UUIDs (firmware without one) count as none. */
   uuid: z
@@ -23,24 +42,28 @@ export const checkinSchema = z.strictObject({
     .nullable()
     .transform((u) => meaningfulUuid(u)),
   hostname: z.string().max(253).nullable().default(null),
-  nics: z
-    .array(
-      z.strictObject({
-        mac: macSchema,
-        name: z.string().max(64).nullable().default(null),
-        ip: z.string().refine((s) => isIPv4(s), 'expected an IPv4 address').nullable().default(null),
-      }),
-    )
-    .min(1, 'at least one NIC is needed'),
+  nics: boundedList(
+    z.strictObject({
+      mac: macSchema,
+      name: z.string().max(64).nullable().default(null),
+      ip: z.string().refine((s) => isIPv4(s), 'expected an IPv4 address').nullable().default(null),
+    }),
+    checkinBounds.nics,
+    'NICs',
+  ).refine((nics) => nics.length >= 1, 'at least one NIC is needed'),
   cpu: z.strictObject({ model: z.string().max(256), count: z.number().int().min(1).max(4096) }),
   ramBytes: z.number().int().min(0),
-  disks: z.array(diskSchema).max(1024).default([]),
+  disks: boundedList(diskSchema, checkinBounds.disks, 'disks').default([]),
   /** The platform stamp (or Linux platform name) the node is running. */
   platform: z.string().max(128).nullable(),
   /** Boot time, seconds since the epoch (/proc/stat btime, SmartOS `Boot Time`). */
   bootTime: z.number().int().min(0).max(2 ** 40),
   /** SHA-1 hex of each config module the node found at boot (/networking.json, /system/boot/*). */
-  modules: z.record(z.string().regex(/^[\w.-]{1,64}$/, 'expected a module name'), z.string().regex(/^[0-9a-f]{40}$/, 'expected SHA-1 hex')).default({}),
+  modules: z
+    .record(z.string(), z.unknown())
+    .refine((m) => Object.keys(m).length <= checkinBounds.modules, `at most ${checkinBounds.modules} modules (see docs/hardening.md, "Check-in bounds")`)
+    .pipe(z.record(z.string().regex(/^[\w.-]{1,64}$/, 'expected a module name'), z.string().regex(/^[0-9a-f]{40}$/, 'expected SHA-1 hex')))
+    .default({}),
   /** The node id fleetboot gave in `fleetboot_node=`, when it booted with one. */
   node: z.string().max(64).nullable().default(null),
   agent: z.string().max(64).nullable().default(null),
