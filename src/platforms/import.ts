@@ -1,7 +1,9 @@
 // Importing platform images: SmartOS platform tarballs (docs/design.md "Formats") and Linux
 // ramdisk platforms (kernel + initrds + command line from a small manifest). Every import
-// is staged in a work folder beside the stamps, verified, then renamed into place in the
-// same transaction that inserts its registry row, so nothing is ever half-imported.
+// is staged in a work folder beside the stamps, verified, then renamed to a folder of its own
+// in the same transaction that inserts its registry row naming that folder, so nothing is
+// ever half-imported. A forced re-import never touches the folder the old row names until
+// the new row is committed (docs/platforms.md, "Staging an import").
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
@@ -14,7 +16,7 @@ import { z } from 'zod';
 import type { Store } from '../store/store.ts';
 import type { PlatformFile, PlatformFileRole, PlatformRecord } from '../store/platforms.ts';
 import { PlatformExistsError } from '../store/platforms.ts';
-import { newWorkFolder, platformsRoot, sweepPlatformFolders } from './layout.ts';
+import { newPlatformFolder, newWorkFolder, platformsRoot, sweepPlatformFolders } from './layout.ts';
 
 /** An import refused for a reason the operator can fix; nothing was left behind. */
 export class ImportError extends Error {
@@ -89,6 +91,53 @@ interface Extracted {
 }
 
 /**
+ * The path rules of one platform tarball, entry by entry: every entry lies under one
+ * `platform-<STAMP>/` top folder (smartos-live's tools/build_platform layout), never absolute,
+ * never through `..` or through a symlink the archive made earlier, and a symlink's target
+ * stays inside the platform folder. Pure (no file system), so they can be checked alone.
+ */
+export class TarballPaths {
+  /** The stamp of the top folder, once the first entry named it. */
+  stamp: string | null = null;
+  /** Symlinks accepted so far, relative to the platform folder. */
+  readonly links = new Set<string>();
+
+  /** `platform-<STAMP>/a/b` -> `a/b` (null for the top folder itself); refuses paths outside the top folder. */
+  relPathOf(raw: string): string | null {
+    if (raw.startsWith('/') || /^[A-Za-z]:/.test(raw)) throw new ImportError(`tar entry ${JSON.stringify(raw)} is an absolute path`);
+    const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
+    if (parts.includes('..')) throw new ImportError(`tar entry ${JSON.stringify(raw)} escapes the platform folder`);
+    const top = parts[0];
+    const m = top === undefined ? null : /^platform-(.+)$/.exec(top);
+    if (!m) throw new ImportError(`tar entry ${JSON.stringify(raw)} is not under a platform-<STAMP>/ folder`);
+    if (this.stamp === null) {
+      if (!smartosStamp.test(m[1]!)) throw new ImportError(`top folder ${top} does not hold a stamp like 20240101T000000Z`);
+      this.stamp = m[1]!;
+    } else if (m[1] !== this.stamp) {
+      throw new ImportError(`tar entry ${JSON.stringify(raw)} is outside the top folder platform-${this.stamp}/`);
+    }
+    const rest = parts.slice(1);
+    for (let i = 1; i <= rest.length - 1; i++) {
+      const prefix = rest.slice(0, i).join('/');
+      if (this.links.has(prefix)) throw new ImportError(`tar entry ${JSON.stringify(raw)} goes through the link ${prefix}`);
+    }
+    return rest.length === 0 ? null : rest.join('/');
+  }
+
+  /** Refuses a symlink at `rel` whose `target` is empty, absolute or leads out of the platform folder. */
+  checkLink(rel: string, target: string): void {
+    if (target === '' || posix.isAbsolute(target)) throw new ImportError(`link ${rel} -> ${target} points out of the platform folder`);
+    const resolved = posix.normalize(posix.join(posix.dirname(rel), target));
+    if (resolved === '..' || resolved.startsWith('../')) throw new ImportError(`link ${rel} -> ${target} points out of the platform folder`);
+  }
+
+  /** Notes a symlink made at `rel`: later entries may not go through it. */
+  addLink(rel: string): void {
+    this.links.add(rel);
+  }
+}
+
+/**
  * Streams a platform tarball through gunzip and tar into `staging/platform/...`, refusing
  * any entry that would land outside it. Returns the stamp (from the top folder) and each
  * regular file's digests.
@@ -96,9 +145,8 @@ interface Extracted {
 async function extractPlatformTarball(file: string, staging: string, onProgress?: ImportProgress): Promise<Extracted> {
   const total = statSync(file).isFile() ? statSync(file).size : 0; // 0: unknown (a pipe)
   let read = 0;
-  let stamp: string | null = null;
+  const paths = new TarballPaths();
   const files = new Map<string, Digests>();
-  const links = new Set<string>(); // symlinks created so far (relative to staging/platform)
   const writes: Promise<void>[] = [];
   const platformDir = join(staging, 'platform');
   mkdirSync(platformDir, { recursive: true });
@@ -110,31 +158,9 @@ async function extractPlatformTarball(file: string, staging: string, onProgress?
     parser.abort(err);
   };
 
-  /** `platform-<STAMP>/a/b` -> `a/b`; refuses paths outside the top folder. */
-  const relPathOf = (raw: string): string | null => {
-    if (raw.startsWith('/') || /^[A-Za-z]:/.test(raw)) throw new ImportError(`tar entry ${JSON.stringify(raw)} is an absolute path`);
-    const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
-    if (parts.includes('..')) throw new ImportError(`tar entry ${JSON.stringify(raw)} escapes the platform folder`);
-    const top = parts[0];
-    const m = top === undefined ? null : /^platform-(.+)$/.exec(top);
-    if (!m) throw new ImportError(`tar entry ${JSON.stringify(raw)} is not under a platform-<STAMP>/ folder`);
-    if (stamp === null) {
-      if (!smartosStamp.test(m[1]!)) throw new ImportError(`top folder ${top} does not hold a stamp like 20240101T000000Z`);
-      stamp = m[1]!;
-    } else if (m[1] !== stamp) {
-      throw new ImportError(`tar entry ${JSON.stringify(raw)} is outside the top folder platform-${stamp}/`);
-    }
-    const rest = parts.slice(1);
-    for (let i = 1; i <= rest.length - 1; i++) {
-      const prefix = rest.slice(0, i).join('/');
-      if (links.has(prefix)) throw new ImportError(`tar entry ${JSON.stringify(raw)} goes through the link ${prefix}`);
-    }
-    return rest.length === 0 ? null : rest.join('/');
-  };
-
   const onEntry = (entry: ReadEntry): void => {
     try {
-      const rel = relPathOf(entry.path);
+      const rel = paths.relPathOf(entry.path);
       if (rel === null) {
         entry.resume();
         return;
@@ -156,18 +182,16 @@ async function extractPlatformTarball(file: string, staging: string, onProgress?
         }
         case 'SymbolicLink': {
           const target = entry.linkpath ?? '';
-          if (target === '' || posix.isAbsolute(target)) throw new ImportError(`link ${rel} -> ${target} points out of the platform folder`);
-          const resolved = posix.normalize(posix.join(posix.dirname(rel), target));
-          if (resolved === '..' || resolved.startsWith('../')) throw new ImportError(`link ${rel} -> ${target} points out of the platform folder`);
+          paths.checkLink(rel, target);
           mkdirSync(dirname(dest), { recursive: true });
           symlinkSync(target, dest);
-          links.add(rel);
+          paths.addLink(rel);
           entry.resume();
           return;
         }
         case 'Link': {
           // Hard link: linkpath names another entry of the archive (POSIX ustar "linkname").
-          const target = relPathOf(entry.linkpath ?? '');
+          const target = paths.relPathOf(entry.linkpath ?? '');
           const known = target === null ? undefined : files.get(`platform/${target}`);
           if (target === null || !known) throw new ImportError(`hard link ${rel} -> ${entry.linkpath ?? ''} does not name a file of this platform`);
           mkdirSync(dirname(dest), { recursive: true });
@@ -236,11 +260,12 @@ async function extractPlatformTarball(file: string, staging: string, onProgress?
   await parsed;
   await Promise.all(writes);
   if (failure) throw failure;
+  const stamp = paths.stamp;
   if (stamp === null) throw new ImportError(`${basename(file)} holds no platform-<STAMP>/ folder`);
 
   // Every link must resolve, through the real folders, to something inside the platform.
   const realRoot = realpathSync(platformDir);
-  for (const link of links) {
+  for (const link of paths.links) {
     let real: string;
     try {
       real = realpathSync(join(platformDir, ...link.split('/')));
@@ -324,39 +349,47 @@ function refuseIfImported(options: ImportOptions, stamp: string): void {
   }
 }
 
-/** Renames `staging` to `os/<stamp>` and inserts the row in one transaction. */
+/**
+ * Renames `staging` to a new folder of its own and inserts the row naming it, in one
+ * transaction. Whatever instant a crash hits, the committed row names a complete folder: the
+ * old row and its untouched folder until the commit, the new ones after it. The replaced
+ * folder is deleted only after the commit; a crash first leaves it for the sweep, since no
+ * row names it any more.
+ */
 function commit(options: ImportOptions, staging: string, record: Omit<PlatformRecord, 'importedAt' | 'isDefault'>): PlatformRecord {
   const root = platformsRoot(options.platformImagesDir);
-  const final = join(root, record.stamp);
-  const aside = newWorkFolder(root, 'remove');
-  let movedOld = false;
-  let placed = false;
+  let folder: string | null = null;
+  let replaced: string | null = null;
+  let stored: PlatformRecord;
   try {
-    return options.store.platforms.insert(
+    stored = options.store.platforms.insert(
       { ...record, ...(options.makeDefault ? { makeDefault: true } : {}) },
-      () => {
-        // Under the write lock: a folder here is the old version (--force) or a leftover.
-        if (existsSync(final)) {
-          renameSync(final, aside);
-          movedOld = true;
-        }
-        renameSync(staging, final);
-        placed = true;
+      (old) => {
+        // Under the write lock: no other import picks the same name meanwhile.
+        const name = newPlatformFolder(root, record.stamp);
+        replaced = old?.folder ?? null;
+        renameSync(staging, join(root, name));
+        folder = name;
+        return name;
       },
       () => {
-        if (placed) renameSync(final, staging);
-        if (movedOld) renameSync(aside, final);
-        placed = false;
-        movedOld = false;
+        if (folder !== null && existsSync(join(root, folder))) renameSync(join(root, folder), staging);
+        folder = null;
+        replaced = null;
       },
       { replace: options.force === true },
     );
   } catch (err) {
     if (err instanceof PlatformExistsError) throw new ImportError(err.message);
     throw err;
-  } finally {
+  }
+  if (replaced !== null && replaced !== folder) {
+    // Renamed aside first, so a crash mid-delete leaves a work folder the sweep knows.
+    const aside = newWorkFolder(root, 'remove');
+    renameSync(join(root, replaced), aside);
     rmSync(aside, { recursive: true, force: true });
   }
+  return stored;
 }
 
 // ---------------------------------------------------------------- Linux platforms
