@@ -4,10 +4,12 @@
 import { PowerError, powerSpecSchema, type PowerDriver } from './power.ts';
 import { IpmiPowerDriver, type IpmiPowerOptions } from './power-ipmi.ts';
 import { QemuPowerDriver, type QemuPowerOptions } from './power-qemu.ts';
+import { RedfishPowerDriver, type RedfishPowerOptions } from './power-redfish.ts';
 
 /** What the caller adds to a spec: how to run things here, never what the spec says. */
 export type PowerDriverExtra = Pick<QemuPowerOptions, 'relaunch' | 'timeoutMs'> & {
   ipmi?: Pick<IpmiPowerOptions, 'ipmitool' | 'wrapper' | 'callTimeoutMs' | 'attempts' | 'retryDelayMs' | 'settleTimeoutMs' | 'pollIntervalMs'>;
+  redfish?: Pick<RedfishPowerOptions, 'log' | 'callTimeoutMs' | 'attempts' | 'retryDelayMs' | 'settleTimeoutMs' | 'pollIntervalMs' | 'taskTimeoutMs'>;
 };
 
 export function powerDriverFor(spec: unknown, extra: PowerDriverExtra = {}): PowerDriver {
@@ -16,7 +18,7 @@ export function powerDriverFor(spec: unknown, extra: PowerDriverExtra = {}): Pow
     const issue = parsed.error.issues[0];
     throw new PowerError(`power spec: ${issue ? `${issue.path.map(String).join('.') || '(top level)'}: ${issue.message}` : 'invalid'}`);
   }
-  const { ipmi, ...qemu } = extra;
+  const { ipmi, redfish, ...qemu } = extra;
   switch (parsed.data.kind) {
     case 'qemu':
       return new QemuPowerDriver({
@@ -26,5 +28,7 @@ export function powerDriverFor(spec: unknown, extra: PowerDriverExtra = {}): Pow
       });
     case 'ipmi':
       return new IpmiPowerDriver({ ...parsed.data, ...ipmi });
+    case 'redfish':
+      return new RedfishPowerDriver({ ...parsed.data, ...redfish });
   }
 }

@@ -5,6 +5,7 @@
 import { constants } from 'node:fs';
 import { access, open } from 'node:fs/promises';
 import { execa } from 'execa';
+import { retryDelay, sleep, underBmcLock } from './bmc-lock.ts';
 import { PowerError, type PowerDriver, type PowerState } from './power.ts';
 
 export interface IpmiPowerOptions {
@@ -51,22 +52,6 @@ function hintFor(stderr: string, o: { endpoint: string; cipherSuite: number; pas
 // ipmitool prints this when no RMCP+ session could be opened (src/plugins/lanplus/lanplus.c
 // ipmi_lanplus_open): no command reached the BMC, so even a power cycle is safe to run again.
 const noSession = /Unable to establish IPMI v2 \/ RMCP\+ session/i;
-
-/** Per-BMC queue: one action at a time for each host:port in this process. */
-const bmcQueues = new Map<string, Promise<unknown>>();
-
-function underBmcLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const before = bmcQueues.get(key) ?? Promise.resolve();
-  const run = before.catch(() => undefined).then(fn);
-  const tail = run.catch(() => undefined);
-  bmcQueues.set(key, tail);
-  void tail.then(() => {
-    if (bmcQueues.get(key) === tail) bmcQueues.delete(key);
-  });
-  return run;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class IpmiPowerDriver implements PowerDriver {
   readonly kind = 'ipmi';
@@ -153,8 +138,7 @@ export class IpmiPowerDriver implements PowerDriver {
       if (attempt === this.o.attempts || !retryable || deterministic) {
         throw new PowerError(`BMC ${this.endpoint}: ${what} failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${last}; check ${hint}`);
       }
-      const base = this.o.retryDelayMs * 2 ** (attempt - 1);
-      await sleep(base * (0.5 + this.o.random()));
+      await sleep(retryDelay(this.o.retryDelayMs, attempt, this.o.random));
     }
     throw new PowerError(`BMC ${this.endpoint}: ${what} failed: ${last}`);
   }

@@ -32,6 +32,19 @@ export class PowerError extends Error {
 // Numbers arrive as strings from `node set power.port=623` and as numbers from JSON.
 const portField = z.coerce.number().int().min(1).max(65535);
 
+/** Why `u` is not a Redfish service address (https://HOST[:PORT]), or null when it is one. */
+function redfishUrlProblem(u: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(u);
+  } catch {
+    return `expected https://BMC[:PORT], got ${JSON.stringify(u)}`;
+  }
+  if (url.protocol !== 'https:') return 'expected an https:// URL (every Redfish request carries the credentials or a session token)';
+  if (!['', '/', '/redfish/v1', '/redfish/v1/'].includes(url.pathname) || url.search || url.username) return 'expected https://BMC[:PORT] with no path, query or user (the driver finds /redfish/v1 itself)';
+  return null;
+}
+
 export const powerSpecSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('qemu'),
@@ -64,6 +77,36 @@ export const powerSpecSchema = z.discriminatedUnion('kind', [
     cipherSuite: z.coerce.number().int().min(0).max(255).default(3),
     /** uefi: the network boot is asked for as an EFI boot (boot flags parameter 5, byte 1 bit 5: IPMI v2.0 §28.12, Table 28-14). */
     firmware: z.enum(['bios', 'uefi']).default('bios'),
+  }),
+  z.object({
+    kind: z.literal('redfish'),
+    /**
+     * The BMC's Redfish service, https://HOST[:PORT]. Plain http is refused: every request
+     * carries the credentials or a session token (DSP0266 §"Security details": HTTPS required).
+     */
+    url: z.string().superRefine((u, ctx) => {
+      const problem = redfishUrlProblem(u);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+    /** The ComputerSystem's Id; without it, the one member of /redfish/v1/Systems. */
+    systemId: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'expected a ComputerSystem Id (letters, digits, . _ -)').optional(),
+    user: z.string().min(1),
+    /** A file holding the password on its first line; the password never goes into the spec or a log. */
+    passwordFile: z.string().min(1),
+    /** session: a Redfish session (X-Auth-Token), deleted after each action; basic: HTTP Basic on every request (DSP0266 §"Authentication"). */
+    auth: z.enum(['session', 'basic']).default('session'),
+    /** PEM file: a CA that signed the BMC's certificate, or the BMC's own self-signed certificate. */
+    caFile: z.string().min(1).optional(),
+    /** SHA-256 fingerprint of the BMC's certificate (hex, colons optional): that certificate and no other is accepted. */
+    certSha256: z
+      .string()
+      .transform((v) => v.replace(/[:\s]/g, '').toUpperCase())
+      .refine((v) => /^[0-9A-F]{64}$/.test(v), 'expected 64 hex digits (openssl x509 -noout -fingerprint -sha256)')
+      .optional(),
+    /** Accept any certificate (a self-signed BMC nobody pinned): off unless asked for. */
+    insecure: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).default(false),
+    /** uefi / bios: the network boot is asked for as BootSourceOverrideMode UEFI / Legacy when the BMC offers it; unset, the mode is left as it is. */
+    firmware: z.enum(['bios', 'uefi']).optional(),
   }),
 ]);
 export type PowerSpec = z.infer<typeof powerSpecSchema>;
