@@ -125,8 +125,10 @@ test('a stamp already imported is refused unless --force, which replaces its fil
   const p = await importSmartosTarball(replacement, { store, platformImagesDir: images, force: true });
   assert.equal(p.isDefault, true);
   assert.equal(p.files.find((f) => f.role === 'boot_archive')?.sha1, sha1Hex(newer));
-  assert.ok(readFileSync(join(osDir, '20240101T000000Z/platform/i86pc/amd64/boot_archive')).equals(newer));
-  assert.deepEqual(listing(osDir), ['20240101T000000Z']);
+  // The new files went to a folder of their own, named by the row; the replaced one is gone.
+  const folder = store.platforms.get('20240101T000000Z')!.folder;
+  assert.ok(readFileSync(join(osDir, folder, 'platform/i86pc/amd64/boot_archive')).equals(newer));
+  assert.deepEqual(listing(osDir), [folder]);
 });
 
 test('a Linux platform imports from platform.json with SHA-256 checked; a wrong digest or a file outside the folder is refused', async (t) => {

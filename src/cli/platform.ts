@@ -190,14 +190,16 @@ export function registerPlatform(program: Command): void {
         const root = platformsRoot(config.platformImagesDir);
         const aside = newWorkFolder(root, 'remove');
         let result: { unassigned: number };
+        let folder: string | null = null;
         try {
           // The folder is renamed aside inside the transaction, deleted after the commit;
           // a crash in between leaves a .remove-* folder the next sweep deletes.
-          result = store.platforms.remove(stamp, { force: o.force === true }, () => {
-            if (existsSync(join(root, stamp))) renameSync(join(root, stamp), aside);
+          result = store.platforms.remove(stamp, { force: o.force === true }, (name) => {
+            folder = name;
+            if (existsSync(join(root, name))) renameSync(join(root, name), aside);
           });
         } catch (err) {
-          if (existsSync(aside) && !existsSync(join(root, stamp))) renameSync(aside, join(root, stamp));
+          if (folder !== null && existsSync(aside) && !existsSync(join(root, folder))) renameSync(aside, join(root, folder));
           if (err instanceof PlatformMissingError || err instanceof PlatformInUseError) throw new UsageError(err.message);
           throw err;
         }

@@ -147,7 +147,7 @@ export function platformFileRoutes(deps: PlatformFileDeps): Router {
     const file = platform?.files.find((f) => f.path === wanted);
     if (!platform || !file) return notFound();
 
-    const full = join(root, stamp, ...file.path.split('/'));
+    const full = join(root, platform.folder, ...file.path.split('/'));
     let size: number;
     try {
       const st = statSync(full);

@@ -1,7 +1,9 @@
 // Importing platform images: SmartOS platform tarballs (docs/design.md "Formats") and Linux
 // ramdisk platforms (kernel + initrds + command line from a small manifest). Every import
-// is staged in a work folder beside the stamps, verified, then renamed into place in the
-// same transaction that inserts its registry row, so nothing is ever half-imported.
+// is staged in a work folder beside the stamps, verified, then renamed to a folder of its own
+// in the same transaction that inserts its registry row naming that folder, so nothing is
+// ever half-imported. A forced re-import never touches the folder the old row names until
+// the new row is committed (docs/platforms.md, "Staging an import").
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
@@ -14,7 +16,7 @@ import { z } from 'zod';
 import type { Store } from '../store/store.ts';
 import type { PlatformFile, PlatformFileRole, PlatformRecord } from '../store/platforms.ts';
 import { PlatformExistsError } from '../store/platforms.ts';
-import { newWorkFolder, platformsRoot, sweepPlatformFolders } from './layout.ts';
+import { newPlatformFolder, newWorkFolder, platformsRoot, sweepPlatformFolders } from './layout.ts';
 
 /** An import refused for a reason the operator can fix; nothing was left behind. */
 export class ImportError extends Error {
@@ -347,39 +349,47 @@ function refuseIfImported(options: ImportOptions, stamp: string): void {
   }
 }
 
-/** Renames `staging` to `os/<stamp>` and inserts the row in one transaction. */
+/**
+ * Renames `staging` to a new folder of its own and inserts the row naming it, in one
+ * transaction. Whatever instant a crash hits, the committed row names a complete folder: the
+ * old row and its untouched folder until the commit, the new ones after it. The replaced
+ * folder is deleted only after the commit; a crash first leaves it for the sweep, since no
+ * row names it any more.
+ */
 function commit(options: ImportOptions, staging: string, record: Omit<PlatformRecord, 'importedAt' | 'isDefault'>): PlatformRecord {
   const root = platformsRoot(options.platformImagesDir);
-  const final = join(root, record.stamp);
-  const aside = newWorkFolder(root, 'remove');
-  let movedOld = false;
-  let placed = false;
+  let folder: string | null = null;
+  let replaced: string | null = null;
+  let stored: PlatformRecord;
   try {
-    return options.store.platforms.insert(
+    stored = options.store.platforms.insert(
       { ...record, ...(options.makeDefault ? { makeDefault: true } : {}) },
-      () => {
-        // Under the write lock: a folder here is the old version (--force) or a leftover.
-        if (existsSync(final)) {
-          renameSync(final, aside);
-          movedOld = true;
-        }
-        renameSync(staging, final);
-        placed = true;
+      (old) => {
+        // Under the write lock: no other import picks the same name meanwhile.
+        const name = newPlatformFolder(root, record.stamp);
+        replaced = old?.folder ?? null;
+        renameSync(staging, join(root, name));
+        folder = name;
+        return name;
       },
       () => {
-        if (placed) renameSync(final, staging);
-        if (movedOld) renameSync(aside, final);
-        placed = false;
-        movedOld = false;
+        if (folder !== null && existsSync(join(root, folder))) renameSync(join(root, folder), staging);
+        folder = null;
+        replaced = null;
       },
       { replace: options.force === true },
     );
   } catch (err) {
     if (err instanceof PlatformExistsError) throw new ImportError(err.message);
     throw err;
-  } finally {
+  }
+  if (replaced !== null && replaced !== folder) {
+    // Renamed aside first, so a crash mid-delete leaves a work folder the sweep knows.
+    const aside = newWorkFolder(root, 'remove');
+    renameSync(join(root, replaced), aside);
     rmSync(aside, { recursive: true, force: true });
   }
+  return stored;
 }
 
 // ---------------------------------------------------------------- Linux platforms

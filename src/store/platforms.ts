@@ -1,5 +1,6 @@
 // Imported platform images (docs/design.md "The registry": platforms). A row exists only for a
-// folder that was verified and renamed into place in the same transaction (src/platforms/import.ts).
+// folder that was verified and renamed into place in the same transaction (src/platforms/import.ts),
+// and names that folder: a forced re-import commits a row naming a new folder (migration 008).
 import { writeTransaction, type Db } from './db.ts';
 
 export type PlatformOs = 'smartos' | 'linux';
@@ -28,6 +29,11 @@ export interface PlatformRecord {
   importedAt: number;
 }
 
+/** A platform as stored: the record plus the folder (under `platform-images/os/`) holding its files. */
+export interface StoredPlatform extends PlatformRecord {
+  folder: string;
+}
+
 export interface PlatformUsage {
   /** Nodes whose boot_platform is this stamp (what they boot next). */
   booting: number;
@@ -44,9 +50,10 @@ interface PlatformRow {
   kernel_args: string | null;
   is_default: number;
   imported_at: number;
+  folder: string | null;
 }
 
-const fromRow = (r: PlatformRow): PlatformRecord => ({
+const fromRow = (r: PlatformRow): StoredPlatform => ({
   stamp: r.stamp,
   os: r.os,
   version: r.version,
@@ -55,6 +62,8 @@ const fromRow = (r: PlatformRow): PlatformRecord => ({
   kernelArgs: r.kernel_args,
   isDefault: r.is_default === 1,
   importedAt: r.imported_at,
+  // Rows from before migration 008 live in a folder named after their stamp.
+  folder: r.folder ?? r.stamp,
 });
 
 export class PlatformInUseError extends Error {
@@ -78,8 +87,8 @@ export class PlatformRepo {
     this.byStamp = db.prepare<[string], PlatformRow>('SELECT * FROM platforms WHERE stamp = ?');
     this.all = db.prepare<[], PlatformRow>('SELECT * FROM platforms ORDER BY stamp');
     this.insertStmt = db.prepare(
-      `INSERT INTO platforms (stamp, os, version, files, size, kernel_args, is_default, imported_at)
-       VALUES (@stamp, @os, @version, @files, @size, @kernel_args, @is_default, @imported_at)`,
+      `INSERT INTO platforms (stamp, os, version, files, size, kernel_args, is_default, imported_at, folder)
+       VALUES (@stamp, @os, @version, @files, @size, @kernel_args, @is_default, @imported_at, @folder)`,
     );
     this.deleteStmt = db.prepare<[string]>('DELETE FROM platforms WHERE stamp = ?');
     this.clearDefault = db.prepare('UPDATE platforms SET is_default = 0 WHERE is_default = 1');
@@ -103,16 +112,16 @@ export class PlatformRepo {
     );
   }
 
-  get(stamp: string): PlatformRecord | undefined {
+  get(stamp: string): StoredPlatform | undefined {
     const row = this.byStamp.get(stamp);
     return row && fromRow(row);
   }
 
-  list(): PlatformRecord[] {
+  list(): StoredPlatform[] {
     return this.all.all().map(fromRow);
   }
 
-  getDefault(): PlatformRecord | undefined {
+  getDefault(): StoredPlatform | undefined {
     return this.list().find((p) => p.isDefault);
   }
 
@@ -124,14 +133,16 @@ export class PlatformRepo {
    * Inserts a platform row inside one IMMEDIATE transaction that also runs `placeFiles`
    * (the rename into place): if the insert fails the caller's rename is undone by
    * `undoPlace`, so a folder and its row appear together or not at all. `replace` drops an
-   * existing row of the same stamp first (import --force).
+   * existing row of the same stamp first (import --force); `placeFiles` is told which row it
+   * replaces (the caller removes that row's folder once the commit is done) and returns the
+   * folder it placed the files in (default: the stamp), which the new row names.
    */
   insert(
     p: Omit<PlatformRecord, 'importedAt' | 'isDefault'> & { makeDefault?: boolean },
-    placeFiles: () => void,
+    placeFiles: (replaced: StoredPlatform | undefined) => string | void,
     undoPlace: () => void,
     options: { replace?: boolean } = {},
-  ): PlatformRecord {
+  ): StoredPlatform {
     const run = writeTransaction(this.db, () => {
       const existing = this.byStamp.get(p.stamp);
       let wasDefault = false;
@@ -144,6 +155,7 @@ export class PlatformRepo {
       }
       const makeDefault = wasDefault || p.makeDefault === true || this.all.all().length === 0;
       if (makeDefault) this.clearDefault.run();
+      const folder = placeFiles(existing && fromRow(existing)) ?? p.stamp;
       this.insertStmt.run({
         stamp: p.stamp,
         os: p.os,
@@ -153,8 +165,8 @@ export class PlatformRepo {
         kernel_args: p.kernelArgs,
         is_default: makeDefault ? 1 : 0,
         imported_at: this.now(),
+        folder,
       });
-      placeFiles();
     });
     try {
       run();
@@ -165,7 +177,7 @@ export class PlatformRepo {
     return this.get(p.stamp)!;
   }
 
-  setDefault(stamp: string): PlatformRecord {
+  setDefault(stamp: string): StoredPlatform {
     writeTransaction(this.db, () => {
       if (!this.byStamp.get(stamp)) throw new PlatformMissingError(`no platform ${stamp} (see fleetboot platform list)`);
       this.clearDefault.run();
@@ -176,12 +188,13 @@ export class PlatformRepo {
 
   /**
    * Deletes the row; with `force`, nodes assigned to it go back to the default platform
-   * (boot_platform NULL). `removeFiles` runs inside the transaction (it renames the folder
-   * aside), so a failure leaves both row and folder.
+   * (boot_platform NULL). `removeFiles` runs inside the transaction with the row's folder (it
+   * renames the folder aside), so a failure leaves both row and folder.
    */
-  remove(stamp: string, options: { force: boolean }, removeFiles: () => void): { unassigned: number } {
+  remove(stamp: string, options: { force: boolean }, removeFiles: (folder: string) => void): { unassigned: number } {
     return writeTransaction(this.db, () => {
-      if (!this.byStamp.get(stamp)) throw new PlatformMissingError(`no platform ${stamp} (see fleetboot platform list)`);
+      const row = this.byStamp.get(stamp);
+      if (!row) throw new PlatformMissingError(`no platform ${stamp} (see fleetboot platform list)`);
       const booting = this.usage().get(stamp)?.booting ?? 0;
       if (booting > 0 && !options.force) {
         throw new PlatformInUseError(`platform ${stamp} is assigned to ${booting} node(s); assign them another platform first, or use --force`);
@@ -194,17 +207,17 @@ export class PlatformRepo {
         .prepare<[number, string]>('UPDATE nodes SET boot_platform = NULL, updated_at = ? WHERE boot_platform = ?')
         .run(this.now(), stamp).changes;
       this.deleteStmt.run(stamp);
-      removeFiles();
+      removeFiles(fromRow(row).folder);
       return { unassigned };
     })();
   }
 
   /**
-   * Runs `fn` holding the database write lock, with the set of imported stamps: the
+   * Runs `fn` holding the database write lock, with the set of folders the rows name: the
    * start-up sweep uses it so it never sees a folder an import is committing right now.
    */
-  withWriteLock<T>(fn: (stamps: Set<string>) => T): T {
-    return writeTransaction(this.db, () => fn(new Set(this.all.all().map((r) => r.stamp))))();
+  withWriteLock<T>(fn: (folders: Set<string>) => T): T {
+    return writeTransaction(this.db, () => fn(new Set(this.all.all().map((r) => fromRow(r).folder))))();
   }
 }
 
