@@ -1,0 +1,174 @@
+// The USB key image builder (src/usb/disk.ts): an MBR + FAT32 image made without root or loop
+// mounts, listed back through mtools, and its refusals: a missing Debian package, files that do
+// not fit, an output that is a (mounted) device or backs a loop device, and no half-built key
+// left at the output path when a build fails or is killed.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { execa } from 'execa';
+import { buildUsbImage, checkOutputPath, listUsbImage, syslinuxMbr, UsbImageError } from '../src/usb/disk.ts';
+import { repoRoot, tempDir } from './fixtures.ts';
+import { requires } from './requires.ts';
+
+const tools = { commands: ['mkfs.vfat', 'mcopy', 'mdir', 'syslinux', syslinuxMbr] };
+
+test('a key with syslinux: one active FAT32 partition at LBA 2048, syslinux MBR code, files and scripts listed back', { skip: requires(tools) }, async (t) => {
+  const dir = tempDir(t);
+  const blob = Buffer.alloc(300_000, 7);
+  writeFileSync(join(dir, 'blob.bin'), blob);
+  const lines: string[] = [];
+  const out = join(dir, 'key.img');
+  const script = '#!ipxe\nchain http://10.1.2.3:8080/boot/stage1.ipxe\n';
+  const r = await buildUsbImage({
+    out,
+    label: 'FBTEST',
+    files: [
+      { path: 'EFI/BOOT/BOOTX64.EFI', source: join(dir, 'blob.bin') },
+      { path: 'fleetboot.ipxe', content: script },
+      { path: 'deep/er/config.json', content: '{"a":1}' },
+    ],
+    syslinuxCfg: 'DEFAULT x\nLABEL x\n  KERNEL ipxe.lkrn\n',
+    progress: (m) => lines.push(m),
+  });
+  assert.equal(r.sizeBytes, 64 * 1024 * 1024);
+  assert.equal(statSync(out).size, r.sizeBytes);
+  assert.ok(lines.some((l) => l.includes('EFI/BOOT/BOOTX64.EFI')), lines.join('\n'));
+
+  const raw = readFileSync(out);
+  const mbrCode = readFileSync(syslinuxMbr);
+  assert.deepEqual(raw.subarray(0, mbrCode.length), mbrCode, 'syslinux mbr.bin is the boot code');
+  assert.equal(raw.readUInt16LE(510), 0xaa55);
+
+  const listing = await listUsbImage(out);
+  assert.equal(listing.mbrBootCode, true);
+  assert.deepEqual(listing.partitions, [{ index: 1, active: true, type: 0x0c, startSector: 2048, sectors: 64 * 2048 - 2048 }]);
+  assert.equal(listing.label, 'FBTEST');
+  const byPath = new Map(listing.files.map((f) => [f.path, f]));
+  assert.equal(byPath.get('EFI/BOOT/BOOTX64.EFI')?.size, blob.length);
+  assert.equal(byPath.get('fleetboot.ipxe')?.text, script);
+  assert.equal(byPath.get('deep/er/config.json')?.text, '{"a":1}');
+  assert.match(byPath.get('syslinux.cfg')?.text ?? '', /KERNEL ipxe\.lkrn/);
+  assert.ok(byPath.has('ldlinux.sys'), 'syslinux installed its loader');
+  // The bytes on the FAT are the file's own.
+  const back = await execa('mcopy', ['-n', '-i', `${out}@@1048576`, '::/EFI/BOOT/BOOTX64.EFI', join(dir, 'back.bin')], { env: { MTOOLS_SKIP_CHECK: '1' } });
+  assert.equal(back.exitCode, 0);
+  assert.deepEqual(readFileSync(join(dir, 'back.bin')), blob);
+});
+
+test('files that do not fit in --size are refused before anything is written; a size below 64 MiB too', { skip: requires(tools) }, async (t) => {
+  const dir = tempDir(t);
+  const big = join(dir, 'big.bin');
+  writeFileSync(big, Buffer.alloc(70 * 1024 * 1024, 1));
+  const out = join(dir, 'key.img');
+  await assert.rejects(buildUsbImage({ out, label: 'FB', files: [{ path: 'big.bin', source: big }], sizeMiB: 64 }), (err: Error) => {
+    assert.ok(err instanceof UsbImageError);
+    assert.match(err.message, /do not fit in --size 64 MiB: they need \d+ MiB/);
+    return true;
+  });
+  assert.equal(existsSync(out), false);
+  await assert.rejects(buildUsbImage({ out, label: 'FB', files: [{ path: 'a.txt', content: 'a' }], sizeMiB: 16 }), /at least 64 MiB/);
+  // Without --size it grows to fit.
+  const r = await buildUsbImage({ out, label: 'FB', files: [{ path: 'big.bin', source: big }] });
+  assert.ok(r.sizeBytes > 70 * 1024 * 1024);
+  assert.deepEqual((await listUsbImage(out)).files.find((f) => f.path === 'big.bin')?.size, 70 * 1024 * 1024);
+});
+
+test('bad input is named: a label, a path with a colon, a file given twice, a missing source', async (t) => {
+  const dir = tempDir(t);
+  const out = join(dir, 'key.img');
+  await assert.rejects(buildUsbImage({ out, label: 'lower case', files: [] }), /volume label 'lower case'/);
+  await assert.rejects(buildUsbImage({ out, label: 'FB', files: [{ path: 'a:b', content: '' }] }), /file path 'a:b'/);
+  await assert.rejects(buildUsbImage({ out, label: 'FB', files: [{ path: 'A.TXT', content: '' }, { path: 'a.txt', content: '' }] }), /a\.txt is given twice/);
+  await assert.rejects(buildUsbImage({ out, label: 'FB', files: [{ path: 'k', source: join(dir, 'nope') }] }), /nope does not exist/);
+  await assert.rejects(buildUsbImage({ out: join(dir, 'no', 'key.img'), label: 'FB', files: [] }), /folder .*no does not exist/);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('a missing mtools is named with its Debian package', { skip: requires(tools) }, async () => {
+  // mtools lives in /usr/bin, mkfs.vfat in /usr/sbin: with a PATH of nothing, only mcopy is missing.
+  const code = `import { buildUsbImage } from './src/usb/disk.ts';
+    try { await buildUsbImage({ out: '/nonexistent-dir-for-test/k.img', label: 'FB', files: [] }); } catch (e) { console.log(e.message); }`;
+  const r = await execa(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repoRoot, env: { PATH: '/nonexistent' }, extendEnv: false, reject: false });
+  // The folder check comes first; with an existing folder, the tool check.
+  assert.match(r.stdout, /does not exist/);
+  const code2 = code.replace('/nonexistent-dir-for-test/k.img', `${repoRoot}/.no-such-key-${process.pid}.img`);
+  const r2 = await execa(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code2], { cwd: repoRoot, env: { PATH: '/nonexistent' }, extendEnv: false, reject: false });
+  assert.match(r2.stdout, /mcopy is missing: install the Debian package mtools/);
+  assert.equal(existsSync(`${repoRoot}/.no-such-key-${process.pid}.img`), false);
+});
+
+test('an output that is a block device, a mounted device or the backing file of a loop device is refused', { skip: requires({ root: 'mknod and losetup', commands: ['losetup', 'mknod'] }) }, async (t) => {
+  const dir = tempDir(t);
+  // A node for an unattached loop device (writing to it could only fail), and a mountinfo saying it is mounted.
+  const dev = join(dir, 'loopdev');
+  await execa('mknod', [dev, 'b', '7', '250']);
+  assert.throws(() => checkOutputPath(dev), /is a block device/);
+  const mountinfo = join(dir, 'mountinfo');
+  writeFileSync(mountinfo, '27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n99 27 7:250 / /media/stick rw,relatime - vfat /dev/loop250 rw\n');
+  assert.throws(() => checkOutputPath(dev, mountinfo), /is a mounted device \(mounted on \/media\/stick\)/);
+  await assert.rejects(buildUsbImage({ out: dev, label: 'FB', files: [] }), /is a block device/);
+
+  // The machine's own root file system device, as /proc/self/mountinfo lists it.
+  const root = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[4] === '/');
+  if (root && !root[2]!.startsWith('0:')) {
+    const [major, minor] = root[2]!.split(':');
+    const rootDev = join(dir, 'rootdev');
+    await execa('mknod', [rootDev, 'b', major!, minor!]);
+    assert.throws(() => checkOutputPath(rootDev), /is a mounted device \(mounted on \/[^)]*\)/);
+  }
+
+  const backing = join(dir, 'attached.img');
+  writeFileSync(backing, Buffer.alloc(1024 * 1024));
+  const loop = (await execa('losetup', ['-f', '--show', backing])).stdout.trim();
+  t.after(() => execa('losetup', ['-d', loop], { reject: false }));
+  await assert.rejects(buildUsbImage({ out: backing, label: 'FB', files: [] }), /backs a loop device/);
+  assert.deepEqual(readFileSync(backing), Buffer.alloc(1024 * 1024), 'the attached file is untouched');
+});
+
+test('a failed or killed build leaves the previous key at the output path whole', { skip: requires(tools) }, async (t) => {
+  const dir = tempDir(t);
+  const out = join(dir, 'key.img');
+  writeFileSync(out, 'the previous key');
+  await assert.rejects(
+    buildUsbImage({
+      out,
+      label: 'FB',
+      files: [{ path: 'a.txt', content: 'a' }],
+      syslinuxCfg: 'DEFAULT x\n',
+      progress: (m) => {
+        if (m.includes('syslinux')) throw new Error('interrupted at syslinux');
+      },
+    }),
+    /interrupted at syslinux/,
+  );
+  assert.equal(readFileSync(out, 'utf8'), 'the previous key');
+  assert.deepEqual(readdirSync(dir), ['key.img'], 'no partial file left behind');
+
+  // SIGKILL while a large image is being filled: the old key stays, whole.
+  const big = join(dir, 'big.bin');
+  writeFileSync(big, Buffer.alloc(200 * 1024 * 1024, 3));
+  mkdirSync(join(dir, 'kill'));
+  const code = `import { buildUsbImage } from './src/usb/disk.ts';
+    await buildUsbImage({ out: ${JSON.stringify(out)}, label: 'FB', files: [{ path: 'big.bin', source: ${JSON.stringify(big)} }], progress: (m) => console.log(m) });`;
+  const child = execa(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repoRoot, reject: false, buffer: false });
+  t.after(() => { child.kill('SIGKILL'); });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (d: Buffer) => {
+      if (d.toString().includes('big.bin')) {
+        child.kill('SIGKILL');
+        resolve();
+      }
+    });
+    void child.then(() => reject(new Error('the build ended before it copied big.bin')));
+  });
+  await child;
+  assert.equal(readFileSync(out, 'utf8'), 'the previous key');
+});
+
+test('a listing refuses a file that is not a key', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'x'), Buffer.alloc(4096));
+  await assert.rejects(listUsbImage(join(dir, 'x')), /no MBR partition table/);
+  await assert.rejects(listUsbImage(join(dir, 'missing')), /missing does not exist/);
+});
