@@ -162,6 +162,18 @@ export function bootPlanFor(
   }
   const mode: 'normal' | 'discovery' = !assigned && node.state === 'discovered' ? 'discovery' : 'normal';
 
+  const { contributedArgs, modules } = acceptedContribution(node, contribution, warnings);
+
+  const flagTrait = node.traits['kernel_flags'];
+  const ctx: EntryContext = { node, request, config, contributedArgs, modules, mode, warnings, flagTrait: flagTrait ?? null };
+  const entries: BootEntry[] = [entryFor(platform, 'normal', false, ctx)];
+  const previous = node.previousPlatform ? byStamp.get(node.previousPlatform) : undefined;
+  if (previous && mode === 'normal') entries.push(entryFor(previous, 'rescue', true, ctx));
+  return { action: 'boot', mode, nodeId: node.id, mac: request.mac, entries, warnings };
+}
+
+/** The contribution's args and modules that can go on a kernel line or in a script; the rest is a warning. */
+function acceptedContribution(node: NodeRecord | null, contribution: NodeBootContribution | null, warnings: string[]): { contributedArgs: [string, string][]; modules: BootModule[] } {
   const given = contribution ?? { bootArgs: {}, modules: [] };
   const contributedArgs: [string, string][] = [];
   for (const [k, v] of Object.entries(given.bootArgs)) {
@@ -176,12 +188,26 @@ export function bootPlanFor(
     return ok;
   });
 
-  const flagTrait = node.traits['kernel_flags'];
-  const ctx: EntryContext = { node, request, config, contributedArgs, modules, mode, warnings, flagTrait: flagTrait ?? null };
-  const entries: BootEntry[] = [entryFor(platform, 'normal', false, ctx)];
-  const previous = node.previousPlatform ? byStamp.get(node.previousPlatform) : undefined;
-  if (previous && mode === 'normal') entries.push(entryFor(previous, 'rescue', true, ctx));
-  return { action: 'boot', mode, nodeId: node.id, mac: request.mac, entries, warnings };
+  return { contributedArgs, modules };
+}
+
+/**
+ * The normal entry of platform `p` for `node` (or for no node at all) outside a script
+ * request: what a boot medium's own loader config boots (a standalone USB key, src/usb/),
+ * with the same kernel line and modules a network boot would get, no rescue entry and no
+ * discovery mode. `request.baseUrl` is where the node checks in once it can.
+ */
+export function platformBootEntry(
+  p: PlatformRecord,
+  node: NodeRecord | null,
+  config: FleetbootConfig,
+  contribution: NodeBootContribution | null,
+  request: BootRequest,
+): { entry: BootEntry; warnings: string[] } {
+  const warnings: string[] = [];
+  const { contributedArgs, modules } = acceptedContribution(node, contribution, warnings);
+  const ctx: EntryContext = { node, request, config, contributedArgs, modules, mode: 'normal', warnings, flagTrait: node?.traits['kernel_flags'] ?? null };
+  return { entry: entryFor(p, 'normal', false, ctx), warnings };
 }
 
 interface EntryContext {
