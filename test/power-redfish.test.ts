@@ -210,6 +210,13 @@ test('5xx answers are retried with backoff until one succeeds; 5xx forever and a
   r.bmc.requests.length = 0;
   const slow = await failure(r.driver({ callTimeoutMs: 300, attempts: 2 }).status());
   assert.match(slow.message, /reading the service root \(GET \/redfish\/v1\/\) failed after 2 attempts: no answer within 0\.3 s; check that the BMC answers HTTPS at/);
+
+  // A reset that got no answer may have been carried out: it is not sent a second time.
+  r.bmc.misbehave = { delayMs: 1500, delayPath: '/Actions/ComputerSystem.Reset' };
+  r.bmc.requests.length = 0;
+  const unanswered = await failure(r.driver({ callTimeoutMs: 500 }).powerCycle());
+  assert.match(unanswered.message, /reset PowerCycle \(POST \/redfish\/v1\/Systems\/1\/Actions\/ComputerSystem\.Reset\) failed after 1 attempt: no answer within 0\.5 s; check the machine's power .*not sent again/);
+  assert.equal(resetsSent(r.bmc).length, 1);
   r.bmc.misbehave = {};
 });
 

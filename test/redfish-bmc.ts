@@ -88,14 +88,11 @@ export class MemoryMachine implements PowerBackend {
   }
 }
 
-/** A lab VM behind its QMP socket, through the qemu power driver (power-qemu.ts). */
+/** A lab VM behind its QMP socket, through the qemu power driver (power-qemu.ts; the lab's labPowerDriver). */
 export class QmpMachine implements PowerBackend {
   readonly resets: string[] = [];
-  private readonly vm: QemuPowerDriver;
 
-  constructor(qmpSocket: string, options: { relaunch?: () => Promise<void>; guestResetWaitMs?: number } = {}) {
-    this.vm = new QemuPowerDriver({ qmpSocket, ...options });
-  }
+  constructor(private readonly vm: QemuPowerDriver) {}
 
   async powerState(): Promise<RedfishPowerState> {
     return (await this.vm.status()) === 'on' ? 'On' : 'Off';
@@ -143,8 +140,9 @@ export interface Misbehaviour {
   taskEnd?: 'Completed' | 'Exception';
   /** The next N requests, whatever they are, answer 503. */
   fail5xx?: number;
-  /** Every answer waits this long. */
+  /** Every answer waits this long (only those whose path ends with `delayPath`, when given). */
   delayMs?: number;
+  delayPath?: string;
 }
 
 export interface RedfishBmcOptions {
@@ -167,6 +165,10 @@ interface SystemState {
   etag: number;
   /** Each start of the machine with the boot override it took (the Once override is then spent). */
   boots: { after: string; target: string; mode: string | null }[];
+  /** The reset the backend is still carrying out (a VM's reset takes seconds): PowerState shows PoweringOn/Off meanwhile. */
+  busy: string | null;
+  /** What the backend threw while resetting. */
+  backendErrors: string[];
 }
 
 interface Task {
@@ -204,6 +206,8 @@ export class RedfishBmc {
       boot: { target: 'None', enabled: 'Disabled', mode: o.bootModes === null ? null : 'Legacy' },
       etag: 1,
       boots: [],
+      busy: null,
+      backendErrors: [],
     }));
   }
 
@@ -285,7 +289,19 @@ export class RedfishBmc {
       s.boots.push({ after: resetType, target: s.boot.enabled === 'Disabled' ? 'None' : s.boot.target, mode: s.boot.mode });
       if (s.boot.enabled === 'Once') s.boot = { ...s.boot, target: 'None', enabled: 'Disabled' };
     }
-    await s.backend.reset(resetType);
+    // Answered at once, carried out meanwhile, as a BMC does.
+    s.busy = resetType;
+    void s.backend.reset(resetType).then(
+      () => undefined,
+      (err: unknown) => void s.backendErrors.push(String(err)),
+    ).finally(() => {
+      s.busy = null;
+    });
+  }
+
+  private async powerOf(s: SystemState): Promise<RedfishPowerState> {
+    if (s.busy) return s.busy === 'ForceOff' || s.busy === 'GracefulShutdown' ? 'PoweringOff' : 'PoweringOn';
+    return s.backend.powerState();
   }
 
   private async readBody(req: IncomingMessage): Promise<unknown> {
@@ -314,7 +330,7 @@ export class RedfishBmc {
     };
     const error = (status: number, id: string, message: string): void => reply(status, { error: { code: `Base.1.8.${id}`, message, '@Message.ExtendedInfo': [{ MessageId: `Base.1.8.${id}`, Message: message }] } });
 
-    if (this.misbehave.delayMs) await new Promise((r) => setTimeout(r, this.misbehave.delayMs));
+    if (this.misbehave.delayMs && path.endsWith(this.misbehave.delayPath ?? '')) await new Promise((r) => setTimeout(r, this.misbehave.delayMs));
     if (res.destroyed) return;
     if (this.misbehave.fail5xx && this.misbehave.fail5xx > 0) {
       this.misbehave.fail5xx--;
@@ -390,7 +406,7 @@ export class RedfishBmc {
     const s = sys ? this.systems.find((x) => x.id === sys[1]) : undefined;
     if (!s) return error(404, 'ResourceMissingAtURI', `No resource at ${path}.`);
     const etag = `W/"${s.etag}"`;
-    if (!sys![2] && method === 'GET') return reply(200, this.systemDoc(s, await s.backend.powerState()), { ETag: etag });
+    if (!sys![2] && method === 'GET') return reply(200, this.systemDoc(s, await this.powerOf(s)), { ETag: etag });
     if (!sys![2] && method === 'PATCH') {
       const ifMatch = req.headers['if-match'];
       if (ifMatch !== undefined && ifMatch !== etag) return error(412, 'PreconditionFailed', 'The ETag given in If-Match does not match.');
@@ -406,7 +422,7 @@ export class RedfishBmc {
       }
       s.boot = next;
       s.etag++;
-      return reply(200, this.systemDoc(s, await s.backend.powerState()), { ETag: `W/"${s.etag}"` });
+      return reply(200, this.systemDoc(s, await this.powerOf(s)), { ETag: `W/"${s.etag}"` });
     }
     if (sys![2] && method === 'POST') {
       const resetType = (body as { ResetType?: unknown } | undefined)?.ResetType;

@@ -161,12 +161,15 @@ interface Reply {
   body: unknown;
 }
 
-/** A request that got no HTTP answer. `retry`: another try may get one. */
+/** A request that got no HTTP answer. `unsent`: it cannot have reached the BMC (no connection was made). */
 class NoAnswer extends Error {
-  constructor(message: string, readonly retry: boolean) {
+  constructor(message: string, readonly unsent: boolean) {
     super(message);
   }
 }
+
+// Connection errors that mean nothing was delivered (the request is written only once connected).
+const notConnected = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 
 /**
  * The certificate checks, done on the TLS socket before the request is written to it, so no
@@ -269,7 +272,7 @@ class Conversation {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', (err) => reject(new NoAnswer(`the answer broke off (${err.message})`, true)));
+          res.on('error', (err) => reject(new NoAnswer(`the answer broke off (${err.message})`, false)));
           res.on('end', () => {
             clearTimeout(timer);
             const text = Buffer.concat(chunks).toString('utf8');
@@ -283,12 +286,11 @@ class Conversation {
           });
         },
       );
-      const timer = setTimeout(() => req.destroy(new NoAnswer(`no answer within ${this.d.o.callTimeoutMs / 1000} s`, true)), this.d.o.callTimeoutMs);
+      const timer = setTimeout(() => req.destroy(new NoAnswer(`no answer within ${this.d.o.callTimeoutMs / 1000} s`, false)), this.d.o.callTimeoutMs);
       req.on('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         if (err instanceof NoAnswer || err instanceof CertificateRefused) reject(err);
-        // Refused or unreachable: the request never reached the BMC, so it is safe to send again.
-        else reject(new NoAnswer(`${err.code ?? err.message}`, true));
+        else reject(new NoAnswer(`${err.code ?? err.message}`, notConnected.has(err.code ?? '')));
       });
       req.end(payload);
     });
@@ -312,14 +314,17 @@ class Conversation {
         if (err instanceof CertificateRefused) throw new PowerError(err.message);
         const e = err as NoAnswer;
         last = e.message;
-        const timedOut = /no answer within/.test(e.message);
         this.d.log.warn({ event: 'redfish_no_answer', bmc: this.d.origin, method, path, attempt, problem: e.message }, 'Redfish request got no answer');
-        // A reset that timed out may have been carried out: sending it again could cycle twice.
-        if (attempt < o.attempts && (opts.resend !== 'unsent' || !timedOut)) {
+        // A reset that may have reached the BMC is not sent again: a second one could cycle twice.
+        const mayHaveActed = opts.resend === 'unsent' && !e.unsent;
+        if (attempt < o.attempts && !mayHaveActed) {
           await sleep(retryDelay(o.retryDelayMs, attempt, o.random));
           continue;
         }
-        throw new PowerError(`BMC ${this.d.origin}: ${what} (${method} ${path}) failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${last}; check that the BMC answers HTTPS at ${this.d.origin} (its Redfish service enabled, the network path open)`);
+        const check = mayHaveActed
+          ? `the machine's power (fleetboot node power NODE status): the BMC may have carried it out; not sent again`
+          : `that the BMC answers HTTPS at ${this.d.origin} (its Redfish service enabled, the network path open)`;
+        throw new PowerError(`BMC ${this.d.origin}: ${what} (${method} ${path}) failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${last}; check ${check}`);
       }
       this.d.log.debug({ event: 'redfish_request', bmc: this.d.origin, method, path, status: reply.status, ms: Date.now() - started, attempt }, 'Redfish request');
       if (reply.status === 401 && o.auth === 'session' && this.token && !reloggedIn && !opts.noAuth) {
