@@ -85,7 +85,7 @@ export class HeadNode {
       onRolloutChange: () => this.rollouts.kick(),
     });
     // First in, last out: checkpoints and the boot-event index run off the event loop while the servers write.
-    this.storeWorker = new StoreWorker(this.store.db, options.log);
+    this.storeWorker = new StoreWorker(this.store.db, options.log, { bootEventDays: config.store.bootEventDays, bootEventsPerNode: config.store.bootEventsPerNode });
     this.services.push(this.storeWorker);
     this.services.push({ name: 'http', start: () => this.http.start(), stop: () => this.http.stop() });
     this.tftp = new TftpServer({

@@ -124,6 +124,14 @@ export const configSchema = z
         unknownAfterSeconds: z.number().int().positive().default(900),
       })
       .prefault({}),
+    store: z
+      .object({
+        /** Boot events older than this many days are deleted by the store worker (docs/store.md "Retention"). */
+        bootEventDays: z.number().int().min(1).max(3650).default(30),
+        /** At most this many boot events are kept per node; the oldest go first. */
+        bootEventsPerNode: z.number().int().min(100).max(10_000_000).default(10_000),
+      })
+      .prefault({}),
     networks: z.array(networkSchema).default([]),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })

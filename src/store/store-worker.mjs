@@ -1,12 +1,13 @@
 // The store's upkeep, on a thread of its own so none of it stalls the head node's event loop
-// in the middle of a DHCP burst: WAL checkpoints, and the per-node index of boot events.
+// in the middle of a DHCP burst: WAL checkpoints, the per-node index of boot events, and
+// their retention (by age, and by count per node).
 // Plain JS: a worker thread does not inherit the main thread's TypeScript loader.
 import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 
 const Database = createRequire(import.meta.url)('better-sqlite3');
-const { file, intervalMs, restartFrames, indexBatch, indexEveryMs, indexChunk, indexPauseMs } = workerData;
+const { file, intervalMs, restartFrames, indexBatch, indexEveryMs, indexChunk, indexPauseMs, bootEventDays, bootEventsPerNode, pruneChunk } = workerData;
 const db = new Database(file);
 db.pragma('busy_timeout = 1000');
 
@@ -66,6 +67,69 @@ async function indexEvents() {
   // it meanwhile, this one does not move it back.
   if (advance(to, upto) === 1) parentPort.postMessage({ indexed: rows.length });
   lastIndexedAt = Date.now();
+  for (const row of rows) capCandidates.add(row[0]);
+}
+
+// --- Retention (docs/store.md "Retention") --------------------------------------------------
+// Events go by age (older than bootEventDays) and by count (a node keeps its newest
+// bootEventsPerNode), `pruneChunk` events per write transaction with the same pause as the
+// index, so the head node's writer gets the lock between chunks. Each chunk deletes the events
+// and their index entries together, and only events at or below `upto`: the invariant of
+// migration 004 speaks of rows that exist, so it stays true. The journal's last row is never
+// deleted: boot_events.id is a rowid without AUTOINCREMENT, and SQLite gives a new row
+// max(rowid) + 1 (https://sqlite.org/autoinc.html), so deleting the last row would hand out
+// an id at or below `upto` again, to an event the index would then never get.
+const oldestIndexed = db.prepare('SELECT id, node_id, at FROM boot_events WHERE id <= ? AND id < ? ORDER BY id LIMIT ?').raw();
+const deleteEvent = db.prepare('DELETE FROM boot_events WHERE id = ?');
+const deleteEntry = db.prepare('DELETE FROM boot_events_by_node WHERE node_id = ? AND id = ?');
+const countOfNode = db.prepare('SELECT count(*) FROM boot_events_by_node WHERE node_id = ?').pluck();
+const oldestOfNode = db.prepare('SELECT id FROM boot_events_by_node WHERE node_id = ? AND id <= ? ORDER BY id LIMIT ?').pluck();
+const allNodes = db.prepare('SELECT id FROM nodes').pluck();
+const deleteChunk = db.transaction((rows) => {
+  // rows: [id, node_id]
+  for (const [id, nodeId] of rows) {
+    deleteEvent.run(id);
+    if (nodeId !== null) deleteEntry.run(nodeId, id);
+  }
+}).immediate;
+/** Nodes whose count may have grown past the cap: every node at start, then those just indexed. */
+const capCandidates = new Set(allNodes.all());
+/** Chunks per wake at most; what is left goes at the next wake. */
+const PRUNE_CHUNKS_PER_WAKE = 100;
+
+async function pruneEvents() {
+  let chunks = 0;
+  let pruned = 0;
+  const flush = async (rows) => {
+    deleteChunk(rows);
+    chunks++;
+    pruned += rows.length;
+    await sleep(indexPauseMs);
+  };
+  // By age, oldest first. Ids and times grow together (appends stamped with the clock), so the
+  // journal's old events are its first rows; a clock that stepped back only delays a few.
+  const cutoff = Date.now() - bootEventDays * 86_400_000;
+  while (!stopping && chunks < PRUNE_CHUNKS_PER_WAKE) {
+    const rows = oldestIndexed.all(indexedUpto.get(), lastEventId.get(), pruneChunk);
+    let n = 0;
+    while (n < rows.length && rows[n][2] < cutoff) n++;
+    if (n === 0) break;
+    await flush(rows.slice(0, n).map((r) => [r[0], r[1]]));
+    if (n < rows.length) break;
+  }
+  // By count: only a node that got events since the last look can be over its cap.
+  for (const nodeId of [...capCandidates]) {
+    if (stopping || chunks >= PRUNE_CHUNKS_PER_WAKE) break;
+    let excess = countOfNode.get(nodeId) - bootEventsPerNode;
+    while (excess > 0 && !stopping && chunks < PRUNE_CHUNKS_PER_WAKE) {
+      const ids = oldestOfNode.all(nodeId, indexedUpto.get(), Math.min(pruneChunk, excess));
+      if (ids.length === 0) break;
+      await flush(ids.map((id) => [id, nodeId]));
+      excess -= ids.length;
+    }
+    if (excess <= 0) capCandidates.delete(nodeId);
+  }
+  if (pruned > 0) parentPort.postMessage({ pruned, pruneChunks: chunks });
 }
 
 // --- WAL checkpoints ----------------------------------------------------------------------
@@ -111,6 +175,7 @@ while (!stopping) {
   await sleep(intervalMs, undefined, { signal: wake.signal }).catch(() => {});
   if (stopping) break;
   await attempt('boot event index', indexEvents);
+  await attempt('boot event retention', pruneEvents);
   await attempt('WAL checkpoint', checkpoint);
 }
 try {

@@ -24,12 +24,21 @@ export interface StoreWorkerOptions {
   indexChunk?: number;
   /** Pause between those transactions, so the head node's writer gets the lock. */
   indexPauseMs?: number;
+  /** Boot events older than this many days are deleted (config store.bootEventDays). */
+  bootEventDays?: number;
+  /** A node keeps at most this many boot events, its newest (config store.bootEventsPerNode). */
+  bootEventsPerNode?: number;
+  /** Events deleted per write transaction, with indexPauseMs between them. */
+  pruneChunk?: number;
 }
 
 export interface StoreWorkerCounters {
   checkpointedFrames: number;
   walRestarts: number;
   indexedEvents: number;
+  /** Boot events deleted by retention, and in how many write transactions. */
+  prunedEvents: number;
+  pruneChunks: number;
 }
 
 export class StoreWorker {
@@ -42,6 +51,9 @@ export class StoreWorker {
   restarts = 0;
   /** Boot events the worker has added to the per-node index. */
   indexedEvents = 0;
+  /** Boot events retention deleted, and the write transactions it took. */
+  prunedEvents = 0;
+  pruneChunks = 0;
 
   constructor(
     private readonly db: Db,
@@ -58,22 +70,36 @@ export class StoreWorker {
       indexEveryMs: 5000,
       indexChunk: 2000,
       indexPauseMs: 3,
+      bootEventDays: 30,
+      bootEventsPerNode: 10_000,
+      pruneChunk: 500,
       ...options,
     };
   }
 
   get counters(): StoreWorkerCounters {
-    return { checkpointedFrames: this.checkpointedFrames, walRestarts: this.restarts, indexedEvents: this.indexedEvents };
+    return {
+      checkpointedFrames: this.checkpointedFrames,
+      walRestarts: this.restarts,
+      indexedEvents: this.indexedEvents,
+      prunedEvents: this.prunedEvents,
+      pruneChunks: this.pruneChunks,
+    };
   }
 
   async start(): Promise<void> {
     const worker = new Worker(new URL('./store-worker.mjs', import.meta.url), {
       workerData: { file: this.db.name, ...this.options },
     });
-    worker.on('message', (m: { error?: string; checkpointed?: number; restarted?: number; indexed?: number }) => {
+    worker.on('message', (m: { error?: string; checkpointed?: number; restarted?: number; indexed?: number; pruned?: number; pruneChunks?: number }) => {
       if (m.error) this.log.warn({ event: 'store_upkeep', error: m.error }, 'store upkeep failed; the worker tries again');
       if (m.checkpointed) this.checkpointedFrames += m.checkpointed;
       if (m.indexed) this.indexedEvents += m.indexed;
+      if (m.pruned) {
+        this.prunedEvents += m.pruned;
+        this.pruneChunks += m.pruneChunks ?? 0;
+        this.log.info({ event: 'boot_events_pruned', pruned: m.pruned, chunks: m.pruneChunks }, 'old boot events deleted');
+      }
       if (m.restarted) {
         this.restarts++;
         this.log.info({ event: 'wal_restarted', frames: m.restarted }, 'WAL copied into the database; the next write starts it over');
