@@ -89,7 +89,7 @@ async function failure(p: Promise<unknown>): Promise<PowerError> {
 }
 
 test('a cycle over a session: boot once from the network, then PowerCycle, the state checked, the session deleted', { skip }, async (t) => {
-  const r = await rig(t);
+  const r = await rig(t, { requireIfMatch: true });
   const d = r.driver();
   assert.equal(await d.status(), 'on');
   await d.powerCycle();
@@ -145,6 +145,12 @@ test('the ResetType comes from the BMC\'s AllowableValues: ForceRestart without 
   await r.driver().powerCycle();
   assert.deepEqual(resetsSent(r.bmc), ['ForceOff', 'ForceOn']);
   assert.equal(r.bmc.system.boots.at(-1)?.target, 'Pxe');
+
+  // Listed in an ActionInfo resource instead of the action's annotation.
+  const info = await rig(t, { resetTypes: ['On', 'ForceOff', 'ForceRestart'], resetTypesIn: 'actionInfo' });
+  await info.driver().powerCycle();
+  assert.deepEqual(resetsSent(info.bmc), ['ForceRestart']);
+  assert.ok(calls(info.bmc).includes('GET /redfish/v1/Systems/1/ResetActionInfo'));
 
   r.bmc.resetTypes = ['Nmi', 'GracefulRestart'];
   r.bmc.requests.length = 0;

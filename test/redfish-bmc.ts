@@ -153,6 +153,10 @@ export interface RedfishBmcOptions {
   backend?: PowerBackend;
   /** ResetType@Redfish.AllowableValues; null: the annotation is left out. */
   resetTypes?: string[] | null;
+  /** Where the allowed ResetTypes are listed: the action's annotation (default) or an ActionInfo resource it links. */
+  resetTypesIn?: 'annotation' | 'actionInfo';
+  /** A PATCH without If-Match is refused with 428 (DSP0266 §"ETags"). */
+  requireIfMatch?: boolean;
   bootTargets?: string[];
   /** BootSourceOverrideMode@Redfish.AllowableValues; null: no BootSourceOverrideMode at all. */
   bootModes?: string[] | null;
@@ -277,7 +281,7 @@ export class RedfishBmc {
       Actions: {
         '#ComputerSystem.Reset': {
           target: `${path}/Actions/ComputerSystem.Reset`,
-          ...(this.resetTypes === null ? {} : { 'ResetType@Redfish.AllowableValues': this.resetTypes }),
+          ...(this.resetTypes === null ? {} : this.o.resetTypesIn === 'actionInfo' ? { '@Redfish.ActionInfo': `${path}/ResetActionInfo` } : { 'ResetType@Redfish.AllowableValues': this.resetTypes }),
         },
       },
     };
@@ -402,14 +406,24 @@ export class RedfishBmc {
       return reply(task.state === 'Running' && monitor[1] === 'TaskMonitors' ? 202 : 200, doc, task.state === 'Running' ? { 'Retry-After': '0' } : {});
     }
 
-    const sys = /^\/redfish\/v1\/Systems\/([^/]+)(\/Actions\/ComputerSystem\.Reset)?$/.exec(path);
+    const sys = /^\/redfish\/v1\/Systems\/([^/]+)(\/Actions\/ComputerSystem\.Reset|\/ResetActionInfo)?$/.exec(path);
     const s = sys ? this.systems.find((x) => x.id === sys[1]) : undefined;
     if (!s) return error(404, 'ResourceMissingAtURI', `No resource at ${path}.`);
+    if (sys![2] === '/ResetActionInfo' && method === 'GET') {
+      return reply(200, {
+        '@odata.id': path,
+        '@odata.type': '#ActionInfo.v1_1_2.ActionInfo',
+        Id: 'ResetActionInfo',
+        Name: 'Reset Action Info',
+        Parameters: [{ Name: 'ResetType', Required: true, DataType: 'String', AllowableValues: this.resetTypes ?? defaultResets }],
+      });
+    }
     const etag = `W/"${s.etag}"`;
     if (!sys![2] && method === 'GET') return reply(200, this.systemDoc(s, await this.powerOf(s)), { ETag: etag });
     if (!sys![2] && method === 'PATCH') {
       const ifMatch = req.headers['if-match'];
       if (ifMatch !== undefined && ifMatch !== etag) return error(412, 'PreconditionFailed', 'The ETag given in If-Match does not match.');
+      if (ifMatch === undefined && this.o.requireIfMatch) return error(428, 'PreconditionRequired', 'This resource is changed only with an If-Match header.');
       const boot = (body as { Boot?: Record<string, unknown> } | undefined)?.Boot;
       if (!boot || typeof boot !== 'object') return error(400, 'PropertyUnknown', 'Only Boot can be changed here.');
       const targets = this.o.bootTargets ?? ['None', 'Pxe', 'Hdd', 'Cd', 'BiosSetup'];
@@ -424,7 +438,7 @@ export class RedfishBmc {
       s.etag++;
       return reply(200, this.systemDoc(s, await this.powerOf(s)), { ETag: `W/"${s.etag}"` });
     }
-    if (sys![2] && method === 'POST') {
+    if (sys![2] === '/Actions/ComputerSystem.Reset' && method === 'POST') {
       const resetType = (body as { ResetType?: unknown } | undefined)?.ResetType;
       if (typeof resetType !== 'string' || !(this.resetTypes ?? defaultResets).includes(resetType)) {
         return error(400, 'ActionParameterValueNotInList', `The value ${JSON.stringify(resetType)} for the parameter ResetType in the action ComputerSystem.Reset is not in the list of acceptable values.`);

@@ -301,7 +301,7 @@ class Conversation {
    * only when it cannot have reached the BMC, or the BMC said 5xx), a 401 on a session logs in
    * again once; any other 4xx is the BMC's final word. Returns 2xx and 3xx replies, and 404 when `allow404`.
    */
-  async call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, what: string, opts: { body?: unknown; headers?: Record<string, string>; resend?: 'always' | 'unsent'; allow404?: boolean; noAuth?: boolean } = {}): Promise<Reply> {
+  async call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, what: string, opts: { body?: unknown; headers?: Record<string, string>; resend?: 'always' | 'unsent'; allow404?: boolean; noAuth?: boolean; noRelogin?: boolean } = {}): Promise<Reply> {
     const o = this.d.o;
     let reloggedIn = false;
     let last = '';
@@ -327,7 +327,7 @@ class Conversation {
         throw new PowerError(`BMC ${this.d.origin}: ${what} (${method} ${path}) failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${last}; check ${check}`);
       }
       this.d.log.debug({ event: 'redfish_request', bmc: this.d.origin, method, path, status: reply.status, ms: Date.now() - started, attempt }, 'Redfish request');
-      if (reply.status === 401 && o.auth === 'session' && this.token && !reloggedIn && !opts.noAuth) {
+      if (reply.status === 401 && o.auth === 'session' && this.token && !reloggedIn && !opts.noAuth && !opts.noRelogin) {
         // The session ended on the BMC (timed out, or the BMC restarted): log in again, once.
         reloggedIn = true;
         this.d.log.info({ event: 'redfish_relogin', bmc: this.d.origin, path }, 'Redfish session refused; logging in again');
@@ -405,7 +405,8 @@ class Conversation {
       if (this.token?.location) {
         const location = this.token.location;
         try {
-          await this.call('DELETE', location, 'session logout', { allow404: true });
+          // A 401 or 404 here: the BMC has ended the session already (a new login would only leave one behind).
+          await this.call('DELETE', location, 'session logout', { allow404: true, noRelogin: true });
           this.d.log.debug({ event: 'redfish_logout', bmc: this.d.origin, session: location }, 'Redfish session closed');
         } catch (err) {
           this.d.log.warn({ event: 'redfish_logout_failed', bmc: this.d.origin, session: location, err: this.scrub((err as Error).message) }, 'Redfish session logout failed; the BMC ends it when it times out');
