@@ -298,6 +298,7 @@ test('the redfish power spec: https only, booleans from node set strings, a fing
   assert.throws(() => powerDriverFor({ ...base, url: 'https://10.0.0.5/redfish/v1/Systems/1' }), /url: expected https:\/\/BMC\[:PORT\] with no path/);
   assert.throws(() => powerDriverFor({ ...base, certSha256: 'abc' }), /certSha256: expected 64 hex digits/);
   assert.throws(() => powerDriverFor({ ...base, insecure: 'yes' }), /insecure/);
+  assert.throws(() => powerDriverFor({ ...base, auth: 'basic', user: 'a:b' }), /power\.user: a user name with ":" cannot be sent with Basic/);
   assert.equal(powerDriverFor(base).kind, 'redfish');
 });
 

@@ -168,6 +168,8 @@ class NoAnswer extends Error {
   }
 }
 
+const maxAnswerBytes = 4 << 20;
+
 // Connection errors that mean nothing was delivered (the request is written only once connected).
 const notConnected = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 
@@ -271,8 +273,17 @@ class Conversation {
         },
         (res) => {
           const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', (err) => reject(new NoAnswer(`the answer broke off (${err.message})`, false)));
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            // A power driver reads small documents; a BMC streaming more is not answering Redfish.
+            if (size > maxAnswerBytes) req.destroy(new NoAnswer(`an answer larger than ${maxAnswerBytes >> 20} MiB`, false));
+            else chunks.push(c);
+          });
+          res.on('error', (err) => {
+            clearTimeout(timer);
+            reject(err instanceof NoAnswer ? err : new NoAnswer(`the answer broke off (${err.message})`, false));
+          });
           res.on('end', () => {
             clearTimeout(timer);
             const text = Buffer.concat(chunks).toString('utf8');
@@ -454,6 +465,8 @@ export class RedfishPowerDriver implements PowerDriver {
     const pin = this.o.certSha256?.replace(/[:\s]/g, '').toUpperCase();
     if (pin !== undefined && !/^[0-9A-F]{64}$/.test(pin)) throw new PowerError('power.certSha256: expected 64 hex digits (openssl x509 -noout -fingerprint -sha256)');
     this.o.certSha256 = pin;
+    // RFC 7617 §2: a Basic user-id cannot hold a colon (the password starts after the first one).
+    if (this.o.auth === 'basic' && this.o.user.includes(':')) throw new PowerError('power.user: a user name with ":" cannot be sent with Basic authentication; use power.auth=session');
     if (this.o.insecure && (this.o.caFile !== undefined || pin !== undefined)) {
       throw new PowerError('power.insecure: cannot be combined with power.caFile or power.certSha256 (those check the certificate; insecure checks nothing): remove one');
     }
