@@ -237,4 +237,22 @@ export function registerNode(program: Command): void {
         process.stdout.write(`node ${updated.id} retired\n`);
       });
     });
+
+  node
+    .command('rm')
+    .description('delete a node from the registry with its boot events, releasing its leases; refused while a rollout holds it')
+    .argument('<node>', 'node id, UUID, MAC or hostname')
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nExample:\n  fleetboot node rm cn7     # the machine is registered afresh if it boots again (unknownNodePolicy)')
+    .action(async (ref: string, o: { json?: boolean }, cmd: Command) => {
+      await withStore(cmd, (store) => {
+        const removed = store.removeNode(nodeOrFail(store, ref).id, (n) => {
+          const held = rolloutOfNode(store.rollouts, n.id);
+          if (held) throw new UsageError(`node ${n.id} is in rollout ${held.rollout.id} (step ${held.step.state}); cancel it (fleetboot rollout cancel ${held.rollout.id}) or wait for it to finish`);
+        });
+        const { node: n, events, leases } = removed;
+        if (o.json) return printJson({ removed: n.id, hostname: n.hostname, macs: n.nics.map((x) => x.mac), bootEvents: events, leasesReleased: leases });
+        process.stdout.write(`removed node ${n.id}${n.hostname ? ` (${n.hostname})` : ''}: ${events} boot event(s) deleted, ${leases} lease(s) released\n`);
+      });
+    });
 }

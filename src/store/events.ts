@@ -66,6 +66,9 @@ export class BootEventRepo {
   private readonly indexedOfNode;
   private readonly insertChunk;
   private readonly readTimeline;
+  private readonly deleteIndexedOf;
+  private readonly deleteTailOf;
+  private readonly deleteEntriesOf;
 
   constructor(
     db: Db,
@@ -92,6 +95,9 @@ export class BootEventRepo {
       `SELECT e.* FROM boot_events_by_node i JOIN boot_events e ON e.id = i.id
        WHERE i.node_id = ? AND i.id <= ? ORDER BY i.id DESC LIMIT ?`,
     );
+    this.deleteIndexedOf = db.prepare<[number]>('DELETE FROM boot_events WHERE id IN (SELECT id FROM boot_events_by_node WHERE node_id = ?)');
+    this.deleteTailOf = db.prepare<[number, number]>('DELETE FROM boot_events WHERE id > ? AND node_id = ?');
+    this.deleteEntriesOf = db.prepare<[number]>('DELETE FROM boot_events_by_node WHERE node_id = ?');
     // One read transaction: both halves come from the same snapshot of upto and the journal.
     this.readTimeline = db.transaction((nodeId: number, limit: number): EventRow[] => {
       const upto = this.indexedUpto.get() ?? 0;
@@ -99,6 +105,18 @@ export class BootEventRepo {
       const older = recent.length < limit ? this.indexedOfNode.all(nodeId, upto, limit - recent.length) : [];
       return recent.concat(older).reverse();
     });
+  }
+
+  /**
+   * Deletes a node's events (call inside a transaction): through its index entries, then the
+   * journal's unindexed tail by a rowid range scan. Never a scan of the whole journal, which
+   * a cascade from nodes would be (migration 004). Returns how many went.
+   */
+  deleteOfNode(nodeId: number): number {
+    const upto = this.indexedUpto.get() ?? 0;
+    const n = this.deleteIndexedOf.run(nodeId).changes + this.deleteTailOf.run(upto, nodeId).changes;
+    this.deleteEntriesOf.run(nodeId);
+    return n;
   }
 
   /** Records an event; with only a MAC, the node holding that NIC (if any) gets it. */

@@ -53,8 +53,11 @@ export class LeaseRepo {
   private readonly byIp;
   private readonly upsert;
   private readonly upsertChunk;
+  private readonly releaseStmt;
 
   constructor(private readonly db: Db) {
+    // The table has no index on mac (migration 003): a scan of the leases, done only by node rm.
+    this.releaseStmt = db.prepare<[number, string]>("UPDATE leases SET state = 'released', updated_at = ? WHERE mac = ? AND state IN ('offered', 'bound')");
     this.allStmt = db.prepare<[], LeaseRow>('SELECT * FROM leases ORDER BY ip');
     this.byIp = db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE ip = ?');
     this.upsert = db.prepare<[string, string, string | null, string | null, string | null, LeaseState, number, Buffer | null, number]>(
@@ -81,6 +84,14 @@ export class LeaseRepo {
   get(ip: string): Lease | undefined {
     const r = this.byIp.get(ip);
     return r && fromRow(r);
+  }
+
+  /**
+   * Marks the MAC's offered and bound leases released, as a DHCPRELEASE would
+   * (RFC 2131 §4.3.4); the rows stay. Returns how many. Call inside a transaction.
+   */
+  releaseOfMac(mac: Mac, now: number): number {
+    return this.releaseStmt.run(now, mac).changes;
   }
 
   /** Writes leases (insert or replace by ip) in one transaction. */

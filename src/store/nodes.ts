@@ -189,6 +189,8 @@ export class NodeRepo {
   private readonly insertNode;
   private readonly upsertNicStmt;
   private readonly deleteNicsOf;
+  private readonly deleteNode;
+  private readonly markRemoved;
   private readonly idByAddress;
 
   constructor(
@@ -206,8 +208,12 @@ export class NodeRepo {
     this.idByUuid = db.prepare<[string], { id: number }>('SELECT id FROM nodes WHERE uuid_key = ?');
     this.idByHostname = db.prepare<[string], { id: number }>('SELECT id FROM nodes WHERE hostname = ?');
     this.insertNode = db.prepare<[string | null, string, string | null, string | null, string | null, number, number], { id: number }>(
-      'INSERT INTO nodes (uuid, uuid_sources, hostname, arch, serial, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id',
+      // The id comes after every removed node's too (migration 009).
+      `INSERT INTO nodes (id, uuid, uuid_sources, hostname, arch, serial, created_at, updated_at)
+       VALUES (max(coalesce((SELECT max(id) FROM nodes), 0), (SELECT upto FROM node_ids_removed)) + 1, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
     );
+    this.deleteNode = db.prepare<[number]>('DELETE FROM nodes WHERE id = ?');
+    this.markRemoved = db.prepare<[number]>('UPDATE node_ids_removed SET upto = max(upto, ?)');
     this.upsertNicStmt = db.prepare(
       `INSERT INTO nics (mac, node_id, nic_tag, ip, network, vlan, mtu, is_admin)
        VALUES (@mac, @node_id, @nic_tag, @ip, @network, @vlan, @mtu, @is_admin)
@@ -444,6 +450,17 @@ export class NodeRepo {
       this.deleteNicsOf.run(nodeId);
       for (const nic of nics) this.upsertNic(nodeId, nic);
     })();
+  }
+
+  /**
+   * Deletes the node's row and NICs, and keeps its id from being handed out again. Call
+   * inside Store.removeNode, which deletes its events and releases its leases first.
+   */
+  deleteRow(id: number): void {
+    this.nicsChanged();
+    this.deleteNicsOf.run(id);
+    this.deleteNode.run(id);
+    this.markRemoved.run(id);
   }
 
   countByState(): Record<NodeState, number> {
