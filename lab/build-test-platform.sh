@@ -180,17 +180,48 @@ done
 [ -n "$iface" ] || say "no network interface found"
 export fleetboot_iface="$iface"
 ip link set "$iface" up
-if udhcpc -i "$iface" -s /etc/udhcpc/default.script -t 20 -T 2 -A 2 -n -S; then
+
+# A node booted with its config modules (a USB key, or iPXE's initrds) takes its admin address
+# from /networking.json the way SmartOS does (smartos-live net-boot-config: the vnic on the
+# admin tag, untagged and static); without one, DHCP. networking.json is fleetboot's own
+# pretty-printed rendering (one key per line), which busybox awk can read.
+static_admin() {
+  [ -f /networking.json ] || return 1
+  set -- $(awk '
+    /"admin_tag":/ { v = $2; gsub(/[",]/, "", v); tag = v }
+    /"vnics": \[/ { invnics = 1; next }
+    invnics && /^  \]/ { invnics = 0 }
+    invnics && /"(mac|ip|netmask|gateway|vlan_id|nic_tag)":/ { k = $1; v = $2; gsub(/[":]/, "", k); gsub(/[",]/, "", v); f[k] = v }
+    invnics && /}/ { n++; mac[n] = f["mac"]; ip[n] = f["ip"]; mask[n] = f["netmask"]; gw[n] = f["gateway"]; vlan[n] = f["vlan_id"]; nt[n] = f["nic_tag"]; delete f }
+    END { for (i = 1; i <= n; i++) if (nt[i] == tag && (vlan[i] == "0" || vlan[i] == "") && ip[i] != "dhcp" && ip[i] != "") { print mac[i], ip[i], mask[i], gw[i]; exit } }
+  ' /networking.json)
+  [ -n "${2:-}" ] || return 1
+  dev=$iface
+  for p in /sys/class/net/*; do [ "$(cat "$p/address" 2>/dev/null)" = "$1" ] && dev=${p##*/}; done
+  bits=0
+  for o in $(echo "$3" | tr . ' '); do
+    case "$o" in 255) bits=$((bits + 8)) ;; 254) bits=$((bits + 7)) ;; 252) bits=$((bits + 6)) ;; 248) bits=$((bits + 5)) ;;
+      240) bits=$((bits + 4)) ;; 224) bits=$((bits + 3)) ;; 192) bits=$((bits + 2)) ;; 128) bits=$((bits + 1)) ;; esac
+  done
+  ip link set "$dev" up
+  ip -4 addr flush dev "$dev"
+  ip addr add "$2/$bits" dev "$dev" || return 1
+  [ "${4:-null}" != null ] && ip route add default via "$4" dev "$dev"
+  say "static $2/$bits on $dev from /networking.json (gateway ${4:-null})"
+}
+
+if static_admin || udhcpc -i "$iface" -s /etc/udhcpc/default.script -t 20 -T 2 -A 2 -n -S; then
   if [ "$(cat /etc/fleetboot-checkin)" = no ]; then
     say "built with --no-checkin: not running the agent"
   elif [ -z "${fleetboot_url:-}" ]; then
     say "no fleetboot_url on the kernel command line"
   else
+    # Until the head node answers: a node booted from a key may come up while it is away.
     tries=0
     until wget -q -O /tmp/agent.sh "$fleetboot_url/agent.sh"; do
       tries=$((tries + 1))
-      [ "$tries" -ge 10 ] && break
-      sleep 2
+      [ "$tries" = 10 ] && say "head node $fleetboot_url not reachable yet; still trying every 3 s"
+      sleep $([ "$tries" -lt 10 ] && echo 2 || echo 3)
     done
     if [ -s /tmp/agent.sh ]; then
       say "running agent from $fleetboot_url/agent.sh"
