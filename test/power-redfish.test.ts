@@ -395,3 +395,43 @@ function fetchSystem(r: Rig): Promise<unknown> {
     req.end();
   });
 }
+
+// Debian's python3-sushy (OpenStack Ironic's Redfish library) through Debian's own python3: a
+// pyenv python3 earlier on PATH would not have it.
+const sushyScript = `
+import json, os, sys, sushy
+from sushy import auth
+root = sushy.Sushy(sys.argv[1], auth=auth.SessionAuth(username=os.environ['RF_USER'], password=os.environ['RF_PASSWORD']), verify=sys.argv[2])
+system = root.get_system()
+seen = {'id': system.identity, 'power': system.power_state.value, 'resets': sorted(v.value for v in system.get_allowed_reset_system_values()), 'targets': sorted(system.boot.allowed_values)}
+system.set_system_boot_options(target=sushy.BootSource.PXE, enabled=sushy.BootSourceOverrideEnabled.ONCE, mode=sushy.BootSourceOverrideMode.UEFI)
+system.refresh()
+seen['boot'] = {'target': system.boot.target.value, 'enabled': system.boot.enabled.value, 'mode': system.boot.mode.value}
+system.reset_system(sushy.ResetType.POWER_CYCLE)
+root._auth.close()
+print(json.dumps(seen))
+`;
+
+test('python3-sushy, a second independent client, finds the one system, reads its resets and boot targets, sets boot once to PXE in UEFI mode and power cycles it', { skip: skip || requires({ commands: ['/usr/bin/python3', '/usr/lib/python3/dist-packages/sushy/__init__.py'] }), timeout: 120_000 }, async (t) => {
+  const r = await rig(t, { resetTypes: ['On', 'ForceOff', 'PowerCycle', 'ForceRestart'] });
+  // The password reaches the script in its environment, not its command line. requests prefers
+  // REQUESTS_CA_BUNDLE over the session's verify=, so it names the emulator's certificate too.
+  const run = await execa('/usr/bin/python3', ['-c', sushyScript, r.bmc.url, r.bmc.certificate.certFile], {
+    reject: false,
+    timeout: 60_000,
+    stdin: 'ignore',
+    env: { RF_USER: r.bmc.user, RF_PASSWORD: r.bmc.password, REQUESTS_CA_BUNDLE: r.bmc.certificate.certFile },
+  });
+  assert.equal(run.exitCode, 0, String(run.stderr));
+  assert.deepEqual(JSON.parse(String(run.stdout)), {
+    id: '1',
+    power: 'On',
+    resets: ['ForceOff', 'ForceRestart', 'On', 'PowerCycle'],
+    targets: ['BiosSetup', 'Cd', 'Hdd', 'None', 'Pxe'],
+    boot: { target: 'Pxe', enabled: 'Once', mode: 'UEFI' },
+  });
+  assert.deepEqual(r.bmc.system.boots, [{ after: 'PowerCycle', target: 'Pxe', mode: 'UEFI' }]);
+  assert.deepEqual(resetsSent(r.bmc), ['PowerCycle']);
+  assert.equal(r.bmc.sessions.size, 0, 'sushy deleted its session');
+  assert.ok(r.bmc.requests.filter((q) => q.path !== '/redfish/v1' && !q.path.endsWith('/Sessions')).every((q) => q.auth === 'session'));
+});
