@@ -12,6 +12,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { z } from 'zod';
 import { newcArchive } from '../boot/cpio.ts';
 import { platformBootEntry, type BootModule, type LinuxEntry, type SmartosEntry } from '../boot/plan.ts';
 import type { FleetbootConfig } from '../config/schema.ts';
@@ -383,4 +384,73 @@ export async function buildStandaloneKey(o: BuildStandaloneKeyOptions): Promise<
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** What a platform key boots, read back from its loader configs (for `usb-image --list`). */
+export interface StandaloneKeySummary {
+  os: 'linux' | 'smartos';
+  /** The kernel's path on the key. */
+  kernel: string;
+  /** Linux: the command line; SmartOS: the unix flags and -B boot args. */
+  kernelArgs: string;
+  /** Initrds (Linux) or modules with their type and name (SmartOS), in load order. */
+  modules: string[];
+  checkinUrl: string | null;
+  node: string | null;
+  /** The node's admin address from the key's networking.json: an address/netmask, `dhcp`, or null without one. */
+  adminAddress: string | null;
+}
+
+const keyNetworkingSchema = z.object({
+  admin_tag: z.string(),
+  vnics: z.array(z.object({ ip: z.string(), netmask: z.string().nullable().optional(), nic_tag: z.string(), vlan_id: z.number().optional() })),
+});
+
+/** The summary of a key fleetboot wrote with --standalone, or null for any other key. */
+export function describeStandaloneKey(files: readonly { path: string; text?: string }[]): StandaloneKeySummary | null {
+  const text = (p: string): string | undefined => files.find((f) => f.path.toLowerCase() === p.toLowerCase())?.text;
+  const cfg = text('syslinux.cfg');
+  if (cfg === undefined || !files.some((f) => f.path.toLowerCase() === `${grubPrefix}/grub.cfg`.toLowerCase())) return null;
+  const directive = (name: string): string | undefined => new RegExp(`^\\s*${name}\\s+(.*)$`, 'mi').exec(cfg)?.[1]?.trim();
+  const kernel = directive('KERNEL');
+  const append = directive('APPEND') ?? '';
+  if (!kernel) return null;
+  const arg = (line: string, key: string): string | null => new RegExp(`(?:^|[\\s,])${key}="?([^\\s,"]+)`).exec(line)?.[1] ?? null;
+  let adminAddress: string | null = null;
+  const networking = text(`${keyModuleDir}/networking.json`);
+  if (networking !== undefined) {
+    try {
+      const n = keyNetworkingSchema.parse(JSON.parse(networking));
+      const admin = n.vnics.find((v) => v.nic_tag === n.admin_tag && (v.vlan_id ?? 0) === 0);
+      adminAddress = admin ? `${admin.ip}${admin.netmask ? `/${admin.netmask}` : ''}` : 'dhcp';
+    } catch {
+      adminAddress = null;
+    }
+  }
+  if (/(^|\/)mboot\.c32$/i.test(kernel)) {
+    // mboot.c32: <kernel> <args> --- <module> <args> ...
+    const [head = '', ...mods] = append.split(' --- ');
+    const [unix = '', ...rest] = head.split(' ');
+    const args = rest.join(' ');
+    return { os: 'smartos', kernel: unix, kernelArgs: args, modules: mods, checkinUrl: arg(args, 'fleetboot_url'), node: arg(args, 'fleetboot_node'), adminAddress };
+  }
+  return {
+    os: 'linux',
+    kernel,
+    kernelArgs: append,
+    modules: (directive('INITRD') ?? '').split(',').filter(Boolean),
+    checkinUrl: arg(append, 'fleetboot_url'),
+    node: arg(append, 'fleetboot_node'),
+    adminAddress,
+  };
+}
+
+/** The summary as lines for `usb-image --list`. */
+export function standaloneSummaryLines(s: StandaloneKeySummary): string[] {
+  return [
+    `platform key (${s.os === 'smartos' ? 'SmartOS' : 'Linux'}): kernel ${s.kernel}`,
+    `  ${s.os === 'smartos' ? 'boot args' : 'command line'}: ${s.kernelArgs.replace(/fleetboot_token=[^\s,]+/, 'fleetboot_token=(set)')}`,
+    ...s.modules.map((m) => `  ${s.os === 'smartos' ? 'module' : 'initrd'} ${m}`),
+    `  node: ${s.node ?? 'none (any machine)'}; admin address: ${s.adminAddress ?? 'asked at first boot'}; checks in at ${s.checkinUrl ?? '(no URL)'}`,
+  ];
 }
