@@ -130,6 +130,14 @@ test('Basic authentication: no session, the credentials on every request; off an
   const on = calls(r.bmc).indexOf('POST /redfish/v1/Systems/1/Actions/ComputerSystem.Reset', calls(r.bmc).indexOf('PATCH /redfish/v1/Systems/1'));
   assert.ok(on > calls(r.bmc).indexOf('PATCH /redfish/v1/Systems/1'), 'the boot override comes before the power on');
   assertNoSecrets(r);
+
+  // A machine already PoweringOn (started by someone else) is waited for, not reset again.
+  const starting = new MemoryMachine('Off', { transitionMs: 400 });
+  const r2 = await rig(t, { backend: starting });
+  await starting.reset('On');
+  await r2.driver({ auth: 'basic' }).powerOn();
+  assert.equal(starting.state, 'On');
+  assert.deepEqual(resetsSent(r2.bmc), []);
 });
 
 test('the ResetType comes from the BMC\'s AllowableValues: ForceRestart without PowerCycle, else ForceOff then On; none usable is an error naming them', { skip }, async (t) => {

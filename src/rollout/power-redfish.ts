@@ -316,6 +316,8 @@ class Conversation {
     const o = this.d.o;
     let reloggedIn = false;
     let last = '';
+    // A session's URI could carry its token on some BMCs: paths are shown scrubbed too.
+    const shown = (): string => this.scrub(path);
     for (let attempt = 1; attempt <= o.attempts; attempt++) {
       const started = Date.now();
       let reply: Reply;
@@ -325,7 +327,7 @@ class Conversation {
         if (err instanceof CertificateRefused) throw new PowerError(err.message);
         const e = err as NoAnswer;
         last = e.message;
-        this.d.log.warn({ event: 'redfish_no_answer', bmc: this.d.origin, method, path, attempt, problem: e.message }, 'Redfish request got no answer');
+        this.d.log.warn({ event: 'redfish_no_answer', bmc: this.d.origin, method, path: shown(), attempt, problem: e.message }, 'Redfish request got no answer');
         // A reset that may have reached the BMC is not sent again: a second one could cycle twice.
         const mayHaveActed = opts.resend === 'unsent' && !e.unsent;
         if (attempt < o.attempts && !mayHaveActed) {
@@ -335,13 +337,13 @@ class Conversation {
         const check = mayHaveActed
           ? `the machine's power (fleetboot node power NODE status): the BMC may have carried it out; not sent again`
           : `that the BMC answers HTTPS at ${this.d.origin} (its Redfish service enabled, the network path open)`;
-        throw new PowerError(`BMC ${this.d.origin}: ${what} (${method} ${path}) failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${last}; check ${check}`);
+        throw new PowerError(`BMC ${this.d.origin}: ${what} (${method} ${shown()}) failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${last}; check ${check}`);
       }
-      this.d.log.debug({ event: 'redfish_request', bmc: this.d.origin, method, path, status: reply.status, ms: Date.now() - started, attempt }, 'Redfish request');
+      this.d.log.debug({ event: 'redfish_request', bmc: this.d.origin, method, path: shown(), status: reply.status, ms: Date.now() - started, attempt }, 'Redfish request');
       if (reply.status === 401 && o.auth === 'session' && this.token && !reloggedIn && !opts.noAuth && !opts.noRelogin) {
         // The session ended on the BMC (timed out, or the BMC restarted): log in again, once.
         reloggedIn = true;
-        this.d.log.info({ event: 'redfish_relogin', bmc: this.d.origin, path }, 'Redfish session refused; logging in again');
+        this.d.log.info({ event: 'redfish_relogin', bmc: this.d.origin, path: shown() }, 'Redfish session refused; logging in again');
         this.token = null;
         await this.login();
         attempt--;
@@ -350,7 +352,7 @@ class Conversation {
       if (reply.status < 400 || (reply.status === 404 && opts.allow404)) return reply;
       last = `HTTP ${reply.status}${this.messageOf(reply.body)}`;
       if (reply.status >= 500 && attempt < o.attempts) {
-        this.d.log.warn({ event: 'redfish_retry', bmc: this.d.origin, method, path, attempt, status: reply.status }, 'Redfish request failed; retrying');
+        this.d.log.warn({ event: 'redfish_retry', bmc: this.d.origin, method, path: shown(), attempt, status: reply.status }, 'Redfish request failed; retrying');
         await sleep(retryDelay(o.retryDelayMs, attempt, o.random));
         continue;
       }
@@ -407,7 +409,7 @@ class Conversation {
     }
     const location = reply.headers.location ?? odataLink.safeParse(reply.body).data?.['@odata.id'] ?? null;
     this.token = { value: token, location: location ? new URL(location, this.d.origin).pathname : null };
-    this.d.log.debug({ event: 'redfish_login', bmc: this.d.origin, session: this.token.location }, 'Redfish session opened');
+    this.d.log.debug({ event: 'redfish_login', bmc: this.d.origin, session: this.scrub(this.token.location ?? '') }, 'Redfish session opened');
   }
 
   /** DSP0266 §"Session termination": DELETE the session's URI. A failed logout is logged, never thrown. */
@@ -418,9 +420,9 @@ class Conversation {
         try {
           // A 401 or 404 here: the BMC has ended the session already (a new login would only leave one behind).
           await this.call('DELETE', location, 'session logout', { allow404: true, noRelogin: true });
-          this.d.log.debug({ event: 'redfish_logout', bmc: this.d.origin, session: location }, 'Redfish session closed');
+          this.d.log.debug({ event: 'redfish_logout', bmc: this.d.origin, session: this.scrub(location) }, 'Redfish session closed');
         } catch (err) {
-          this.d.log.warn({ event: 'redfish_logout_failed', bmc: this.d.origin, session: location, err: this.scrub((err as Error).message) }, 'Redfish session logout failed; the BMC ends it when it times out');
+          this.d.log.warn({ event: 'redfish_logout_failed', bmc: this.d.origin, session: this.scrub(location), err: this.scrub((err as Error).message) }, 'Redfish session logout failed; the BMC ends it when it times out');
         }
       }
     } finally {
@@ -644,6 +646,8 @@ export class RedfishPowerDriver implements PowerDriver {
     return this.act(async (c, path) => {
       const sys = await this.readSystem(c, path);
       if (powerStateOf(sys.doc.PowerState) === 'on') return;
+      // Already on its way (another client, or the BMC's own power restore policy): wait for it.
+      if (sys.doc.PowerState === 'PoweringOn') return this.waitFor(c, path, 'on', 'a power on already under way');
       const plan = await this.planFor(c, sys.doc, 'on');
       await this.bootFromNetworkNext(c, path, sys);
       await this.reset(c, plan.target, plan.steps[0]!);
@@ -655,6 +659,7 @@ export class RedfishPowerDriver implements PowerDriver {
     return this.act(async (c, path) => {
       const sys = await this.readSystem(c, path);
       if (powerStateOf(sys.doc.PowerState) === 'off') return;
+      if (sys.doc.PowerState === 'PoweringOff' && options.soft) return this.waitFor(c, path, 'off', 'a power off already under way');
       if (options.soft) {
         const soft = await this.planFor(c, sys.doc, 'soft');
         await this.reset(c, soft.target, soft.steps[0]!);
