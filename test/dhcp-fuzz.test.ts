@@ -2,20 +2,9 @@
 // still answers afterwards (docs/style.md: a bad packet is dropped and counted, never thrown).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { seededRandom as prng } from '../fuzz/mutate.ts';
 import { clientPacket, RelayAgent, type ClientModel } from './dhcp-fixtures.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
-
-/** Deterministic PRNG (mulberry32) so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('10,000 random and mutated packets: no crash, counted, and the server still answers', async (t) => {
   const agent = await RelayAgent.open(t);

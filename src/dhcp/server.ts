@@ -12,6 +12,7 @@
 // lease (an ACK) is sent only after that transaction commits, so an address promised on the
 // wire is always on disk first. Replies that bind nothing (offers, NAKs) leave at once.
 import type { RemoteInfo } from 'node:dgram';
+import { capture } from '../capture.ts';
 import { ipInSubnet, parseCidr, intToIpv4, ipv4ToInt, type FleetbootConfig, type NetworkConfig } from '../config/schema.ts';
 import type { Service } from '../headnode.ts';
 import type { Logger } from '../log.ts';
@@ -199,6 +200,7 @@ export class DhcpServer implements Service {
   private onMessage(msg: Buffer, rinfo: RemoteInfo, l: Listener): void {
     this.stats.received++;
     try {
+      capture('dhcp-packet', msg);
       const decoded = decodePacket(msg);
       if (!decoded.ok) {
         this.stats.malformed++;

@@ -7,6 +7,7 @@ import express, { Router, type Request } from 'express';
 import { newcArchive } from '../boot/cpio.ts';
 import type { BootTemplates } from '../boot/templates.ts';
 import type { FleetbootConfig } from '../config/schema.ts';
+import { capture } from '../capture.ts';
 import type { Logger } from '../log.ts';
 import { parseMac } from '../mac.ts';
 import { nodeConfigContribution } from '../nodeconfig/boot-modules.ts';
@@ -77,6 +78,7 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
   });
 
   r.post('/api/v1/nodes/checkin', express.json({ limit: '256kb' }), (req, res) => {
+    capture('checkin', JSON.stringify(req.body) ?? '');
     const parsed = checkinSchema.safeParse(req.body);
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
     const report = parsed.data;

@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
+import { capture } from '../capture.ts';
 import { cidrSchema, ipInSubnet, ipv4ToInt } from '../config/schema.ts';
 import { parseMac, type Mac } from '../mac.ts';
 import type { NicInput } from '../store/nodes.ts';
@@ -249,6 +250,7 @@ export class NodeConfigError extends Error {
 
 /** Parses an operator's network document (node setup), throwing a NodeConfigError naming the bad fields. */
 export function parseNodeNetwork(input: unknown): NodeNetwork {
+  capture('node-network', JSON.stringify(input) ?? '');
   const r = setupNetworkSchema.safeParse(input);
   if (!r.success) throw new NodeConfigError(describeIssues(r.error, 'network'));
   return r.data;

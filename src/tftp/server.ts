@@ -24,6 +24,7 @@ import type { AddressInfo } from 'node:net';
 import { isIPv6 } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { TFTP_BUSY_POLL_MICROS } from '../config/schema.ts';
+import { capture } from '../capture.ts';
 import type { Logger } from '../log.ts';
 import type { Mac } from '../mac.ts';
 import type { NodeRecord } from '../store/nodes.ts';
@@ -160,6 +161,7 @@ export class TftpServer {
   private async onRequest(msg: Buffer, rinfo: RemoteInfo): Promise<void> {
     const key = `${rinfo.address}:${rinfo.port}`;
     if (this.transfers.has(key) || this.pending.has(key)) return; // RRQ retransmitted while we answer
+    capture('tftp-request', msg);
     const parsed = parseRequest(msg);
     if (!parsed.ok) {
       this.stats.malformed++;
