@@ -3,12 +3,12 @@
 import { mkdirSync } from 'node:fs';
 import { BootTemplates } from './boot/templates.ts';
 import type { FleetbootConfig } from './config/schema.ts';
-import { ensureTokenFile } from './config/token.ts';
+import { followTokenFile } from './config/token.ts';
 import { DhcpServer } from './dhcp/server.ts';
 import type { HeadNodeCounters } from './http/admin-api.ts';
 import { HttpServer } from './http/server.ts';
 import { nodeConfigProvider } from './nodeconfig/boot-modules.ts';
-import { nodeKeysIn, rootPassword } from './nodeconfig/secrets.ts';
+import { nodeKeysIn, rootPassword, settleNodeKey } from './nodeconfig/secrets.ts';
 import { sweepPlatformFolders } from './platforms/layout.ts';
 import { UnknownNodeSweeper } from './nodeconfig/lifecycle.ts';
 import { defaultNtpHost } from './nodeconfig/render.ts';
@@ -42,7 +42,8 @@ export class HeadNode {
   readonly http: HttpServer;
   /** Always built so modules can register TFTP providers; started only when config.tftp.enabled. */
   readonly tftp: TftpServer;
-  readonly apiToken: string;
+  /** The API token file as it is now (`fleetboot token rotate` replaces it). */
+  private readonly apiTokenOf: () => string;
   /** WAL checkpoints and the boot-event index, on a worker thread (store/store-worker.ts). */
   readonly storeWorker: StoreWorker;
   /** The DHCP server (full or ProxyDHCP); null when config.dhcp.mode is "off". */
@@ -61,11 +62,14 @@ export class HeadNode {
   ) {
     mkdirSync(config.dataDir, { recursive: true });
     mkdirSync(config.platformImagesDir, { recursive: true });
-    this.apiToken = ensureTokenFile(config.apiTokenFile);
+    this.apiTokenOf = followTokenFile(config.apiTokenFile);
     this.store = Store.open(Store.fileIn(config.dataDir), options.now ? { now: options.now } : {});
     this.templates = new BootTemplates(config.templatesDir ?? 'boot-templates');
     // Leftovers of an interrupted platform import (kill -9) go before anything serves them.
     sweepPlatformFolders(this.store, config.platformImagesDir, options.log);
+    // A `token rotate node-key` cut short is finished or undone before any token is derived.
+    const settled = settleNodeKey(this.store, config.dataDir);
+    if (settled !== 'none') options.log.warn({ event: 'node_key_settled', outcome: settled }, 'an interrupted node-key rotation was settled');
     const keys = nodeKeysIn(config.dataDir);
     const ports = storeRolloutPorts(this.store, {
       moduleSecrets: (node) => ({ rootPassword: rootPassword(keys, node), ntpHost: defaultNtpHost(config) }),
@@ -77,7 +81,7 @@ export class HeadNode {
       store: this.store,
       templates: this.templates,
       log: options.log,
-      apiToken: this.apiToken,
+      apiToken: this.apiTokenOf,
       nodeContribution: nodeConfigProvider(keys),
       counters: () => this.counters(),
       // A check-in may be the boot a rollout waits for: judge it now rather than at the next poll.
@@ -106,6 +110,11 @@ export class HeadNode {
     this.services.push(this.nodeSweeper);
     // Last in, first out: a power cycle in progress finishes before HTTP and the store go.
     this.services.push(this.rollouts);
+  }
+
+  /** The admin API's bearer token now. */
+  get apiToken(): string {
+    return this.apiTokenOf();
   }
 
   /** What each service has counted since the head node started (DHCP malformed packets and all). */

@@ -12,6 +12,7 @@ import { registerPlatform } from './platform.ts';
 import { registerRollout } from './rollout.ts';
 import { registerServe } from './serve.ts';
 import { registerStatus } from './status.ts';
+import { registerToken } from './token.ts';
 
 export function buildProgram(): Command {
   const program = new Command('fleetboot')
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerNodePlatform(program);
   registerPlatform(program);
   registerRollout(program);
+  registerToken(program);
   return program;
 }
 

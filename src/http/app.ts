@@ -22,7 +22,8 @@ export interface HttpDeps {
   store: Store;
   templates: BootTemplates;
   log: Logger;
-  apiToken: string;
+  /** The admin API's bearer token, or a function giving the current one (it follows `token rotate`). */
+  apiToken: string | (() => string);
   /** Per-node boot args and modules for the boot plan (nodeconfig); none when absent. */
   nodeContribution?: NodeContributionProvider;
   /** The head node's service counters, for GET /api/v1/counters. */
