@@ -1,15 +1,18 @@
 // Rolling upgrades end to end: three QEMU VMs, set up on the lab's test platform A, are rolled
-// to platform B by the head node's rollout service through their qemu power drivers; then to a
+// to platform B by the head node's rollout service through their ipmi power drivers, each VM
+// behind its own simulated BMC (ipmi_sim, as on real hardware); then to a
 // platform whose kernel boots but never checks in, and to one that checks in saying it runs
 // another platform: each time the canary is rolled back to B and no other node is touched.
 // Last, the head node is killed with -9 mid-wave and restarted: the rollout finishes with every
-// node rebooted exactly once.
+// node rebooted exactly once. Through all of it, the BMCs' password appears in no log line, API
+// answer or CLI output.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cliPath, labDown, labUp, startVms } from '../../src/lab/lab.ts';
+import { execa } from 'execa';
+import { cliPath, labDown, labStatus, labUp, startVms } from '../../src/lab/lab.ts';
 import { isAlive, spawnDetached } from '../../src/lab/process.ts';
 import { readLabState, writeLabState, type LabState, type LabVm } from '../../src/lab/state.ts';
 import type { Mac } from '../../src/mac.ts';
@@ -22,13 +25,22 @@ import { buildPlatform, labCli, labDiagnosis, waitFor } from './lab-fixtures.ts'
 
 const inFlightStates = new Set(['assigned', 'power_cycling', 'power_cycled', 'rolling_back', 'rollback_cycling', 'rollback_cycled']);
 
-describe('e2e: a rollout across three lab VMs', { skip: requires(labBootNeeds), timeout: 900_000 }, () => {
+const skip = requires({ ...labBootNeeds, commands: [...(labBootNeeds.commands ?? []), 'ipmi_sim', 'ipmitool', 'curl'] });
+
+describe('e2e: a rollout across three lab VMs behind simulated BMCs', { skip, timeout: 900_000 }, () => {
   let dir: string;
   let lab: LabState;
   let store: Store;
   let vms: LabVm[] = [];
   const ns = testNamespace('e2eroll');
-  const cli = labCli(() => lab, () => dir);
+  const runCli = labCli(() => lab, () => dir);
+  /** Everything the CLI printed in this file: searched for secrets at the end. */
+  const printed: string[] = [];
+  const cli: typeof runCli = async (args) => {
+    const r = await runCli(args);
+    printed.push(r.stdout, r.stderr);
+    return r;
+  };
   const diagnose = (): string => labDiagnosis(dir, vms);
   const node = (vm: LabVm): NodeRecord => store.nodes.findByMac(vm.mac as Mac)!;
   const rollout = (id: number): RolloutRecord => store.rollouts.get(id)!;
@@ -78,11 +90,12 @@ describe('e2e: a rollout across three lab VMs', { skip: requires(labBootNeeds), 
       diskMiB: 512,
       vmTimeoutSeconds: 900,
       logLevel: 'info',
+      bmc: 'ipmi',
       platforms: built,
       progress: () => undefined,
     });
     store = Store.open(Store.fileIn(join(dir, 'var')));
-    vms = await startVms(lab, { firmware: 'bios', chainload: false, memoryMiB: 384, diskMiB: 512, vmTimeoutSeconds: 900, progress: () => undefined }, 0, 3);
+    vms = await startVms(lab, { firmware: 'bios', chainload: false, memoryMiB: 384, diskMiB: 512, vmTimeoutSeconds: 900, bmc: 'ipmi', progress: () => undefined }, 0, 3);
   });
 
   after(async () => {
@@ -93,7 +106,7 @@ describe('e2e: a rollout across three lab VMs', { skip: requires(labBootNeeds), 
     }
   });
 
-  it('three discovered VMs are set up, with their qemu power drivers and a rack each', async () => {
+  it('three discovered VMs are set up, with their BMCs as ipmi power drivers and a rack each', async () => {
     for (const vm of vms) {
       await waitFor(`${vm.name} to check in`, 240_000, () => store.nodes.findByMac(vm.mac as Mac)?.lastSeen, diagnose);
     }
@@ -112,8 +125,10 @@ describe('e2e: a rollout across three lab VMs', { skip: requires(labBootNeeds), 
       const setup = await cli(['node', 'setup', vm.mac, '--network', file]);
       assert.equal(setup.exitCode, 0, setup.stderr);
       // Two nodes share rack r1: they must never reboot together.
-      const set = await cli(['node', 'set', vm.mac, `traits.rack=${i < 2 ? 'r1' : 'r2'}`, 'power.kind=qemu', `power.qmpSocket=${vm.qmpSocket}`, 'power.guestResetWaitMs=20000']);
+      const bmc = vm.bmc!;
+      const set = await cli(['node', 'set', vm.mac, `traits.rack=${i < 2 ? 'r1' : 'r2'}`, 'power.kind=ipmi', `power.host=${bmc.host}`, `power.port=${bmc.port}`, `power.user=${bmc.user}`, `power.passwordFile=${bmc.passwordFile}`]);
       assert.equal(set.exitCode, 0, set.stderr);
+      assert.deepEqual(node(vm).power, labStatus(readLabState(dir)!)[i]?.power, 'the spec lab up would give it');
     }
     const plan = await cli(['rollout', 'plan', '--target', 'fleetboot-test-B', '--canary', '1', '--max-in-flight', '2', '--domain', 'rack:1', '--soak', '0s']);
     assert.equal(plan.exitCode, 0, plan.stderr);
@@ -138,6 +153,9 @@ describe('e2e: a rollout across three lab VMs', { skip: requires(labBootNeeds), 
       assert.equal(n.bootPlatform, 'fleetboot-test-B');
       assert.equal(n.state, 'running');
       assert.equal(cyclesOf(vm, id), 1, `${vm.name} rebooted once`);
+      const viaBmc = store.events.timeline(n.id, 1000).filter((e) => e.event === 'power' && e.detail.rollout === id);
+      assert.ok(viaBmc.every((e) => e.detail.driver === 'ipmi'), `${vm.name}: rebooted through its BMC: ${JSON.stringify(viaBmc.map((e) => e.detail))}`);
+      assert.match(readFileSync(vm.bmc!.eventLog, 'utf8'), /set boot pxe/, `${vm.name}: its BMC was told to boot from the network first`);
       const timeline = store.events.timeline(n.id, 1000).map((e) => e.event);
       const from = timeline.lastIndexOf('platform');
       // assigned, power-cycled, then the boot itself, then the check-in and the verdict.
@@ -198,5 +216,44 @@ describe('e2e: a rollout across three lab VMs', { skip: requires(labBootNeeds), 
       assert.equal(node(vm).currentPlatform, 'fleetboot-test-A', vm.name);
       assert.equal(cyclesOf(vm, id), 1, `${vm.name} rebooted exactly once across the crash`);
     }
+  });
+
+  it('no log line, API answer or CLI output of the whole run holds the BMC password or the API token', async () => {
+    const password = readFileSync(vms[0]!.bmc!.passwordFile, 'utf8').split('\n')[0]!;
+    const token = readFileSync(join(dir, 'var', 'api-token'), 'utf8').trim();
+    assert.ok(password.length >= 12 && token.length >= 16);
+    const api = async (path: string): Promise<string> => {
+      const r = await execa('ip', ['netns', 'exec', ns, 'curl', '-sS', '--max-time', '20', '-H', `Authorization: Bearer ${token}`, `http://10.99.0.1:8080/api/v1${path}`], { reject: false });
+      assert.equal(r.exitCode, 0, `GET ${path}: ${r.stderr}`);
+      return String(r.stdout);
+    };
+    const answers = [await api('/nodes'), await api('/rollouts'), await api('/counters')];
+    for (const vm of vms) {
+      const id = node(vm).id;
+      const shown = await api(`/nodes/${id}`);
+      assert.match(shown, /"kind":"ipmi"/, 'the API shows the power spec');
+      assert.ok(shown.includes(vm.bmc!.passwordFile), 'by its file reference');
+      answers.push(shown);
+      await cli(['node', 'show', vm.mac]);
+      await cli(['node', 'show', vm.mac, '--json']);
+      await cli(['node', 'power', vm.mac, 'status']);
+    }
+    for (const r of store.rollouts.list()) {
+      answers.push(await api(`/rollouts/${r.id}`));
+      await cli(['rollout', 'status', String(r.id)]);
+    }
+    await cli(['node', 'list', '--json']);
+    const logs = [readFileSync(join(dir, 'headnode.log'), 'utf8'), ...vms.map((vm) => readFileSync(join(vm.bmc!.dir, 'ipmi_sim.log'), 'utf8'))];
+    const events = vms.flatMap((vm) => store.events.timeline(node(vm).id, 1000)).map((e) => JSON.stringify(e));
+    const dbFile = Store.fileIn(join(dir, 'var'));
+    const database = Buffer.concat([dbFile, `${dbFile}-wal`].filter((f) => existsSync(f)).map((f) => readFileSync(f)));
+    for (const [what, texts] of [['API answer', answers], ['CLI output', printed], ['log', logs], ['boot event', events]] as const) {
+      for (const text of texts) {
+        assert.ok(!text.includes(password), `the BMC password is in a ${what}: ${text.slice(0, 300)}`);
+        assert.ok(!text.includes(token), `the API token is in a ${what}`);
+      }
+    }
+    assert.equal(database.indexOf(password), -1, 'the BMC password is not in the registry');
+    assert.ok(printed.length > 20 && logs[0]!.length > 10_000, 'there was output to search');
   });
 });
