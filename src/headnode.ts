@@ -99,6 +99,9 @@ export class HeadNode {
       log: options.log,
       store: this.store,
       busyPollMicros: config.tftp.busyPollMicros,
+      maxTransfersPerAddress: config.tftp.maxTransfersPerAddress,
+      maxTimeoutSeconds: config.tftp.maxTimeoutSeconds,
+      maxTransferSeconds: config.tftp.maxTransferSeconds,
     });
     if (config.tftp.enabled) this.services.push(this.tftp);
     this.dhcp =

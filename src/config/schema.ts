@@ -72,6 +72,29 @@ export const configSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
         /** Base URL nodes use to reach this head node; derived from the network's serverAddress when absent. */
         publicUrl: z.url().optional(),
+        /** A request's headers must arrive within this many seconds, or 408 (slowloris; docs/hardening.md "HTTP"). */
+        headersTimeoutSeconds: z.number().int().min(1).max(600).default(10),
+        /** A whole request (headers and body) must arrive within this many seconds, or 408. */
+        requestTimeoutSeconds: z.number().int().min(1).max(3600).default(30),
+        /** An /os download that moves no byte for this long is dropped and its descriptors closed. */
+        downloadIdleSeconds: z.number().int().min(1).max(3600).default(30),
+        /** stop() waits this long for requests in flight, then closes every connection. */
+        stopGraceSeconds: z.number().int().min(0).max(600).default(3),
+        /** Largest request head (request line and headers), in bytes: 431 past it. */
+        maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+        /** Largest check-in body, in bytes (413 past it). */
+        checkinBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
+        /**
+         * Per source address token bucket over the boot-script and check-in routes: `burst`
+         * requests at once, refilled at `perSecond`; past it, 429 with Retry-After. Sized for a
+         * rack booting behind one relay or NAT (docs/hardening.md "HTTP"); perSecond 0 turns it off.
+         */
+        rateLimit: z
+          .object({
+            perSecond: z.number().min(0).max(100_000).default(50),
+            burst: z.number().int().min(1).max(1_000_000).default(500),
+          })
+          .prefault({}),
       })
       .prefault({}),
     dhcp: z
@@ -103,6 +126,12 @@ export const configSchema = z
          * (microseconds; 0: never). See spin_recv in src/tftp/native/tftp_data.c.
          */
         busyPollMicros: z.number().int().min(0).max(1000).default(TFTP_BUSY_POLL_MICROS),
+        /** Transfers one client address may hold at once (docs/hardening.md "TFTP"). */
+        maxTransfersPerAddress: z.number().int().min(1).max(4096).default(32),
+        /** Largest RFC 2349 `timeout` accepted (seconds); a larger one is left out of the OACK. */
+        maxTimeoutSeconds: z.number().int().min(1).max(255).default(5),
+        /** Longest one transfer may run, progress or not (seconds). */
+        maxTransferSeconds: z.number().int().min(1).max(86_400).default(300),
       })
       .prefault({}),
     boot: z

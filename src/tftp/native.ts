@@ -26,6 +26,8 @@ interface NativeStartOptions {
   rtoCeilingMs: number;
   minMs: number;
   retries: number;
+  /** Longest the transfer may run (tftp_data.c ends it with ST_TIMEOUT, code 1, past this). */
+  lifetimeMs: number;
   /** Busy-poll budget per ACK wait (spin_recv in native/tftp_data.c); 0 never polls. */
   spinUs: number;
 }
@@ -106,7 +108,7 @@ class NativeTransfer implements TftpTransfer {
 
   start(): void {
     // Same timer bounds as transfer.ts (RFC 2349 §2 ceiling, RFC 6298 §2-style adaptation).
-    const { minMs, maxMs, retries } = this.init.retransmit;
+    const { minMs, maxMs, retries, lifetimeMs } = this.init.retransmit;
     const p = this.init.params;
     const rtoCeilingMs = p.clientTimeout ? Math.max(minMs, p.timeoutMs) : Math.max(minMs, maxMs);
     const rtoMs = Math.min(rtoCeilingMs, Math.max(minMs, p.timeoutMs));
@@ -126,6 +128,7 @@ class NativeTransfer implements TftpTransfer {
           rtoCeilingMs,
           minMs,
           retries,
+          lifetimeMs,
           spinUs: this.init.busyPollMicros ?? 0,
         },
         (status, code, message, afterOack, block, retransmits) => {
@@ -173,7 +176,8 @@ function outcomeOf(status: number, code: number, message: string, afterOack: boo
     case Status.aborted:
       return { kind: 'aborted', code, message, afterOack };
     case Status.timeout:
-      return { kind: 'timeout', block };
+      // tftp_data.c: code 1 when the transfer outlived lifetimeMs, 0 after the retry limit.
+      return { kind: 'timeout', block, cause: code === 1 ? 'lifetime' : 'retries' };
     case Status.stopped:
       return { kind: 'stopped' };
     default:

@@ -16,6 +16,8 @@ export interface NegotiationLimits {
   /** Upper bound for blksize × windowsize, so one transfer's buffers stay small. */
   maxWindowBytes: number;
   defaultTimeoutMs: number;
+  /** Largest `timeout` (seconds) accepted from a client; a larger one is left out of the OACK. */
+  maxTimeoutSeconds: number;
 }
 
 export type Negotiation =
@@ -39,9 +41,12 @@ export function negotiate(options: ReadonlyMap<string, string>, size: number, li
 
   const timeout = options.get('timeout');
   if (timeout !== undefined && decimal.test(timeout)) {
-    // RFC 2349 §2: 1..255 seconds; the server must echo exactly the value it accepts.
+    // RFC 2349 §2: 1..255 seconds; the server must echo exactly the value it accepts, so a
+    // value over our bound is not clamped but refused by leaving it out of the OACK, which
+    // RFC 2347 §2 allows for any option; the transfer then runs on the server's own timer.
+    // Accepting 255 would let one silent client hold a transfer slot for 7 × 255 s.
     const n = Number(timeout);
-    if (n >= 1 && n <= 255) {
+    if (n >= 1 && n <= Math.min(255, limits.maxTimeoutSeconds)) {
       params.timeoutMs = n * 1000;
       params.clientTimeout = true;
       oack.push(['timeout', String(n)]);

@@ -55,6 +55,12 @@ export interface TftpServerOptions {
   maxWindowsize?: number;
   /** Transfers served at once; further requests get ERROR 0 "server busy". */
   maxTransfers?: number;
+  /** Transfers served at once to one client address (config.tftp.maxTransfersPerAddress). */
+  maxTransfersPerAddress?: number;
+  /** Largest `timeout` option accepted, in seconds (config.tftp.maxTimeoutSeconds). */
+  maxTimeoutSeconds?: number;
+  /** Longest a transfer may run, in seconds, progress or not (config.tftp.maxTransferSeconds). */
+  maxTransferSeconds?: number;
   /** Files up to this size are cached in memory. */
   cacheFileMaxBytes?: number;
   /** false: every transfer runs in JS even when the native data path is built (see native.ts). */
@@ -76,7 +82,16 @@ export interface TftpStats {
   retransmits: number;
   malformed: number;
   active: number;
+  /** Requests answered ERROR 0 because every transfer slot was taken. */
+  busy: number;
+  /** Requests answered ERROR 0 because their address held its share of the slots. */
+  addressLimited: number;
+  /** Transfers ended because they outlived maxTransferSeconds. */
+  lifetimeExceeded: number;
 }
+
+/** Defaults of the slot bounds (config.tftp; docs/tftp.md "Bounds"). */
+export const TFTP_LIMITS = { maxTransfers: 4096, maxTransfersPerAddress: 32, maxTimeoutSeconds: 5, maxTransferSeconds: 300 } as const;
 
 const NETASCII_MAX_BYTES = 16 * 1024 * 1024;
 
@@ -100,11 +115,17 @@ export class TftpServer {
     retransmits: 0,
     malformed: 0,
     active: 0,
+    busy: 0,
+    addressLimited: 0,
+    lifetimeExceeded: 0,
   };
   private socket: Socket | undefined;
   /** Transfers by client `address:port`: a retransmitted RRQ must not start a second one. */
   private readonly transfers = new Map<string, TftpTransfer>();
   private readonly pending = new Set<string>();
+  /** Who holds a slot (set up or running), by `address:port`, and how many each address holds. */
+  private readonly slotHolders = new Map<string, string>();
+  private readonly slotsByAddress = new Map<string, number>();
   private readonly requesters = new WeakMap<TftpTransfer, Requester & { file: string }>();
   private idleWaiters: Array<() => void> = [];
 
@@ -177,13 +198,24 @@ export class TftpServer {
     if (req.mode !== 'octet' && req.mode !== 'netascii') return this.refuse(rinfo, who, 'mode', `unknown mode "${req.mode}"`, req.filename);
     const checked = checkPath(req.filename);
     if (!checked.ok) return this.refuse(rinfo, who, checked.reason, `path refused (${checked.reason})`, req.filename);
-    if (this.transfers.size + this.pending.size >= (this.options.maxTransfers ?? 4096)) {
+    if (this.transfers.size + this.pending.size >= (this.options.maxTransfers ?? TFTP_LIMITS.maxTransfers)) {
+      this.stats.busy++;
       this.sendError(rinfo, ErrorCode.notDefined, 'server busy, try again');
       this.options.log.warn({ event: 'tftp_busy', client: rinfo.address, file: checked.path, ...this.who(who) }, 'tftp busy');
       return;
     }
+    // One address may hold only its share of the slots, so a host that sends requests and
+    // never ACKs cannot lock every other client out.
+    const perAddress = this.options.maxTransfersPerAddress ?? TFTP_LIMITS.maxTransfersPerAddress;
+    if ((this.slotsByAddress.get(rinfo.address) ?? 0) >= perAddress) {
+      this.stats.addressLimited++;
+      this.sendError(rinfo, ErrorCode.notDefined, `too many transfers from this address (at most ${perAddress}), try again`);
+      this.options.log.warn({ event: 'tftp_busy', reason: 'address_limit', client: rinfo.address, file: checked.path, ...this.who(who) }, 'tftp busy for this address');
+      return;
+    }
 
     this.pending.add(key);
+    this.takeSlot(key, rinfo.address);
     let source: TftpSource | undefined;
     try {
       const found = await this.root.resolve({ path: checked.path, clientAddress: rinfo.address, node: who.node, mac: who.mac });
@@ -207,6 +239,7 @@ export class TftpServer {
         maxWindowsize: this.options.maxWindowsize ?? 64,
         maxWindowBytes: 2 * 1024 * 1024,
         defaultTimeoutMs: this.options.defaultTimeoutMs ?? 1000,
+        maxTimeoutSeconds: this.options.maxTimeoutSeconds ?? TFTP_LIMITS.maxTimeoutSeconds,
       });
       if (!negotiation.ok) {
         source.close();
@@ -228,6 +261,7 @@ export class TftpServer {
           minMs: this.options.minRetransmitMs ?? 200,
           maxMs: this.options.defaultTimeoutMs ?? 1000,
           retries: this.options.retries ?? 6,
+          lifetimeMs: (this.options.maxTransferSeconds ?? TFTP_LIMITS.maxTransferSeconds) * 1000,
         },
         busyPollMicros: this.options.busyPollMicros ?? TFTP_BUSY_POLL_MICROS,
         onEnd: (t, outcome) => this.onEnd(key, t, outcome),
@@ -243,8 +277,24 @@ export class TftpServer {
       this.options.log.error({ err, event: 'tftp_error', client: rinfo.address, file: checked.path, ...this.who(who) }, 'tftp provider failed');
     } finally {
       this.pending.delete(key);
+      if (!this.transfers.has(key)) this.releaseSlot(key);
       this.checkIdle();
     }
+  }
+
+  private takeSlot(key: string, address: string): void {
+    this.slotHolders.set(key, address);
+    this.slotsByAddress.set(address, (this.slotsByAddress.get(address) ?? 0) + 1);
+  }
+
+  /** Idempotent: a transfer that ended while its request was still being set up is released once. */
+  private releaseSlot(key: string): void {
+    const address = this.slotHolders.get(key);
+    if (address === undefined) return;
+    this.slotHolders.delete(key);
+    const left = (this.slotsByAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.slotsByAddress.set(address, left);
+    else this.slotsByAddress.delete(address);
   }
 
   private checkIdle(): void {
@@ -256,6 +306,7 @@ export class TftpServer {
 
   private onEnd(key: string, t: TftpTransfer, outcome: TransferOutcome): void {
     this.transfers.delete(key);
+    if (!this.pending.has(key)) this.releaseSlot(key);
     this.stats.active = this.transfers.size;
     this.stats.retransmits += t.retransmits;
     const who = this.requesters.get(t);
@@ -295,7 +346,11 @@ export class TftpServer {
         break;
       case 'timeout':
         this.stats.timedOut++;
-        this.options.log.warn({ event: 'tftp_timeout', block: outcome.block, ...base }, 'tftp transfer timed out');
+        if (outcome.cause === 'lifetime') this.stats.lifetimeExceeded++;
+        this.options.log.warn(
+          { event: 'tftp_timeout', block: outcome.block, cause: outcome.cause, ...base },
+          outcome.cause === 'lifetime' ? 'tftp transfer outlived its time limit' : 'tftp transfer timed out',
+        );
         break;
       case 'failed':
         this.stats.failed++;

@@ -13,7 +13,7 @@ import type { TftpSource } from './root.ts';
 export type TransferOutcome =
   | { kind: 'done' }
   | { kind: 'aborted'; code: number; message: string; afterOack: boolean }
-  | { kind: 'timeout'; block: number }
+  | { kind: 'timeout'; block: number; cause: 'retries' | 'lifetime' }
   | { kind: 'failed'; error: Error }
   | { kind: 'stopped' };
 
@@ -24,6 +24,8 @@ export interface RetransmitPolicy {
   maxMs: number;
   /** Consecutive timeouts without progress before the transfer is abandoned. */
   retries: number;
+  /** Longest a transfer may run, progress or not, so no client holds a slot for good. */
+  lifetimeMs: number;
 }
 
 export interface TransferInit {
@@ -86,6 +88,7 @@ export class Transfer implements TftpTransfer {
   /** Highest block sent so far. */
   private sent = 0;
   private timer: NodeJS.Timeout | undefined;
+  private lifetimeTimer: NodeJS.Timeout | undefined;
   private deferred: NodeJS.Immediate | undefined;
   private rto: number;
   private srtt = 0;
@@ -144,6 +147,10 @@ export class Transfer implements TftpTransfer {
       else this.end({ kind: 'failed', error });
     });
     this.socket.on('message', this.onMessageBound);
+    this.lifetimeTimer = setTimeout(() => {
+      this.sendError(ErrorCode.notDefined, 'transfer took too long');
+      this.end({ kind: 'timeout', block: this.acked + 1, cause: 'lifetime' });
+    }, this.init.retransmit.lifetimeMs);
     this.socket.bind({ address: this.init.localAddress, port: 0, exclusive: true }, () => {
       if (this.state === 'ended') return;
       this.socket.connect(this.init.client.port, this.init.client.address, (err?: Error) => {
@@ -250,7 +257,7 @@ export class Transfer implements TftpTransfer {
     this.timeouts++;
     if (this.timeouts > this.init.retransmit.retries) {
       this.sendError(ErrorCode.notDefined, 'timed out waiting for ACK');
-      this.end({ kind: 'timeout', block: this.acked + 1 });
+      this.end({ kind: 'timeout', block: this.acked + 1, cause: 'retries' });
       return;
     }
     // Exponential backoff (RFC 6298 §5.5), bounded by the ceiling.
@@ -348,6 +355,7 @@ export class Transfer implements TftpTransfer {
     if (this.state === 'ended') return;
     this.state = 'ended';
     if (this.timer) clearTimeout(this.timer);
+    if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer);
     if (this.deferred) clearImmediate(this.deferred);
     this.source.close();
     // Let a queued final packet (ERROR) leave before the socket closes.

@@ -8,7 +8,10 @@
 //
 // start(opts, done) -> handle; cancel(handle).
 //   opts: { local, address, port, data: Buffer | null, fd: number (-1 with data), size,
-//           blksize, windowsize, oack: Buffer | null, rtoMs, rtoCeilingMs, minMs, retries }
+//           blksize, windowsize, oack: Buffer | null, rtoMs, rtoCeilingMs, minMs, retries,
+//           lifetimeMs }
+//   lifetimeMs bounds the whole transfer, progress or not (then status ST_TIMEOUT, code 1),
+//   and rtoCeilingMs may not exceed RFC 2349 §2's 255 s, so no thread outlives its bound.
 //   done(status, code, message, afterOack, block, retransmits) runs once on the JS thread.
 // The socket is created, bound and connected here on the JS thread (RFC 1350 §4: a new
 // TID per transfer; connected, so the kernel drops datagrams from any other TID), so no
@@ -49,6 +52,7 @@ typedef struct {
   double rto, rto_ceiling, min_ms;
   double spin_ms; /* busy-poll budget per ACK wait (0: never) */
   int retries;
+  double lifetime_ms; /* the transfer ends with ST_TIMEOUT, code 1, this long after it started */
   uint8_t *buf; /* file source: windowsize × blksize bytes read per window */
   /* result */
   int status, code, after_oack;
@@ -330,14 +334,22 @@ static void *run_transfer(void *arg) {
     arm(r, now_ms());
     uint8_t msg[1024];
     double timeo_ms = -1; /* SO_RCVTIMEO currently set */
+    double ends_at = now_ms() + t->lifetime_ms;
     while (!r->ended) {
       if (__atomic_load_n(&t->cancelled, __ATOMIC_ACQUIRE)) {
         send_error(t, 0, "server shutting down");
         finish(t, ST_STOPPED, 0, "");
         break;
       }
-      double wait = r->deadline - now_ms();
-      if (wait <= 0) {
+      double now = now_ms();
+      if (now >= ends_at) {
+        send_error(t, 0, "transfer took too long");
+        finish(t, ST_TIMEOUT, 1, "transfer took too long");
+        t->block = (double)(r->acked + 1);
+        break;
+      }
+      double wait = (r->deadline < ends_at ? r->deadline : ends_at) - now;
+      if (r->deadline <= now) {
         on_timeout(r);
         continue;
       }
@@ -445,12 +457,14 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   }
   napi_value opts = argv[0];
   char local[64], address[64];
-  double port, fd, size, blksize, windowsize, rto, ceiling, min_ms, retries, spin_us = 0;
+  double port, fd, size, blksize, windowsize, rto, ceiling, min_ms, retries, lifetime, spin_us = 0;
   if (!prop_string(env, opts, "local", local, sizeof(local)) || !prop_string(env, opts, "address", address, sizeof(address)) ||
       !prop_double(env, opts, "port", &port) || !prop_double(env, opts, "fd", &fd) || !prop_double(env, opts, "size", &size) ||
       !prop_double(env, opts, "blksize", &blksize) || !prop_double(env, opts, "windowsize", &windowsize) ||
       !prop_double(env, opts, "rtoMs", &rto) || !prop_double(env, opts, "rtoCeilingMs", &ceiling) ||
-      !prop_double(env, opts, "minMs", &min_ms) || !prop_double(env, opts, "retries", &retries) || port < 1 || port > 65535 ||
+      !prop_double(env, opts, "minMs", &min_ms) || !prop_double(env, opts, "retries", &retries) ||
+      !prop_double(env, opts, "lifetimeMs", &lifetime) || !(lifetime >= 1 && lifetime <= 86400000) ||
+      !(rto >= 1 && ceiling >= rto && ceiling <= 255000) || port < 1 || port > 65535 ||
       size < 0 || blksize < 8 || blksize > 65464 || windowsize < 1 || windowsize > MAX_WINDOW || retries < 0) {
     napi_throw_type_error(env, NULL, "start(options, done): bad option");
     return NULL;
@@ -496,6 +510,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   t->rto_ceiling = ceiling;
   t->min_ms = min_ms;
   t->retries = (int)retries;
+  t->lifetime_ms = lifetime;
   t->spin_ms = spin_us / 1000.0;
   int err = 0;
   const char *what = NULL;
