@@ -166,7 +166,8 @@ export function fuzz(target: FuzzTarget, seeds: readonly Buffer[], o: FuzzOption
     if (!f) return;
     if (f.kind === 'crash') stats.crashes++;
     else stats.hangs++;
-    const key = `${f.kind}:${f.message.split('\n')[0]!.replace(/\d+/g, 'N')}`;
+    // One finding per property broken: the values quoted in the message do not count.
+    const key = `${f.kind}:${f.message.split('\n')[0]!.replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/\d+/g, 'N')}`;
     if (seen.has(key)) return;
     seen.add(key);
     findings.push(f);

@@ -1,6 +1,6 @@
 // Mutations of kept inputs, after libFuzzer's (llvm-project compiler-rt/lib/fuzzer/
 // FuzzerMutate.cpp: EraseBytes, InsertByte, ChangeBit, ChangeByte, CopyPart, CrossOver,
-// interesting integers, dictionary words), stacked a few at a time, plus a structure-aware
+// interesting integers, dictionary words) and AFL's (a run of one byte), stacked a few at a time, plus a structure-aware
 // mutation for JSON targets that edits one value of the parsed document, so most mutants
 // still reach the schema instead of stopping at JSON.parse.
 import type { FuzzTarget } from './target.ts';
@@ -60,7 +60,7 @@ export class Mutator {
   private mutateBytes(b: Buffer, corpus: readonly Buffer[]): Buffer {
     const len = b.length;
     const at = (): number => this.int(len);
-    switch (len === 0 ? 2 : this.int(12)) {
+    switch (len === 0 ? 2 : this.int(13)) {
       case 0: {
         // ChangeBit
         const i = at();
@@ -130,6 +130,13 @@ export class Mutator {
         // CrossOver: the head of this input and the tail of another
         const other = this.pick(corpus);
         return Buffer.concat([b.subarray(0, this.int(len + 1)), other.subarray(this.int(other.length + 1))]);
+      }
+      case 11: {
+        // A run of one byte over up to 128 bytes (AFL's havoc "memset" stage, afl-fuzz.c):
+        // fills a fixed-size field end to end, which byte-wise edits rarely do
+        const i = at();
+        b.fill(this.random() < 0.5 ? this.int(256) : this.pick(interesting8), i, i + 1 + this.int(Math.min(128, len - i)));
+        return b;
       }
       default: {
         // Shrink: cut the tail

@@ -392,8 +392,10 @@ export function decodePacket(b: Buffer): DecodeResult {
       siaddr: ipAt(b, 20),
       giaddr: ipAt(b, 24),
       chaddr: Buffer.from(b.subarray(28, 28 + hlen)),
-      sname: snameUsed ? '' : text(cstr(b, 44, 108)),
-      file: fileUsed ? '' : text(cstr(b, 108, 236)),
+      // RFC 2131 §2: sname and file are null-terminated, so they hold at most 63 and 127
+      // characters; a field filled to its end is read as far as that, as encodePacket writes.
+      sname: snameUsed ? '' : text(cstr(b, 44, 107)),
+      file: fileUsed ? '' : text(cstr(b, 108, 235)),
       options: typeOptions(b),
     };
     return { ok: true, packet };
