@@ -14,6 +14,7 @@ import { bootRoutes } from './boot-routes.ts';
 import { ipxeRoutes } from './ipxe-routes.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { nodeAdminRoutes, nodeRoutes } from './node-api.ts';
+import { rateLimit } from './rate-limit.ts';
 import { rolloutRoutes } from './rollout-api.ts';
 import { nodeKeysIn } from '../nodeconfig/secrets.ts';
 
@@ -41,6 +42,15 @@ export function createApp(deps: HttpDeps): Express {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  // Boot scripts and check-ins cost a registry lookup (and a write) per request, with no
+  // credential to refuse a flood by: a per-address token bucket (rate-limit.ts) goes first.
+  app.use(
+    rateLimit(
+      deps.config.http.rateLimit,
+      (req) => (req.method === 'GET' && /^\/boot\/[^/]+\.ipxe$/.test(req.path)) || (req.method === 'POST' && req.path === '/api/v1/nodes/checkin'),
+      (req, retryAfter) => deps.log.warn({ event: 'http_rate_limited', address: req.socket.remoteAddress, path: req.path, retryAfter }, 'request over the per-address rate limit'),
+    ),
+  );
   app.use(bootRoutes(deps));
   app.use(nodeScriptRoutes({ ...deps, nodeContribution: deps.nodeContribution ?? noContribution }));
   app.use(platformFileRoutes(deps));

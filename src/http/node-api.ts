@@ -3,7 +3,7 @@
 // address or a bound lease: store.nodes.findByAddress) or by its per-node token
 // (`Authorization: Bearer` or `?token=`); it never reads another node's config. Also the
 // operator routes for setup / set / retire, mounted behind the bearer token in app.ts.
-import express, { Router, type Request } from 'express';
+import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import { newcArchive } from '../boot/cpio.ts';
 import type { BootTemplates } from '../boot/templates.ts';
 import type { FleetbootConfig } from '../config/schema.ts';
@@ -77,7 +77,17 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
     res.type(file.endsWith('.json') ? 'application/json' : 'text/plain').send(body);
   });
 
-  r.post('/api/v1/nodes/checkin', express.json({ limit: '256kb' }), (req, res) => {
+  // A body past http.checkinBodyBytes is refused with 413 naming the bound (body-parser
+  // stops reading at the limit, so an oversized check-in costs no more than the limit).
+  const checkinLimit = deps.config.http.checkinBodyBytes;
+  const checkinBody = express.json({ limit: checkinLimit });
+  const parseCheckin = (req: Request, res: Response, next: NextFunction): void =>
+    checkinBody(req, res, (err?: unknown) => {
+      if ((err as { type?: unknown } | undefined)?.type === 'entity.too.large') {
+        next(new HttpError(413, 'payload_too_large', `check-in body is over ${checkinLimit} bytes (http.checkinBodyBytes)`));
+      } else next(err);
+    });
+  r.post('/api/v1/nodes/checkin', parseCheckin, (req, res) => {
     capture('checkin', JSON.stringify(req.body) ?? '');
     const parsed = checkinSchema.safeParse(req.body);
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp, type HttpDeps } from './app.ts';
 
@@ -11,9 +11,23 @@ export class HttpServer {
 
   async start(): Promise<AddressInfo> {
     const app = createApp(this.deps);
-    const server = app.listen(this.deps.config.http.port, this.deps.config.http.listen);
+    const http = this.deps.config.http;
+    // Node's defaults (headersTimeout 60 s, checked every 30 s) let a client that trickles its
+    // headers hold a connection for over a minute: bound both, and check every second
+    // (node:http createServer options headersTimeout, requestTimeout, connectionsCheckingInterval).
+    // A head past maxHeaderSize gets 431 (RFC 6585 §5) from Node's parser.
+    const server = createServer(
+      {
+        headersTimeout: http.headersTimeoutSeconds * 1000,
+        requestTimeout: http.requestTimeoutSeconds * 1000,
+        connectionsCheckingInterval: 1000,
+        maxHeaderSize: http.maxHeaderBytes,
+      },
+      app,
+    );
     // iPXE and firmware keep connections alive between kernel and module fetches.
     server.keepAliveTimeout = 15_000;
+    server.listen(http.port, http.listen);
     this.server = server;
     await once(server, 'listening');
     const addr = server.address() as AddressInfo;
@@ -25,8 +39,12 @@ export class HttpServer {
     return (this.server?.address() as AddressInfo | null) ?? null;
   }
 
-  /** Stops accepting, waits for in-flight requests (at most `graceMs`), then drops idle keep-alives. */
-  async stop(graceMs = 10_000): Promise<void> {
+  /**
+   * Stops accepting, waits for in-flight requests (at most `graceMs`, default
+   * http.stopGraceSeconds), then closes every connection: a download the client stopped
+   * reading is cut there rather than holding the shutdown until the client hangs up.
+   */
+  async stop(graceMs = this.deps.config.http.stopGraceSeconds * 1000): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = null;

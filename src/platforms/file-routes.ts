@@ -67,12 +67,12 @@ function noneMatch(header: string, etag: string): boolean {
  * Headers through the response, the body by sendfile(2) on the connection's socket, then
  * an empty end() so keep-alive goes on. False when zero-copy is unavailable (nothing sent).
  */
-async function sendZeroCopy(res: Response, path: string, start: number, length: number): Promise<boolean> {
+async function sendZeroCopy(res: Response, path: string, start: number, length: number, idleMs: number): Promise<boolean> {
   if (!zeroCopyAvailable || !res.socket) return false;
   const handle = await open(path, 'r');
   try {
     res.flushHeaders();
-    const sent = await sendfileToSocket(res.socket, handle.fd, start, length);
+    const sent = await sendfileToSocket(res.socket, handle.fd, start, length, idleMs);
     if (!sent) throw new Error('the connection has no socket fd after its headers were sent');
     const socket = res.socket;
     await new Promise<void>((resolve) => res.end(() => resolve()));
@@ -114,8 +114,36 @@ function sendSlices(res: Response, buf: Buffer, start: number, end: number): Pro
   });
 }
 
+/**
+ * Runs a body write through the response (cache slices or a file stream) with the socket's
+ * inactivity timer (net.Socket#setTimeout, refreshed by every write) as the stall bound: a
+ * client that stops reading stops our writes, and the connection goes after `idleMs`.
+ */
+async function withIdleTimeout(res: Response, idleMs: number, send: () => Promise<void>): Promise<void> {
+  const socket = res.socket;
+  if (!socket) return send();
+  let stalled = false;
+  const onIdle = (): void => {
+    stalled = true;
+    res.destroy();
+  };
+  socket.setTimeout(idleMs, onIdle);
+  try {
+    await send();
+  } catch (err) {
+    if (stalled) throw Object.assign(new Error(`no progress for ${idleMs} ms`), { code: 'stalled' });
+    throw err;
+  } finally {
+    socket.setTimeout(0);
+    socket.off('timeout', onIdle);
+  }
+}
+
+/** http.downloadIdleSeconds when the config does not say. */
+const DOWNLOAD_IDLE_MS = 30_000;
+
 export interface PlatformFileDeps {
-  config: { platformImagesDir: string };
+  config: { platformImagesDir: string; http?: { downloadIdleSeconds?: number } };
   store: Store;
   log: Logger;
   fileCache?: PlatformFileCache;
@@ -127,6 +155,7 @@ export function platformFileRoutes(deps: PlatformFileDeps): Router {
   const r = Router();
   const cache = deps.fileCache ?? new PlatformFileCache();
   const root = platformsRoot(deps.config.platformImagesDir);
+  const idleMs = (deps.config.http?.downloadIdleSeconds ?? DOWNLOAD_IDLE_MS / 1000) * 1000;
 
   const serve = async (req: Request, res: Response): Promise<void> => {
     const notFound = (): void => {
@@ -198,15 +227,19 @@ export function platformFileRoutes(deps: PlatformFileDeps): Router {
       return;
     }
     try {
-      if (deps.zeroCopy === false || !(await sendZeroCopy(res, full, start, length))) {
+      if (deps.zeroCopy === false || !(await sendZeroCopy(res, full, start, length, idleMs))) {
         const cached = cache.get(full, file.sha256, size);
-        if (cached) await sendSlices(res, await cached, start, end);
-        else await pipeline(createReadStream(full, { start, end, highWaterMark: 1 << 20 }), res);
+        await withIdleTimeout(res, idleMs, async () => {
+          if (cached) await sendSlices(res, await cached, start, end);
+          else await pipeline(createReadStream(full, { start, end, highWaterMark: 1 << 20 }), res);
+        });
       }
     } catch (err) {
       // A client that hangs up mid-download is normal (iPXE retries, firmware resets).
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ERR_STREAM_PREMATURE_CLOSE' && code !== 'ECONNRESET' && code !== 'EPIPE') {
+      if (code === 'stalled') {
+        deps.log.warn({ event: 'platform_download_stalled', stamp, path: file.path, address: sourceAddress(req), idleMs }, 'platform download dropped: the client stopped reading');
+      } else if (code !== 'ERR_STREAM_PREMATURE_CLOSE' && code !== 'ECONNRESET' && code !== 'EPIPE') {
         deps.log.error({ event: 'platform_file_error', stamp, path: file.path, err }, 'platform file stream failed');
       }
       res.destroy();

@@ -5,12 +5,18 @@ import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 
-type NativeSendfile = (socketFd: number, fileFd: number, offset: number, length: number, done: (errno: number, sent: number) => void) => void;
+interface NativeSendfile {
+  /** Returns a handle for cancel(); `done` runs once, after which the handle is dead. */
+  sendfile(socketFd: number, fileFd: number, offset: number, length: number, idleMs: number, done: (errno: number, sent: number) => void): object;
+  cancel(handle: object): void;
+  /** Transfers the worker threads hold now. */
+  active(): number;
+}
 
 function load(): NativeSendfile | null {
   try {
-    const mod = createRequire(import.meta.url)('../../build/Release/fleetboot_sendfile.node') as { sendfile?: unknown };
-    return typeof mod.sendfile === 'function' ? (mod.sendfile as NativeSendfile) : null;
+    const mod = createRequire(import.meta.url)('../../build/Release/fleetboot_sendfile.node') as Partial<NativeSendfile>;
+    return typeof mod.sendfile === 'function' && typeof mod.cancel === 'function' && typeof mod.active === 'function' ? (mod as NativeSendfile) : null;
   } catch {
     return null;
   }
@@ -35,27 +41,49 @@ export class SendfileError extends Error {
 }
 
 // errno values from Linux <asm-generic/errno-base.h> / <errno.h> that mean "the client went away".
-const clientGone: Record<number, string> = { 32: 'EPIPE', 104: 'ECONNRESET', 110: 'ETIMEDOUT' };
+const clientGone: Record<number, string> = { 32: 'EPIPE', 104: 'ECONNRESET' };
+/** native/sendfile.c: no byte moved for idleMs (ETIMEDOUT), or cancel() (ECANCELED). */
+const ETIMEDOUT = 110;
+const ECANCELED = 125;
 
 /**
  * Sends `length` bytes of `fileFd` from `offset` straight to `socket` once everything
  * already written to the socket (the response headers) has reached the kernel. Returns
- * false when zero-copy is not possible here (no addon, not a plain TCP socket).
+ * false when zero-copy is not possible here (no addon, not a plain TCP socket). Rejects
+ * with code ERR_STREAM_PREMATURE_CLOSE when the client went away or the socket was closed
+ * (server stopping), and `stalled` when no byte moved for `idleMs`.
  */
-export async function sendfileToSocket(socket: Socket, fileFd: number, offset: number, length: number): Promise<boolean> {
+export async function sendfileToSocket(socket: Socket, fileFd: number, offset: number, length: number, idleMs: number): Promise<boolean> {
   const fd = fdOf(socket);
   if (!native || fd === null) return false;
   // Bytes queued in the socket must go first, or the body would overtake the headers.
   while (socket.writableLength > 0) await once(socket, 'drain');
-  const send = native;
+  if (socket.destroyed) throw new SendfileError('ERR_STREAM_PREMATURE_CLOSE', 'the connection closed before the body was sent');
+  const addon = native;
   await new Promise<void>((resolve, reject) => {
-    send(fd, fileFd, offset, length, (errno, sent) => {
+    let handle: object | undefined;
+    // The worker writes through its own dup of the fd, so closing the socket alone (the
+    // server stopping, closeAllConnections) would not end the transfer: cancel it too.
+    const onClose = (): void => {
+      if (handle) addon.cancel(handle);
+    };
+    handle = addon.sendfile(fd, fileFd, offset, length, idleMs, (errno, sent) => {
+      handle = undefined;
+      socket.off('close', onClose);
       if (errno === 0) return resolve();
-      const code = clientGone[errno] ?? `errno ${errno}`;
-      reject(new SendfileError(clientGone[errno] ? 'ERR_STREAM_PREMATURE_CLOSE' : code, `sendfile stopped after ${sent} of ${length} bytes: ${code}`));
+      if (errno === ETIMEDOUT) return reject(new SendfileError('stalled', `no progress for ${idleMs} ms after ${sent} of ${length} bytes`));
+      const gone = errno === ECANCELED ? 'ECANCELED' : clientGone[errno];
+      const code = gone ?? `errno ${errno}`;
+      reject(new SendfileError(gone ? 'ERR_STREAM_PREMATURE_CLOSE' : code, `sendfile stopped after ${sent} of ${length} bytes: ${code}`));
     });
+    socket.once('close', onClose);
   });
   return true;
 }
 
 export const zeroCopyAvailable = native !== null;
+
+/** Zero-copy transfers in flight (0 without the addon): what a stalled client would hold. */
+export function zeroCopyTransfers(): number {
+  return native?.active() ?? 0;
+}
