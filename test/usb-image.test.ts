@@ -7,8 +7,9 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { execa } from 'execa';
-import { buildUsbImage, checkOutputPath, listUsbImage, syslinuxMbr, UsbImageError } from '../src/usb/disk.ts';
-import { repoRoot, tempDir } from './fixtures.ts';
+import { buildUsbImage, checkOutputPath, listUsbImage, syslinuxMbr, UsbImageError, type UsbImageListing } from '../src/usb/disk.ts';
+import { describeNetbootScript, netbootScript, parseNetbootOptions } from '../src/usb/netboot.ts';
+import { repoRoot, runCli, tempDir } from './fixtures.ts';
 import { requires } from './requires.ts';
 
 const tools = { commands: ['mkfs.vfat', 'mcopy', 'mdir', 'syslinux', syslinuxMbr] };
@@ -171,4 +172,88 @@ test('a listing refuses a file that is not a key', async (t) => {
   writeFileSync(join(dir, 'x'), Buffer.alloc(4096));
   await assert.rejects(listUsbImage(join(dir, 'x')), /no MBR partition table/);
   await assert.rejects(listUsbImage(join(dir, 'missing')), /missing does not exist/);
+});
+
+// The netboot key (src/usb/netboot.ts, `fleetboot usb-image`).
+
+test('netboot options: bad URLs, addresses, gateways and VLANs are named', () => {
+  assert.throws(() => parseNetbootOptions({ urls: [] }), /no head-node URL/);
+  assert.throws(() => parseNetbootOptions({ urls: ['ftp://x/'] }), /--url ftp:\/\/x\/: expected an http/);
+  assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1/a b'] }), /--url http:\/\/10\.0\.0\.1\/a b/);
+  assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1'], static: '10.0.0.5' }), /--static 10\.0\.0\.5: expected IP\/PREFIX/);
+  assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1'], static: '10.0.0.0/24' }), /network address of 10\.0\.0\.0\/24/);
+  assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1'], static: '10.0.0.5/24', gateway: '10.0.1.1' }), /--gateway 10\.0\.1\.1 is not in 10\.0\.0\.0\/24/);
+  assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1'], gateway: '10.0.0.1' }), /go with --static/);
+  assert.throws(() => parseNetbootOptions({ urls: ['http://head.example:8080'], static: '10.0.0.5/24' }), /names a host: a --static key needs --dns/);
+  assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1'], vlan: '4095' }), /--vlan 4095: expected a VLAN ID from 1 to 4094/);
+  assert.deepEqual(parseNetbootOptions({ urls: ['http://10.0.0.1:8080/'], static: '10.0.0.5/24', gateway: '10.0.0.1', dns: ['10.0.0.2'], vlan: '12' }), {
+    urls: ['http://10.0.0.1:8080'],
+    vlan: 12,
+    static: { ip: '10.0.0.5', prefix: 24, gateway: '10.0.0.1', dns: ['10.0.0.2'] },
+  });
+});
+
+test('the netboot script tries the URLs in order over DHCP, or sets the static address on the VLAN device', () => {
+  const dhcp = netbootScript({ urls: ['http://a:1', 'http://b:2'] });
+  assert.match(dhcp, /^#!ipxe\n/);
+  assert.match(dhcp, /dhcp net0 \|\| goto nonet/);
+  const chains = [...dhcp.matchAll(/^chain --autofree (\S+)\/boot\/stage1\.ipxe \|\|$/gm)].map((m) => m[1]);
+  assert.deepEqual(chains, ['http://a:1', 'http://b:2']);
+  assert.doesNotMatch(dhcp, /set net0\/ip/);
+  const st = netbootScript(parseNetbootOptions({ urls: ['http://10.0.0.1'], static: '10.0.0.5/20', gateway: '10.0.0.1', dns: ['10.0.0.2'], vlan: '7' }));
+  assert.match(st, /^vcreate --tag 7 net0/m);
+  assert.match(st, /^set net0-7\/ip 10\.0\.0\.5$/m);
+  assert.match(st, /^set net0-7\/netmask 255\.255\.240\.0$/m);
+  assert.match(st, /^set net0-7\/gateway 10\.0\.0\.1$/m);
+  assert.match(st, /^set dns 10\.0\.0\.2$/m);
+  assert.match(st, /^ifopen net0-7 \|\| goto nonet$/m);
+  assert.doesNotMatch(st, /^dhcp/m);
+  assert.deepEqual(describeNetbootScript(st), { urls: ['http://10.0.0.1'], dhcp: false, device: 'net0-7', vlan: 7, ip: '10.0.0.5', netmask: '255.255.240.0', gateway: '10.0.0.1', dns: '10.0.0.2' });
+});
+
+const netbootTools = { commands: [...tools.commands, '/usr/lib/ipxe/ipxe.lkrn', '/usr/lib/ipxe/ipxe.efi', 'apt-get', 'dpkg-deb'] };
+
+test('usb-image writes a netboot key for BIOS and UEFI and --list shows its files, URLs and static address', { skip: requires(netbootTools), timeout: 180_000 }, async (t) => {
+  const dir = tempDir(t);
+  const r = await runCli(['usb-image', '--out', 'key.img', '--url', 'http://10.9.0.1:8080', '--url', 'http://10.9.1.1:8080', '--static', '10.9.0.77/24', '--gateway', '10.9.0.1', '--dns', '10.9.0.1', '--vlan', '30'], dir, {}, 170_000);
+  assert.equal(r.exitCode, 0, String(r.stderr));
+  assert.match(String(r.stdout), /wrote .*key\.img \(64\.0 MiB\): netboot key, static 10\.9\.0\.77\/24 on VLAN 30, head node http:\/\/10\.9\.0\.1:8080 then http:\/\/10\.9\.1\.1:8080/);
+  const list = await runCli(['usb-image', '--list', 'key.img', '--json'], dir);
+  assert.equal(list.exitCode, 0, String(list.stderr));
+  const l = JSON.parse(String(list.stdout)) as UsbImageListing & { netboot: ReturnType<typeof describeNetbootScript> };
+  const paths = l.files.map((f) => f.path);
+  for (const p of ['EFI/BOOT/BOOTX64.EFI', 'ipxe.lkrn', 'autoexec.ipxe', 'syslinux.cfg', 'ldlinux.sys']) assert.ok(paths.includes(p), `${p} on the key: ${paths.join(', ')}`);
+  assert.equal(l.files.find((f) => f.path === 'ipxe.lkrn')?.size, statSync('/usr/lib/ipxe/ipxe.lkrn').size);
+  assert.match(l.files.find((f) => f.path === 'syslinux.cfg')?.text ?? '', /KERNEL ipxe\.lkrn\n\s*INITRD autoexec\.ipxe/);
+  assert.deepEqual(l.netboot, { urls: ['http://10.9.0.1:8080', 'http://10.9.1.1:8080'], dhcp: false, device: 'net0-30', vlan: 30, ip: '10.9.0.77', netmask: '255.255.255.0', gateway: '10.9.0.1', dns: '10.9.0.1' });
+  // The UEFI binary reads autoexec.ipxe.
+  const efi = await execa('mcopy', ['-n', '-i', `${join(dir, 'key.img')}@@1048576`, '::/EFI/BOOT/BOOTX64.EFI', join(dir, 'boot.efi')], { env: { MTOOLS_SKIP_CHECK: '1' } });
+  assert.equal(efi.exitCode, 0);
+  assert.ok(readFileSync(join(dir, 'boot.efi')).includes('autoexec.ipxe'));
+
+  const text = await runCli(['usb-image', '--list', 'key.img'], dir);
+  assert.match(String(text.stdout), /netboot: head node http:\/\/10\.9\.0\.1:8080, then http:\/\/10\.9\.1\.1:8080/);
+  assert.match(String(text.stdout), /network: static 10\.9\.0\.77 netmask 255\.255\.255\.0 gateway 10\.9\.0\.1 dns 10\.9\.0\.1 on net0-30 \(VLAN 30\)/);
+  assert.match(String(text.stdout), /1 +yes +0x0c +LBA 2048/);
+});
+
+test('usb-image takes the head node URL from http.publicUrl, and refuses what would not boot', { skip: requires(netbootTools), timeout: 180_000 }, async (t) => {
+  const dir = tempDir(t);
+  const none = await runCli(['usb-image', '--out', 'k.img'], dir);
+  assert.equal(none.exitCode, 2);
+  assert.match(String(none.stderr), /no head-node URL: pass --url .* or set http\.publicUrl/);
+  writeFileSync(join(dir, 'fleetboot.json'), JSON.stringify({ http: { publicUrl: 'http://10.5.0.1:8080' } }));
+  const ok = await runCli(['usb-image', '--out', 'k.img'], dir, {}, 170_000);
+  assert.equal(ok.exitCode, 0, String(ok.stderr));
+  assert.match(String(ok.stdout), /netboot key, DHCP, head node http:\/\/10\.5\.0\.1:8080/);
+  // Bookworm's iPXE (2019) has no autoexec.ipxe: a key with it would never run its script under UEFI.
+  const old = await runCli(['usb-image', '--out', 'old.img', '--ipxe-efi', '/usr/lib/ipxe/ipxe.efi'], dir);
+  assert.equal(old.exitCode, 2);
+  assert.match(String(old.stderr), /ipxe\.efi is an iPXE without autoexec\.ipxe support/);
+  assert.equal(existsSync(join(dir, 'old.img')), false);
+  const small = await runCli(['usb-image', '--out', 'small.img', '--size', '8'], dir);
+  assert.equal(small.exitCode, 2);
+  assert.match(String(small.stderr), /--size 8 MiB: a key needs a whole number of at least 64 MiB/);
+  const both = await runCli(['usb-image', '--out', 'k.img', '--list', 'k.img'], dir);
+  assert.equal(both.exitCode, 2);
 });

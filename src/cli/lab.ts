@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { labPowerSpec } from '../lab/bmc.ts';
-import { assignLabPower, defaultLabDir, defaultNamespace, defaultSubnet, findVm, labBmcKinds, labDown, labStatus, labUp, LabError, powerAssignments, type LabBmcKind } from '../lab/lab.ts';
+import { assignLabPower, defaultLabDir, defaultNamespace, defaultSubnet, findVm, labBmcKinds, labDhcpModes, labDown, labStatus, labUp, LabError, powerAssignments, type LabBmcKind, type LabDhcpMode } from '../lab/lab.ts';
 import { readLabState, firmwareSchema } from '../lab/state.ts';
 import { cidrSchema } from '../config/schema.ts';
 import { UsageError } from './errors.ts';
@@ -23,6 +23,8 @@ interface UpOptions {
   platform?: string[];
   templates?: string;
   bmc: string;
+  usbKey?: string;
+  dhcp: string;
 }
 
 function requireRoot(): void {
@@ -76,10 +78,12 @@ export function registerLab(program: Command): void {
     .option('--platform <dir>', 'import this platform (folder with platform.json, or a tarball) before the VMs boot; repeatable, the first is the default. Without it: the lab test platform A (lab-build/platforms/fleetboot-test-A), built first when missing', (v: string, acc: string[] = []) => [...acc, v])
     .option('--templates <dir>', 'boot templates for the lab head node (try template changes); default: fleetboot\'s boot-templates/')
     .option('--bmc <kind>', "none, or ipmi: each VM gets a simulated BMC (OpenIPMI's ipmi_sim on the lab namespace's 127.0.0.1) that the ipmi power driver and ipmitool -I lanplus reach", 'none')
+    .option('--usb-key <file>', 'every VM boots this USB key image first (fleetboot usb-image), its NIC without the iPXE ROM so the key is the only way in')
+    .option('--dhcp <mode>', "full, or off: the head node serves no DHCP on the lab network (for a --static USB key)", 'full')
     .option('--detach', 'return once the VMs are started; `lab down` ends them')
     .addHelpText(
       'after',
-      '\nExamples:\n  sudo fleetboot lab up --nodes 2                      # boots test platform A, building it first if needed\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach\n  sudo fleetboot lab up --nodes 1 --bmc ipmi --detach         # lab status --json: each VM\'s power spec\n  sudo fleetboot lab up --platform platform-20240101T000000Z.tgz --platform lab-build/platforms/fleetboot-test-B',
+      '\nExamples:\n  sudo fleetboot lab up --nodes 2                      # boots test platform A, building it first if needed\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach\n  sudo fleetboot lab up --nodes 1 --bmc ipmi --detach         # lab status --json: each VM\'s power spec\n  sudo fleetboot lab up --nodes 1 --firmware uefi --usb-key netboot.img\n  sudo fleetboot lab up --platform platform-20240101T000000Z.tgz --platform lab-build/platforms/fleetboot-test-B',
     )
     .action(async (opts: UpOptions) => {
       requireRoot();
@@ -87,6 +91,8 @@ export function registerLab(program: Command): void {
       if (!firmware.success) throw new UsageError(`--firmware ${opts.firmware}: expected bios or uefi`);
       if (!cidrSchema.safeParse(opts.subnet).success) throw new UsageError(`--subnet ${opts.subnet}: expected a CIDR subnet like 10.99.0.0/24`);
       if (!(labBmcKinds as readonly string[]).includes(opts.bmc)) throw new UsageError(`--bmc ${opts.bmc}: expected ${labBmcKinds.join(' or ')}`);
+      if (!(labDhcpModes as readonly string[]).includes(opts.dhcp)) throw new UsageError(`--dhcp ${opts.dhcp}: expected ${labDhcpModes.join(' or ')}`);
+      if (opts.usbKey !== undefined && !existsSync(opts.usbKey)) throw new UsageError(`--usb-key ${opts.usbKey}: no such file`);
       if (!/^[a-zA-Z0-9_.-]{1,64}$/.test(opts.namespace)) throw new UsageError(`--namespace ${opts.namespace}: letters, digits, '.', '_' and '-' only`);
       const dir = resolve(opts.dir);
       let state;
@@ -105,6 +111,8 @@ export function registerLab(program: Command): void {
           logLevel: 'info',
           platforms: opts.platform ?? [],
           bmc: opts.bmc as LabBmcKind,
+          dhcp: opts.dhcp as LabDhcpMode,
+          ...(opts.usbKey !== undefined ? { usbKey: opts.usbKey } : {}),
           ...(opts.templates ? { templatesDir: opts.templates } : {}),
           progress: (line) => process.stderr.write(`${line}\n`),
         });

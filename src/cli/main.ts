@@ -13,6 +13,7 @@ import { registerRollout } from './rollout.ts';
 import { registerServe } from './serve.ts';
 import { registerStatus } from './status.ts';
 import { registerToken } from './token.ts';
+import { registerUsbImage } from './usb-image.ts';
 
 export function buildProgram(): Command {
   const program = new Command('fleetboot')
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerPlatform(program);
   registerRollout(program);
   registerToken(program);
+  registerUsbImage(program);
   return program;
 }
 

@@ -47,9 +47,16 @@ export interface LabUpOptions {
   templatesDir?: string;
   /** `ipmi`: each VM gets a simulated BMC (ipmi_sim, src/lab/bmc.ts); `none` (default): power over QMP only. */
   bmc?: LabBmcKind;
+  /** `off`: the head node serves no DHCP on the lab network (nodes need a static address, e.g. a --static USB key). Default full. */
+  dhcp?: LabDhcpMode;
+  /** A USB key image every VM boots first, with its NIC's iPXE ROM left out so the key is the only way in. */
+  usbKey?: string;
   /** Progress lines for people (`lab up` prints them). */
   progress: (line: string) => void;
 }
+
+export const labDhcpModes = ['full', 'off'] as const;
+export type LabDhcpMode = (typeof labDhcpModes)[number];
 
 export const labBmcKinds = ['none', 'ipmi'] as const;
 export type LabBmcKind = (typeof labBmcKinds)[number];
@@ -78,7 +85,7 @@ export function labAddresses(subnet: string): { address: string; prefix: number;
 }
 
 /** The generated head-node config: full DHCP on br0, TFTP on, HTTP on the lab address. */
-export function labConfig(dir: string, subnet: string, httpPort: number, logLevel: string, templatesDir?: string): Record<string, unknown> {
+export function labConfig(dir: string, subnet: string, httpPort: number, logLevel: string, templatesDir?: string, dhcp: LabDhcpMode = 'full'): Record<string, unknown> {
   const a = labAddresses(subnet);
   return {
     ...(templatesDir ? { templatesDir: resolve(templatesDir) } : {}),
@@ -86,7 +93,7 @@ export function labConfig(dir: string, subnet: string, httpPort: number, logLeve
     apiTokenFile: join(dir, 'var', 'api-token'),
     platformImagesDir: join(dir, 'platform-images'),
     http: { listen: a.address, port: httpPort, publicUrl: `http://${a.address}:${httpPort}` },
-    dhcp: { mode: 'full' },
+    dhcp: { mode: dhcp },
     tftp: { enabled: true },
     networks: [
       {
@@ -136,7 +143,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   mkdirSync(dir, { recursive: true });
   const a = labAddresses(o.subnet);
   const configFile = join(dir, 'fleetboot.json');
-  writeFileSync(configFile, `${JSON.stringify(labConfig(dir, o.subnet, o.httpPort, o.logLevel, o.templatesDir), null, 2)}\n`);
+  writeFileSync(configFile, `${JSON.stringify(labConfig(dir, o.subnet, o.httpPort, o.logLevel, o.templatesDir, o.dhcp), null, 2)}\n`);
   const state: LabState = {
     version: 1,
     namespace: o.namespace,
@@ -185,7 +192,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
 /** Adds VMs `from`..`from+count-1` to a running lab. */
 export async function startVms(
   state: LabState,
-  o: Pick<LabUpOptions, 'firmware' | 'chainload' | 'memoryMiB' | 'diskMiB' | 'vmTimeoutSeconds' | 'progress' | 'bmc'>,
+  o: Pick<LabUpOptions, 'firmware' | 'chainload' | 'memoryMiB' | 'diskMiB' | 'vmTimeoutSeconds' | 'progress' | 'bmc' | 'usbKey'>,
   from: number,
   count: number,
 ): Promise<LabVm[]> {
@@ -202,6 +209,7 @@ export async function startVms(
       diskMiB: o.diskMiB,
       timeoutSeconds: o.vmTimeoutSeconds,
       ...(bmc ? { bmc } : {}),
+      ...(o.usbKey ? { usbKey: resolve(o.usbKey), nicRom: false } : {}),
     }, state.createdAt);
     vm.bmc = bmc;
     state.vms.push(vm);
@@ -220,7 +228,7 @@ export async function startVms(
     vm.process = spawnDetached(vm.argv, join(state.dir, `${vm.name}.qemu.log`));
     writeLabState(state);
     o.progress(
-      `lab: ${vm.name} ${vm.mac} ${o.firmware}${o.chainload ? ' (firmware PXE -> iPXE chainload)' : ''}, serial ${vm.serialLog}` +
+      `lab: ${vm.name} ${vm.mac} ${o.firmware}${o.chainload ? ' (firmware PXE -> iPXE chainload)' : ''}${o.usbKey ? ` (USB key ${o.usbKey}, NIC without ROM)` : ''}, serial ${vm.serialLog}` +
         (bmc ? `, BMC ipmi ${bmc.host}:${bmc.port} in namespace ${state.namespace}` : ''),
     );
     started.push(vm);

@@ -43,6 +43,10 @@ export const labVmSchema = z.object({
   firmware: firmwareSchema,
   /** UEFI without an iPXE NIC ROM: firmware PXE -> TFTP iPXE -> HTTP (docs/netboot-notes.md pitfall 5). */
   chainload: z.boolean(),
+  /** The USB key image the VM boots first (`lab up --usb-key`), if any. */
+  usbKey: z.string().nullable().default(null),
+  /** false: the NIC has no iPXE option ROM (`romfile=`). */
+  nicRom: z.boolean().default(true),
   qmpSocket: z.string(),
   serialLog: z.string(),
   disk: z.string(),

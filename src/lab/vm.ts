@@ -20,6 +20,13 @@ export interface VmPlan {
   timeoutSeconds: number;
   /** Ports of the VM's simulated BMC, when it has one (src/lab/bmc.ts). */
   bmc?: { serialPort: number; qmpPort: number };
+  /**
+   * A USB key image (`fleetboot usb-image`) on a USB 3 controller, the first boot device; QEMU
+   * writes never reach the file (snapshot=on).
+   */
+  usbKey?: string;
+  /** false: the NIC without its iPXE option ROM (`romfile=`), so a USB key is the only way in. */
+  nicRom?: boolean;
 }
 
 /** Locally administered MACs in QEMU's 52:54:00 range, one per lab index. */
@@ -67,7 +74,18 @@ export function prepareVm(ns: string, dir: string, plan: VmPlan, salt: number): 
     );
   }
   // `romfile=` (empty) removes the NIC's iPXE ROM: OVMF's own VirtioNetDxe + PXE then boots it.
-  const nic = `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1${plan.chainload ? ',romfile=' : ''}`;
+  const noRom = plan.chainload || plan.nicRom === false;
+  // With a key the key boots first (bootindex 1); the NIC keeps no boot index of its own.
+  const nic = `virtio-net-pci,netdev=n0,mac=${mac}${plan.usbKey ? '' : ',bootindex=1'}${noRom ? ',romfile=' : ''}`;
+  // The USB key as measured booting under SeaBIOS and OVMF (docs/usb.md): usb-storage on qemu-xhci,
+  // on the lab's default machine (under q35, OVMF's Linux boot stalled in early kernel setup).
+  const usbArgs = plan.usbKey
+    ? [
+      '-device', 'qemu-xhci,id=usbc',
+      '-drive', `if=none,id=usbkey,format=raw,file=${plan.usbKey},snapshot=on`,
+      '-device', 'usb-storage,bus=usbc.0,drive=usbkey,bootindex=1',
+    ]
+    : [];
   const argv = [
     'ip', 'netns', 'exec', ns,
     'timeout', '--signal=TERM', '--kill-after=5', String(plan.timeoutSeconds),
@@ -86,12 +104,13 @@ export function prepareVm(ns: string, dir: string, plan: VmPlan, salt: number): 
     '-uuid', uuid,
     ...firmwareArgs,
     '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+    ...usbArgs,
     '-device', nic,
     '-drive', `if=none,id=d0,format=raw,file=${disk}`,
     '-device', 'virtio-blk-pci,drive=d0',
     ...(plan.bmc ? qemuBmcArgs(plan.bmc) : []),
   ];
   return {
-    name, mac, uuid, tap, firmware: plan.firmware, chainload: plan.chainload, qmpSocket, serialLog, disk, varsFile, argv, process: null, bmc: null,
+    name, mac, uuid, tap, firmware: plan.firmware, chainload: plan.chainload, usbKey: plan.usbKey ?? null, nicRom: !noRom, qmpSocket, serialLog, disk, varsFile, argv, process: null, bmc: null,
   };
 }
