@@ -67,7 +67,11 @@ async function indexEvents() {
   // it meanwhile, this one does not move it back.
   if (advance(to, upto) === 1) parentPort.postMessage({ indexed: rows.length });
   lastIndexedAt = Date.now();
-  for (const row of rows) capCandidates.add(row[0]);
+  for (const row of rows) {
+    const known = perNode.get(row[0]);
+    if (known === undefined) uncounted.add(row[0]);
+    else perNode.set(row[0], known + 1);
+  }
 }
 
 // --- Retention (docs/store.md "Retention") --------------------------------------------------
@@ -92,8 +96,11 @@ const deleteChunk = db.transaction((rows) => {
     if (nodeId !== null) deleteEntry.run(nodeId, id);
   }
 }).immediate;
-/** Nodes whose count may have grown past the cap: every node at start, then those just indexed. */
-const capCandidates = new Set(allNodes.all());
+// A node's indexed events, counted once and then kept up to date from each batch, so a wake
+// looks only at nodes past the cap instead of counting every node a storm touched. Deletions
+// make the figure too high, never too low: a node past the cap is counted again before pruning.
+const perNode = new Map();
+const uncounted = new Set(allNodes.all());
 /** Chunks per wake at most; what is left goes at the next wake. */
 const PRUNE_CHUNKS_PER_WAKE = 100;
 
@@ -117,17 +124,24 @@ async function pruneEvents() {
     await flush(rows.slice(0, n).map((r) => [r[0], r[1]]));
     if (n < rows.length) break;
   }
-  // By count: only a node that got events since the last look can be over its cap.
-  for (const nodeId of [...capCandidates]) {
+  // By count.
+  for (const nodeId of uncounted) {
+    if (stopping) break;
+    perNode.set(nodeId, countOfNode.get(nodeId));
+    uncounted.delete(nodeId);
+  }
+  for (const [nodeId, estimate] of perNode) {
     if (stopping || chunks >= PRUNE_CHUNKS_PER_WAKE) break;
-    let excess = countOfNode.get(nodeId) - bootEventsPerNode;
-    while (excess > 0 && !stopping && chunks < PRUNE_CHUNKS_PER_WAKE) {
-      const ids = oldestOfNode.all(nodeId, indexedUpto.get(), Math.min(pruneChunk, excess));
+    if (estimate <= bootEventsPerNode) continue;
+    let count = countOfNode.get(nodeId);
+    while (count > bootEventsPerNode && !stopping && chunks < PRUNE_CHUNKS_PER_WAKE) {
+      const ids = oldestOfNode.all(nodeId, indexedUpto.get(), Math.min(pruneChunk, count - bootEventsPerNode));
       if (ids.length === 0) break;
       await flush(ids.map((id) => [id, nodeId]));
-      excess -= ids.length;
+      count -= ids.length;
     }
-    if (excess <= 0) capCandidates.delete(nodeId);
+    if (count === 0) perNode.delete(nodeId);
+    else perNode.set(nodeId, count);
   }
   if (pruned > 0) parentPort.postMessage({ pruned, pruneChunks: chunks });
 }
