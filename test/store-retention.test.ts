@@ -69,7 +69,7 @@ test('retention deletes events older than bootEventDays and a node\'s oldest pas
   assert.equal(worker.prunedEvents, 6050 + 1500);
   assert.ok(worker.pruneChunks >= Math.ceil(7550 / 500), `${worker.pruneChunks} chunks`);
   assert.ok(writes > worker.pruneChunks, `${writes} lease writes went on between ${worker.pruneChunks} chunks`);
-  assert.ok(slowest < 2000, `a lease write waited ${slowest.toFixed(0)} ms`);
+  assert.ok(slowest < 4000, `a lease write waited ${slowest.toFixed(0)} ms`);
   assert.equal(store.leases.list().length, writes);
 
   // What is kept: A's recent events, B's newest 1000, nothing older than 30 days.
