@@ -12,6 +12,8 @@ import { nodeKeysIn, rootPassword } from '../nodeconfig/secrets.ts';
 import { storedSysinfoSchema } from '../nodeconfig/sysinfo.ts';
 import { describePlan, parseZpoolSpec } from '../nodeconfig/zpool.ts';
 import { powerActions, powerNode, type PowerAction } from '../rollout/node-power.ts';
+import { powerDriverFor } from '../rollout/power-drivers.ts';
+import { formatWait, registryCheckinWaiter } from '../rollout/power-manual.ts';
 import { rolloutOfNode } from '../rollout/orchestrator.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
@@ -209,16 +211,36 @@ export function registerNode(program: Command): void {
 
   node
     .command('power')
-    .description("power a node through its driver (its power.* settings): status, on, off, cycle (a cycle boots it from the network again) or pxe (boot from the network next, power untouched)")
+    .description("power a node through its driver (its power.* settings): status, on, off, cycle (a cycle boots it from the network again) or pxe (boot from the network next, power untouched). A node with power.kind=manual: prints what to do by hand, then waits for its check-in (on, cycle)")
     .argument('<node>', 'node id, UUID, MAC or hostname')
     .argument('<action>', powerActions.join('|'))
-    .option('--json', 'print JSON')
-    .addHelpText('after', '\nExamples:\n  fleetboot node set cn7 power.kind=qemu power.qmpSocket=/var/lab/node0.qmp\n  fleetboot node power cn7 cycle\n  fleetboot node power cn7 pxe\n  fleetboot node power cn7 status --json')
+    .option('--json', 'print JSON (a manual node\'s instructions and progress go to stderr)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  fleetboot node set cn7 power.kind=qemu power.qmpSocket=/var/lab/node0.qmp\n  fleetboot node power cn7 cycle\n  fleetboot node power cn7 pxe\n  fleetboot node power cn7 status --json\n' +
+        '  fleetboot node set cn7 power.kind=ssh power.host=10.0.0.17 power.keyFile=/etc/fleetboot/ssh/id_ed25519 power.knownHostsFile=/etc/fleetboot/ssh/known_hosts\n' +
+        '  fleetboot node set cn8 power.kind=manual "power.instructions=rack 3, top switch"\n  fleetboot node power cn8 cycle     # prints what to do, waits for the check-in',
+    )
     .action(async (ref: string, action: string, o: { json?: boolean }, cmd: Command) => {
       if (!(powerActions as readonly string[]).includes(action)) throw new UsageError(`action: expected one of ${powerActions.join(', ')}, got ${JSON.stringify(action)}`);
       await withStore(cmd, async (store) => {
         const n = nodeOrFail(store, ref);
-        const result = await powerNode(store, n, action as PowerAction);
+        const operator = o.json ? process.stderr : process.stdout;
+        const started = Date.now();
+        let waited = false;
+        const result = await powerNode(store, n, action as PowerAction, (spec) =>
+          powerDriverFor(spec, {
+            manual: {
+              tell: (text) => operator.write(`${text}\n`),
+              waitForCheckin: (timeoutMs) => {
+                waited = true;
+                operator.write(`waiting up to ${formatWait(timeoutMs)} for node ${n.id} to check in...\n`);
+                return registryCheckinWaiter(store, n.id, { progress: (ms, of) => operator.write(`  still waiting for node ${n.id} (${formatWait(ms)} of ${formatWait(of)})\n`) })(timeoutMs);
+              },
+            },
+          }),
+        );
+        if (waited) operator.write(`node ${n.id} checked in ${formatWait(Date.now() - started)} after the instructions\n`);
         if (o.json) return printJson({ node: n.id, ...result });
         process.stdout.write(`node ${n.id}: ${action === 'status' ? '' : `${action} done; `}power ${result.state} (${result.driver})\n`);
       });

@@ -4,6 +4,7 @@
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
 import { powerDriverFor } from './power-drivers.ts';
+import { ManualPowerDriver, manualNodeOf } from './power-manual.ts';
 import { PowerError, type PowerDriver, type PowerState } from './power.ts';
 
 /** `pxe` sets "boot from the network next" only, where the driver can; the power is untouched. */
@@ -15,6 +16,8 @@ export interface PowerResult {
   driver: string;
   /** The machine's power as the driver reports it after the action. */
   state: PowerState;
+  /** The manual driver: what the operator was told to do (also in the boot event). */
+  instructions?: string;
 }
 
 export type DriverFactory = (spec: unknown) => PowerDriver;
@@ -40,17 +43,23 @@ export async function powerNode(
     throw new PowerError(`node ${node.id}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   const mac = node.nics.find((n) => n.isAdmin)?.mac ?? node.nics[0]?.mac ?? null;
+  // A manual driver built from the spec alone (a rollout's) learns here which machine it names.
+  // Its instructions go on the timeline when they are given, before any wait for the node, so
+  // `node show` lists them ahead of the check-in they lead to.
+  if (driver instanceof ManualPowerDriver) driver = driver.forNode(manualNodeOf(node));
+  const told = driver instanceof ManualPowerDriver && (action === 'on' || action === 'off' || action === 'cycle') ? { instructions: driver.instructionsFor(action) } : null;
   try {
+    if (told) store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, state: 'unknown', ...told, ...context } });
     if (action === 'on') await driver.powerOn();
     else if (action === 'off') await driver.powerOff();
     else if (action === 'cycle') await driver.powerCycle();
     else if (action === 'pxe') {
-      if (!driver.setNextBootNetwork) throw new PowerError(`the ${driver.kind} driver cannot choose the next boot device; ${driver.kind === 'qemu' ? 'a lab VM boots from the network first anyway' : 'set network boot first in the firmware setup'}`);
+      if (!driver.setNextBootNetwork) throw new PowerError(`the ${driver.kind} driver cannot choose the next boot device; ${driver.kind === 'qemu' ? 'a lab VM boots from the network first anyway' : driver.kind === 'ssh' ? 'ssh does not reach the firmware: set network boot first in its setup' : 'set network boot first in the firmware setup'}`);
       await driver.setNextBootNetwork();
     }
     const state = await driver.status();
-    if (action !== 'status') store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, state, ...context } });
-    return { action, driver: driver.kind, state };
+    if (action !== 'status' && !told) store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, state, ...context } });
+    return { action, driver: driver.kind, state, ...told };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     if (action !== 'status') store.events.record({ event: 'power', nodeId: node.id, mac, detail: { action, driver: driver.kind, error: message, ...context } });

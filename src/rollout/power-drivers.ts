@@ -5,11 +5,16 @@ import { PowerError, powerSpecSchema, type PowerDriver } from './power.ts';
 import { IpmiPowerDriver, type IpmiPowerOptions } from './power-ipmi.ts';
 import { QemuPowerDriver, type QemuPowerOptions } from './power-qemu.ts';
 import { RedfishPowerDriver, type RedfishPowerOptions } from './power-redfish.ts';
+import { SshPowerDriver, type SshPowerOptions } from './power-ssh.ts';
+import { ManualPowerDriver, type ManualPowerOptions } from './power-manual.ts';
 
 /** What the caller adds to a spec: how to run things here, never what the spec says. */
 export type PowerDriverExtra = Pick<QemuPowerOptions, 'relaunch' | 'timeoutMs'> & {
   ipmi?: Pick<IpmiPowerOptions, 'ipmitool' | 'wrapper' | 'callTimeoutMs' | 'attempts' | 'retryDelayMs' | 'settleTimeoutMs' | 'pollIntervalMs'>;
   redfish?: Pick<RedfishPowerOptions, 'log' | 'callTimeoutMs' | 'attempts' | 'retryDelayMs' | 'settleTimeoutMs' | 'pollIntervalMs' | 'taskTimeoutMs'>;
+  ssh?: Pick<SshPowerOptions, 'ssh' | 'wrapper' | 'log' | 'connectTimeoutMs' | 'callTimeoutMs' | 'attempts' | 'retryDelayMs' | 'pollIntervalMs'>;
+  /** The node to name, and for a caller that waits (the CLI) where to tell and how to wait. */
+  manual?: Pick<ManualPowerOptions, 'node' | 'tell' | 'waitForCheckin' | 'log'>;
 };
 
 export function powerDriverFor(spec: unknown, extra: PowerDriverExtra = {}): PowerDriver {
@@ -18,7 +23,7 @@ export function powerDriverFor(spec: unknown, extra: PowerDriverExtra = {}): Pow
     const issue = parsed.error.issues[0];
     throw new PowerError(`power spec: ${issue ? `${issue.path.map(String).join('.') || '(top level)'}: ${issue.message}` : 'invalid'}`);
   }
-  const { ipmi, redfish, ...qemu } = extra;
+  const { ipmi, redfish, ssh, manual, ...qemu } = extra;
   switch (parsed.data.kind) {
     case 'qemu':
       return new QemuPowerDriver({
@@ -30,5 +35,9 @@ export function powerDriverFor(spec: unknown, extra: PowerDriverExtra = {}): Pow
       return new IpmiPowerDriver({ ...parsed.data, ...ipmi });
     case 'redfish':
       return new RedfishPowerDriver({ ...parsed.data, ...redfish });
+    case 'ssh':
+      return new SshPowerDriver({ ...parsed.data, ...ssh });
+    case 'manual':
+      return new ManualPowerDriver({ ...parsed.data, ...manual });
   }
 }

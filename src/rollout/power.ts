@@ -108,5 +108,30 @@ export const powerSpecSchema = z.discriminatedUnion('kind', [
     /** uefi / bios: the network boot is asked for as BootSourceOverrideMode UEFI / Legacy when the BMC offers it; unset, the mode is left as it is. */
     firmware: z.enum(['bios', 'uefi']).optional(),
   }),
+  z.object({
+    kind: z.literal('ssh'),
+    /** The node's own address or name: its sshd runs the reboot command (no BMC involved). */
+    host: z.string().min(1).regex(/^[A-Za-z0-9.:_-]+$/, 'expected a host name or an IP address').refine((h) => !h.startsWith('-'), 'expected a host name or an IP address'),
+    port: portField.default(22),
+    user: z.string().min(1).max(32).regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'expected a user name').default('root'),
+    /** The private key's path; ssh reads it (-i), the key itself is never in the spec, a command line or a log. */
+    keyFile: z.string().min(1),
+    /** known_hosts file holding the node's host key: checked strictly (ssh_config(5) StrictHostKeyChecking=yes). */
+    knownHostsFile: z.string().min(1),
+    /** Add an unknown host's key to knownHostsFile on first contact (StrictHostKeyChecking=accept-new); a changed key is refused all the same. */
+    trustOnFirstUse: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).default(false),
+    /** Run by the node's login shell to reboot it; `reboot` exists on illumos (reboot(8)) and Linux. */
+    command: z.string().min(1).default('reboot'),
+    poweroffCommand: z.string().min(1).default('poweroff'),
+    /** How long the node may take to stop answering ssh after the command. */
+    downTimeoutMs: z.coerce.number().int().min(1000).max(3_600_000).default(120_000),
+  }),
+  z.object({
+    kind: z.literal('manual'),
+    /** Shown to the operator with the node's identity: where the machine is, which switch. */
+    instructions: z.string().min(1).max(1000).optional(),
+    /** How long `fleetboot node power` waits for the node's check-in after telling the operator. */
+    checkinTimeoutMs: z.coerce.number().int().min(1000).max(86_400_000).default(1_800_000),
+  }),
 ]);
 export type PowerSpec = z.infer<typeof powerSpecSchema>;
