@@ -3,8 +3,9 @@
 // checks in. Two labs run at once, each in its own namespace, to keep the group's wall time down:
 //   lab "dhcp" (fleetboot's DHCP on): one DHCP key, whose first URL is a closed port, booted
 //     under SeaBIOS and under OVMF as USB storage; both check in on their assigned platform;
-//   lab "static" (fleetboot's DHCP off): a --static key booted under SeaBIOS; once the node has
-//     registered it is set up with the same address, power-cycled, and checks in from it.
+//   lab "static" (fleetboot's DHCP off): a --static key booted under SeaBIOS and another under
+//     OVMF; once each node has registered it is set up with its key's address, power-cycled, and
+//     checks in from that address.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,6 +44,7 @@ describe('e2e: the netboot USB key under SeaBIOS and OVMF, with DHCP and with a 
   let bios: LabVm;
   let uefi: LabVm;
   let fixed: LabVm;
+  let fixedUefi: LabVm;
   const nsDhcp = testNamespace('usbdhcp');
   const nsStatic = testNamespace('usbstatic');
   const dhcpDir = (): string => join(dir, 'lab-dhcp');
@@ -56,6 +58,7 @@ describe('e2e: the netboot USB key under SeaBIOS and OVMF, with DHCP and with a 
     // A closed port on the head node first: the key falls through to the next URL.
     await usbImage(dir, ['--out', join(dir, 'dhcp.img'), '--url', 'http://10.97.0.1:9', '--url', 'http://10.97.0.1:8080']);
     await usbImage(dir, ['--out', join(dir, 'static.img'), '--url', 'http://10.98.0.1:8080', '--static', '10.98.0.60/24', '--gateway', '10.98.0.1', '--dns', '10.98.0.1']);
+    await usbImage(dir, ['--out', join(dir, 'static-uefi.img'), '--url', 'http://10.98.0.1:8080', '--static', '10.98.0.61/24', '--gateway', '10.98.0.1', '--dns', '10.98.0.1']);
     const labOptions = { nodes: 0, chainload: false, httpPort: 8080, memoryMiB: 512, diskMiB: 1024, vmTimeoutSeconds: 420, logLevel: 'info', platforms: [platformA], progress: () => undefined };
     [dhcpLab, staticLab] = await Promise.all([
       labUp({ ...labOptions, dir: dhcpDir(), namespace: nsDhcp, firmware: 'bios', subnet: '10.97.0.0/24' }),
@@ -67,6 +70,7 @@ describe('e2e: the netboot USB key under SeaBIOS and OVMF, with DHCP and with a 
     bios = (await startVms(dhcpLab, { ...common, firmware: 'bios', chainload: false, usbKey: dhcpKey }, 0, 1))[0]!;
     uefi = (await startVms(dhcpLab, { ...common, firmware: 'uefi', chainload: false, usbKey: dhcpKey }, 1, 1))[0]!;
     fixed = (await startVms(staticLab, { ...common, firmware: 'bios', chainload: false, usbKey: join(dir, 'static.img') }, 0, 1))[0]!;
+    fixedUefi = (await startVms(staticLab, { ...common, firmware: 'uefi', chainload: false, usbKey: join(dir, 'static-uefi.img') }, 1, 1))[0]!;
   });
 
   after(async () => {
@@ -81,7 +85,7 @@ describe('e2e: the netboot USB key under SeaBIOS and OVMF, with DHCP and with a 
   });
 
   it('every VM boots from the key: the NIC has no ROM and the key is its first boot device', () => {
-    for (const vm of [bios, uefi, fixed]) {
+    for (const vm of [bios, uefi, fixed, fixedUefi]) {
       const nic = vm.argv.find((a) => a.startsWith('virtio-net-pci,'))!;
       assert.match(nic, /romfile=$/, `${vm.name} NIC ${nic}`);
       assert.doesNotMatch(nic, /bootindex/);
@@ -116,30 +120,35 @@ describe('e2e: the netboot USB key under SeaBIOS and OVMF, with DHCP and with a 
     t.diagnostic(`OVMF key checked in`);
   });
 
-  it('the static key on a network without DHCP: the node registers, is set up with that address, and checks in from it', async (t) => {
-    const registered = await waitFor(`${fixed.name} to ask for its boot script over the static address`, 300_000, () => node(staticStore, fixed), () => labDiagnosis(staticDir(), [fixed]));
-    assert.match(plainConsole(fixed.serialLog).replace(/\n/g, ''), /fleetboot key: static 10\.98\.0\.60\/24 gateway 10\.98\.0\.1 on net0/);
-    t.diagnostic(`registered as node ${registered.id} over the key's static address`);
-    const networkFile = join(dir, 'static-network.json');
+  /** Registers over the key's static address, is set up with it, and after a power cycle checks in from it. */
+  const checksInStatic = async (vm: LabVm, ip: string, label: string): Promise<void> => {
+    const registered = await waitFor(`${vm.name} (${label}) to ask for its boot script over the static address`, 300_000, () => node(staticStore, vm), () => labDiagnosis(staticDir(), [vm]));
+    assert.match(plainConsole(vm.serialLog).replace(/\n/g, ''), new RegExp(`fleetboot key: static ${ip.replace(/\./g, '\\.')}/24 gateway 10\\.98\\.0\\.1 on net0`));
+    const networkFile = join(dir, `${vm.name}-network.json`);
     writeFileSync(networkFile, JSON.stringify({
-      hostname: 'usbstatic0',
+      hostname: `usbstatic${registered.id}`,
       dnsDomain: 'lab.example',
       resolvers: ['10.98.0.1'],
-      nics: [{ mac: fixed.mac, tags: ['admin'] }],
-      interfaces: [{ tag: 'admin', ip: '10.98.0.60', netmask: '255.255.255.0', gateway: '10.98.0.1' }],
+      nics: [{ mac: vm.mac, tags: ['admin'] }],
+      interfaces: [{ tag: 'admin', ip, netmask: '255.255.255.0', gateway: '10.98.0.1' }],
     }));
-    const setup = await staticCli(['node', 'setup', fixed.mac, '--network', networkFile]);
+    const setup = await staticCli(['node', 'setup', vm.mac, '--network', networkFile]);
     assert.equal(setup.exitCode, 0, `node setup: ${setup.stderr}`);
     const cycledAt = Date.now();
-    await labPowerDriver(staticDir(), fixed.name).powerCycle();
-    const n = await waitFor(`${fixed.name} to check in from 10.98.0.60`, 300_000, () => {
-      const r = node(staticStore, fixed);
+    await labPowerDriver(staticDir(), vm.name).powerCycle();
+    const n = await waitFor(`${vm.name} (${label}) to check in from ${ip}`, 300_000, () => {
+      const r = node(staticStore, vm);
       return r && r.lastSeen !== null && r.lastSeen > cycledAt ? r : undefined;
-    }, () => labDiagnosis(staticDir(), [fixed]));
+    }, () => labDiagnosis(staticDir(), [vm]));
     const nics = (n.sysinfo as { nics: { mac: string; ip: string | null }[] }).nics;
-    assert.ok(nics.some((x) => x.mac === fixed.mac && x.ip === '10.98.0.60'), `the node reports its static address: ${JSON.stringify(nics)}`);
+    assert.ok(nics.some((x) => x.mac === vm.mac && x.ip === ip), `${label}: the node reports its static address: ${JSON.stringify(nics)}`);
     assert.equal(n.currentPlatform, 'fleetboot-test-A');
-    assert.deepEqual(staticStore.events.timeline(n.id).filter((e) => e.event.startsWith('dhcp_')), [], 'fleetboot answered no DHCP: it is off');
-    t.diagnostic('static key checked in');
+    const events = staticStore.events.timeline(n.id);
+    assert.deepEqual(events.filter((e) => e.event.startsWith('dhcp_') || e.event === 'tftp_get'), [], 'fleetboot answered no DHCP (it is off) and served nothing over TFTP');
+  };
+
+  it('the static keys on a network without DHCP, under SeaBIOS and OVMF: each node registers, is set up with its address, and checks in from it', async (t) => {
+    await Promise.all([checksInStatic(fixed, '10.98.0.60', 'SeaBIOS'), checksInStatic(fixedUefi, '10.98.0.61', 'OVMF')]);
+    t.diagnostic('both static keys checked in');
   });
 });
