@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
@@ -206,7 +207,7 @@ test('a reset answered 202 with a task is followed to its end; 200 and 204 answe
   assertNoSecrets(r, [err.message]);
 });
 
-test('5xx answers are retried with backoff until one succeeds; 5xx forever and a BMC slower than the timeout are errors naming the BMC', { skip }, async (t) => {
+test('5xx answers are retried with backoff until one succeeds; 5xx forever and a BMC slower than the timeout are errors naming the BMC', { skip, timeout: 60_000 }, async (t) => {
   const r = await rig(t);
   r.bmc.misbehave = { fail5xx: 2 };
   await r.driver().powerCycle();
@@ -224,6 +225,25 @@ test('5xx answers are retried with backoff until one succeeds; 5xx forever and a
   r.bmc.requests.length = 0;
   const slow = await failure(r.driver({ callTimeoutMs: 300, attempts: 2 }).status());
   assert.match(slow.message, /reading the service root \(GET \/redfish\/v1\/\) failed after 2 attempts: no answer within 0\.3 s; check that the BMC answers HTTPS at/);
+
+  // A BMC that takes the TCP connection and never starts TLS: the same error, and no socket left open.
+  const muted = new Set<Socket>();
+  const mute = createServer((s) => {
+    muted.add(s);
+    s.on('close', () => muted.delete(s));
+    s.resume(); // reads (and drops) the ClientHello, so the client's close is seen
+  });
+  await new Promise<void>((ok) => mute.listen(0, '127.0.0.1', ok));
+  t.after(() => {
+    for (const s of muted) s.destroy();
+    mute.close();
+  });
+  const mutePort = (mute.address() as AddressInfo).port;
+  const silent = await failure(r.driver({ url: `https://127.0.0.1:${mutePort}`, callTimeoutMs: 300, attempts: 2 }).status());
+  assert.match(silent.message, new RegExp(`^BMC https://127\\.0\\.0\\.1:${mutePort}: reading the service root \\(GET /redfish/v1/\\) failed after 2 attempts: (no answer within 0\\.3 s|no TLS handshake)`));
+  const until = Date.now() + 3000;
+  while (muted.size > 0 && Date.now() < until) await new Promise((ok) => setTimeout(ok, 50));
+  assert.equal(muted.size, 0, 'the driver closed its connections');
 
   // A reset that got no answer may have been carried out: it is not sent a second time.
   r.bmc.misbehave = { delayMs: 1500, delayPath: '/Actions/ComputerSystem.Reset' };

@@ -180,7 +180,7 @@ const notConnected = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EN
  * the system CAs and name the host (tls.checkServerIdentity).
  */
 class VerifyingAgent extends Agent {
-  constructor(private readonly trust: { ca: string | undefined; caFile: string | undefined; pin: string | undefined; insecure: boolean; origin: string }) {
+  constructor(private readonly trust: { ca: string | undefined; caFile: string | undefined; pin: string | undefined; insecure: boolean; origin: string; handshakeTimeoutMs: number }) {
     super({ keepAlive: false });
   }
 
@@ -199,8 +199,11 @@ class VerifyingAgent extends Agent {
       callback?.(err, socket);
     };
     socket.once('error', fail);
+    // A BMC that takes the connection and never finishes the handshake must not hold the socket open.
+    socket.setTimeout(this.trust.handshakeTimeoutMs, () => fail(new Error(`no TLS handshake within ${this.trust.handshakeTimeoutMs / 1000} s`)));
     socket.once('secureConnect', () => {
       socket.off('error', fail);
+      socket.setTimeout(0);
       const problem = this.problemWith(socket);
       if (problem) fail(new CertificateRefused(problem));
       else callback?.(null, socket);
@@ -498,7 +501,7 @@ export class RedfishPowerDriver implements PowerDriver {
           throw new PowerError(`BMC ${this.origin}: cannot read power.caFile ${this.o.caFile}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
         }
       }
-      const c = new Conversation(this, password, { ca, caFile: this.o.caFile, pin: this.o.certSha256, insecure: this.o.insecure, origin: this.origin });
+      const c = new Conversation(this, password, { ca, caFile: this.o.caFile, pin: this.o.certSha256, insecure: this.o.insecure, origin: this.origin, handshakeTimeoutMs: this.o.callTimeoutMs });
       try {
         const { systemsPath } = await c.open();
         this.systemPath ??= await this.findSystem(c, systemsPath);
