@@ -13,10 +13,10 @@ import { nodeKeysIn, tokenMatchesNode } from '../src/nodeconfig/secrets.ts';
 import { platformsRoot } from '../src/platforms/layout.ts';
 import type { NodeRecord } from '../src/store/nodes.ts';
 import type { PlatformFile } from '../src/store/platforms.ts';
-import type { Store } from '../src/store/store.ts';
 import { listUsbImage, UsbImageError, type UsbFile } from '../src/usb/disk.ts';
-import { buildStandaloneKey, loaderConsoleList, standaloneKeyFiles, type KeyConsole, type StandaloneKeyLayout } from '../src/usb/standalone.ts';
-import { startHeadNode, tempDir, type RunningHeadNode } from './fixtures.ts';
+import { buildStandaloneKey, describeStandaloneKey, loaderConsoleList, standaloneKeyFiles, type KeyConsole, type StandaloneKeyLayout } from '../src/usb/standalone.ts';
+import { Store } from '../src/store/store.ts';
+import { runCli, startHeadNode, tempDir, type RunningHeadNode } from './fixtures.ts';
 import { requires } from './requires.ts';
 
 const mac = parseMac('52:54:00:5b:00:01')!;
@@ -221,6 +221,17 @@ test('SmartOS key with --node: its modules are the bytes the head node serves, l
     '/fleetboot/node/node.json type=file name=node.json',
   ]);
   assert.match(layout.grubCfg, /^ {2}module2 \/fleetboot\/node\/networking.json.hash '\/fleetboot\/node\/networking.json.hash' 'type=hash' 'name=networking.json'$/m);
+
+  // What --list reads back from the key's configs.
+  const listed = [...layout.files.map((f) => ({ path: f.path, ...('content' in f ? { text: f.content.toString() } : {}) })), { path: 'syslinux.cfg', text: layout.syslinuxCfg }];
+  const summary = describeStandaloneKey(listed);
+  assert.ok(summary);
+  assert.equal(summary.os, 'smartos');
+  assert.equal(summary.kernel, '/platform/i86pc/kernel/amd64/unix');
+  assert.equal(summary.node, String(node.id));
+  assert.equal(summary.checkinUrl, checkinUrl);
+  assert.equal(summary.adminAddress, '10.99.5.21/255.255.255.0');
+  assert.deepEqual(summary.modules.slice(0, 2), ['/platform/i86pc/amd64/boot_archive type=rootfs name=ramdisk', '/platform/i86pc/amd64/boot_archive.hash type=hash name=ramdisk']);
 });
 
 test('Linux key with --node: kernel, module archives first then the platform initrd, the command line of a network boot, for syslinux and GRUB', async (t) => {
@@ -310,4 +321,46 @@ test('a Linux platform key with --node is written: FAT on MBR with syslinux, GRU
   assert.equal(files.get('EFI/BOOT/grub.cfg')!.text, built.layout.grubCfg);
   assert.match(files.get('fleetboot/node/networking.json')!.text!, /"ip": "10\.99\.5\.21"/);
   assert.ok(files.get('EFI/BOOT/BOOTX64.EFI')!.size > 100_000, 'a GRUB EFI image');
+  const summary = describeStandaloneKey(listing.files);
+  assert.deepEqual(summary && { os: summary.os, kernel: summary.kernel, node: summary.node, url: summary.checkinUrl, address: summary.adminAddress, last: summary.modules.at(-1) }, {
+    os: 'linux',
+    kernel: `/fleetboot/${linuxStamp}/vmlinuz`,
+    node: String(h.head.store.nodes.find('cn21')!.id),
+    url: checkinUrl,
+    address: '10.99.5.21/255.255.255.0',
+    last: `/fleetboot/${linuxStamp}/initrd.img`,
+  });
+});
+
+test('fleetboot usb-image --standalone writes the key an operator asked for and --list shows what it boots; bad flags exit 2 naming them', { skip: keyBuildNeeds }, async (t) => {
+  const dir = tempDir(t);
+  const configFile = join(dir, 'fleetboot.json');
+  writeFileSync(configFile, JSON.stringify({ http: { publicUrl: checkinUrl }, log: { level: 'silent' } }));
+  const store = Store.open(Store.fileIn(join(dir, 'var')));
+  try {
+    linuxPlatform(store, join(dir, 'platform-images'));
+  } finally {
+    store.close();
+  }
+  const out = join(dir, 'any.img');
+  const made = await runCli(['--config', configFile, 'usb-image', '--standalone', '--platform', linuxStamp, '--console', 'ttyb', '--out', out], dir);
+  assert.equal(made.exitCode, 0, String(made.stderr));
+  assert.match(String(made.stdout), /wrote .*any\.img \(64\.0 MiB\): platform key, usb-linux-1/);
+  const list = await runCli(['--config', configFile, 'usb-image', '--list', out], dir);
+  assert.equal(list.exitCode, 0, String(list.stderr));
+  assert.match(String(list.stdout), /^platform key \(Linux\): kernel \/fleetboot\/usb-linux-1\/vmlinuz$/m);
+  // The platform's own console stays; --console ttyb adds COM2, the last console= (the kernel's /dev/console).
+  assert.match(String(list.stdout), /^ {2}command line: console=ttyS0 panic=5 console=ttyS1,115200n8 fleetboot_url=http:\/\/10\.99\.5\.1:8080$/m);
+  assert.match(String(list.stdout), /^ {2}node: none \(any machine\); admin address: asked at first boot; checks in at http:\/\/10\.99\.5\.1:8080$/m);
+  assert.match(String(list.stdout), /^SERIAL 1 115200$/m, 'the syslinux.cfg text, on ttyb');
+  for (const [args, message] of [
+    [['--standalone', '--out', out], /--standalone needs --platform STAMP/],
+    [['--standalone', '--platform', linuxStamp, '--static', '10.0.0.5/24', '--out', out], /--static is for a netboot key/],
+    [['--standalone', '--platform', linuxStamp, '--console', 'com1', '--out', out], /--console com1: expected one of ttya, ttyb, ttyc, ttyd, text, vga/],
+    [['--standalone', '--platform', 'nope', '--out', out], /--platform nope is not imported/],
+  ] as const) {
+    const r = await runCli(['--config', configFile, 'usb-image', ...args], dir);
+    assert.equal(r.exitCode, 2, `${args.join(' ')}: ${String(r.stderr)}`);
+    assert.match(String(r.stderr), message);
+  }
 });

@@ -133,16 +133,16 @@ function nodeModuleBodies<M extends { file: string }>(modules: readonly M[], inp
 }
 
 /**
- * The files and loader configs of a platform key: pure, from the platform's record and folder,
- * the node and the head node's config. The kernel line and module list are the node's network
+ * The files and loader configs of a platform key, from the platform's record and folder, the
+ * node and the head node's config; reads nothing but whether the platform's files are there. The kernel line and module list are the node's network
  * boot (boot/plan.ts), so a node booted from the key checks in as it would from the network.
  */
 export function standaloneKeyFiles(input: StandaloneKeyInput): StandaloneKeyLayout {
   const { platform, node } = input;
   const console = input.console ?? keyConsoleOf(input.config.boot.console);
   const speed = input.config.boot.consoleSpeed;
-  if (node && !networkOf(node)) throw new UsbImageError(`node ${node.id} has no network config to carry: run fleetboot node setup ${node.id} --network FILE first`);
   if (node && node.state === 'retired') throw new UsbImageError(`node ${node.id} is retired: it gets no config modules`);
+  if (node && !networkOf(node)) throw new UsbImageError(`node ${node.id} has no network config to carry: run fleetboot node setup ${node.id} --network FILE first`);
   if (node && !input.keys) throw new UsbImageError(`a key for node ${node.id} needs the head node's key (dataDir/node-key) for its token and modules`);
   const contribution = node ? nodeConfigContribution(node, input.keys ?? undefined, { fromNode: true }) : null;
   const config: FleetbootConfig = { ...input.config, boot: { ...input.config.boot, console } };
