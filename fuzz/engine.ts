@@ -28,35 +28,43 @@ interface ScriptCoverage {
   functions: FunctionCoverage[];
 }
 
+/**
+ * The inspector session of this isolate, started once and never stopped: precise coverage
+ * started again after Profiler.stopPreciseCoverage counts only whole functions for code
+ * compiled meanwhile, so every BlockCoverage shares this one.
+ */
+let shared: Session | null = null;
+
+/**
+ * The session lives on this thread, so the inspector answers before post() returns
+ * (node:inspector: "the callback is invoked synchronously" for a session on the same thread).
+ */
+function post(method: string, params: object): unknown {
+  if (!shared) {
+    shared = new Session();
+    shared.connect();
+    post('Profiler.enable', {});
+    post('Profiler.startPreciseCoverage', { callCount: true, detailed: true });
+  }
+  let out: unknown;
+  let failure: Error | null = null;
+  let answered = false;
+  shared.post(method, params, (err: Error | null, result?: object) => {
+    answered = true;
+    failure = err;
+    out = result;
+  });
+  if (!answered) throw new Error(`inspector: ${method} was not answered synchronously`);
+  if (failure) throw failure;
+  return out;
+}
+
 /** Block coverage of the modules whose URL holds one of `scope`, read and reset on each take(). */
 export class BlockCoverage {
-  private readonly session = new Session();
   /** Per function (`scriptId:start`), every block ever reported in it: `start:end` -> [start, end]. */
   private readonly blocks = new Map<string, Map<string, [number, number]>>();
 
-  constructor(private readonly scope: readonly string[]) {
-    this.session.connect();
-    this.post('Profiler.enable', {});
-    this.post('Profiler.startPreciseCoverage', { callCount: true, detailed: true });
-  }
-
-  /**
-   * The session lives on this thread, so the inspector answers before post() returns
-   * (node:inspector: "the callback is invoked synchronously" for a session on the same thread).
-   */
-  private post(method: string, params: object): unknown {
-    let out: unknown;
-    let failure: Error | null = null;
-    let answered = false;
-    this.session.post(method, params, (err: Error | null, result?: object) => {
-      answered = true;
-      failure = err;
-      out = result;
-    });
-    if (!answered) throw new Error(`inspector: ${method} was not answered synchronously`);
-    if (failure) throw failure;
-    return out;
-  }
+  constructor(private readonly scope: readonly string[]) {}
 
   /**
    * Blocks that ran since the last take, as `scriptId:start:end`. V8 reports a nested block
@@ -68,7 +76,7 @@ export class BlockCoverage {
    * inputs' blocks.
    */
   take(into: Set<string> = new Set()): Set<string> {
-    const { result } = this.post('Profiler.takePreciseCoverage', {}) as { result: ScriptCoverage[] };
+    const { result } = post('Profiler.takePreciseCoverage', {}) as { result: ScriptCoverage[] };
     for (const script of result) {
       if (!this.scope.some((s) => script.url.includes(s))) continue;
       for (const fn of script.functions) {
@@ -95,10 +103,6 @@ export class BlockCoverage {
     return into;
   }
 
-  close(): void {
-    this.post('Profiler.stopPreciseCoverage', {});
-    this.session.disconnect();
-  }
 }
 
 export type Finding = { kind: 'crash' | 'hang'; message: string; input: Buffer; ms: number };
@@ -192,34 +196,58 @@ export function fuzz(target: FuzzTarget, seeds: readonly Buffer[], o: FuzzOption
     }
   };
 
-  try {
-    coverage.take();
-    // The seeds first, each on its own, so every one that adds coverage is kept.
-    sift(seeds.length > 0 ? [...seeds] : [Buffer.alloc(0)]);
-    if (corpus.length === 0) corpus.push(seeds[0] ?? Buffer.alloc(0));
-    const batch: Buffer[] = [];
-    while (stats.execs < o.runs && performance.now() - t0 < o.ms && !(o.stopAtFinding && findings.length > 0)) {
-      batch.length = 0;
-      const n = Math.min(BATCH, o.runs - stats.execs);
-      for (let i = 0; i < n; i++) {
-        const input = mutator.mutate(corpus);
-        batch.push(input);
-        exec(input);
-      }
-      const features = coverage.take();
-      let fresh = false;
-      for (const k of features) if (!known.has(k)) fresh = true;
-      if (fresh) sift(batch);
-      const now = performance.now();
-      if (now - lastStats >= 1000) {
-        lastStats = now;
-        Object.assign(stats, { ms: now - t0, features: known.size, corpus: corpus.length });
-        o.onStats?.({ ...stats });
-      }
+  coverage.take();
+  // The seeds first, each on its own, so every one that adds coverage is kept.
+  sift(seeds.length > 0 ? [...seeds] : [Buffer.alloc(0)]);
+  if (corpus.length === 0) corpus.push(seeds[0] ?? Buffer.alloc(0));
+  const batch: Buffer[] = [];
+  while (stats.execs < o.runs && performance.now() - t0 < o.ms && !(o.stopAtFinding && findings.length > 0)) {
+    batch.length = 0;
+    const n = Math.min(BATCH, o.runs - stats.execs);
+    for (let i = 0; i < n; i++) {
+      const input = mutator.mutate(corpus);
+      batch.push(input);
+      exec(input);
     }
-  } finally {
-    coverage.close();
+    const features = coverage.take();
+    let fresh = false;
+    for (const k of features) if (!known.has(k)) fresh = true;
+    if (fresh) sift(batch);
+    const now = performance.now();
+    if (now - lastStats >= 1000) {
+      lastStats = now;
+      Object.assign(stats, { ms: now - t0, features: known.size, corpus: corpus.length });
+      o.onStats?.({ ...stats });
+    }
   }
   Object.assign(stats, { ms: performance.now() - t0, features: known.size, corpus: corpus.length });
   return { stats, findings, corpus };
+}
+
+/**
+ * Of `candidates`, the ones that reach blocks `existing` does not, smallest first (as
+ * libFuzzer's -merge=1 does, FuzzerMerge.cpp): what a campaign found, cut to what adds to the
+ * committed corpus.
+ */
+export function newCoverage(target: FuzzTarget, existing: readonly Buffer[], candidates: readonly Buffer[]): Buffer[] {
+  const coverage = new BlockCoverage(target.coverage);
+  const known = new Set<string>();
+  const kept: Buffer[] = [];
+  const runAlone = (input: Buffer): Set<string> => {
+    coverage.take();
+    try {
+      target.run(input);
+    } catch {
+      // A finding is the campaign's to report; here it only adds no coverage.
+    }
+    return coverage.take();
+  };
+  for (const input of existing) for (const k of runAlone(input)) known.add(k);
+  for (const input of [...candidates].sort((a, b) => a.length - b.length)) {
+    const fresh = [...runAlone(input)].filter((k) => !known.has(k));
+    if (fresh.length === 0) continue;
+    for (const k of fresh) known.add(k);
+    kept.push(input);
+  }
+  return kept;
 }

@@ -6,17 +6,18 @@
 //        [--seed 1] [--work DIR] [--timeout-ms 1000] [--hang-seconds 10] [--save-corpus]
 // Each target runs until --runs executions or --seconds, whichever comes first. Inputs that
 // reach new code go to --work (default $TMPDIR/fleetboot-fuzz/<target>) and seed the next
-// campaign; --save-corpus also copies them into fuzz/corpus/<target>/. Every crash or hang
+// campaign; --save-corpus then copies into fuzz/corpus/<target>/ those that reach code the
+// committed corpus does not, smallest first (libFuzzer's -merge=1). Every crash or hang
 // input is written to fuzz/crashes/<target>/ (the replay test runs it from then on). The
 // process lowers its own priority (nice 19): other work on the machine goes first.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { setPriority, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { corpusDir, crashesDir, fuzzRoot, nativeTargets } from '../../fuzz/corpus.ts';
+import { corpusDir, crashesDir, fuzzRoot, inputsIn, nativeTargets } from '../../fuzz/corpus.ts';
 import { targets } from '../../fuzz/targets/index.ts';
 import type { WorkerInput, WorkerMessage } from './worker.ts';
 
@@ -77,25 +78,19 @@ function saveCrash(target: string, kind: string, data: Uint8Array): string {
   return file;
 }
 
-function saveCorpus(target: string): number {
-  const from = join(work, target);
-  if (!flags['save-corpus'] || !existsSync(from)) return 0;
-  mkdirSync(corpusDir(target), { recursive: true });
-  let n = 0;
-  for (const name of readdirSync(from)) {
-    const to = join(corpusDir(target), name);
-    if (existsSync(to)) continue;
-    copyFileSync(join(from, name), to);
-    n++;
-  }
-  return n;
+/** libFuzzer's -merge=1: the work corpus's inputs that add coverage over fuzz/corpus/<name>/, into it. */
+function mergeNative(name: string, bin: string): Promise<number> {
+  const before = inputsIn(corpusDir(name)).length;
+  mkdirSync(corpusDir(name), { recursive: true });
+  const child = spawn(join(bin, name), ['-merge=1', corpusDir(name), join(work, name)], { stdio: 'ignore' });
+  return new Promise((done) => child.on('close', () => done(inputsIn(corpusDir(name)).length - before)));
 }
 
 function runTs(name: string): Promise<Row> {
   const maxLen = targets.find((t) => t.name === name)!.maxLen;
   const current = new SharedArrayBuffer(8 + maxLen);
   const header = new Int32Array(current, 0, 2);
-  const data: WorkerInput = { target: name, runs, ms: seconds * 1000, timeoutMs, seed, work, current };
+  const data: WorkerInput = { target: name, runs, ms: seconds * 1000, timeoutMs, seed, work, current, saveCorpus: flags['save-corpus'] };
   const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: data });
   const row: Row = { target: name, engine: 'coverage-guided (V8 block coverage)', execs: 0, perSec: 0, coverage: '0 ranges', corpus: 0, crashes: 0, hangs: 0, sanitizer: null, notes: [] };
   return new Promise((done) => {
@@ -130,7 +125,10 @@ function runTs(name: string): Promise<Row> {
         const f = m.finding;
         row.notes.push(`${f.kind}: ${f.message.split('\n')[0]} (${saveCrash(name, f.kind, f.input)})\n${f.message.split('\n').slice(1).join('\n')}`);
       }
-      if (m.type === 'done') void worker.terminate().then(finish);
+      if (m.type === 'done') {
+        if (m.saved > 0) row.notes.push(`${m.saved} inputs that add coverage copied to fuzz/corpus/${name}/`);
+        void worker.terminate().then(finish);
+      }
     });
     worker.on('error', (err) => {
       row.notes.push(`worker failed: ${err.stack ?? err.message}`);
@@ -191,8 +189,10 @@ if (native.length > 0) {
 for (const name of chosen) {
   process.stderr.write(`${name}: up to ${seconds} s or ${runs} runs\n`);
   const row = native.includes(name) ? await runNative(name, bin) : await runTs(name);
-  const saved = saveCorpus(name);
-  if (saved > 0) row.notes.push(`${saved} new inputs copied to fuzz/corpus/${name}/`);
+  if (flags['save-corpus'] && native.includes(name)) {
+    const saved = await mergeNative(name, bin);
+    if (saved > 0) row.notes.push(`${saved} inputs that add coverage merged into fuzz/corpus/${name}/`);
+  }
   rows.push(row);
   process.stderr.write('\n');
 }

@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { savedInputs, inputsIn } from '../../fuzz/corpus.ts';
-import { fuzz, type Finding, type FuzzStats } from '../../fuzz/engine.ts';
+import { corpusDir, inputsIn, savedInputs } from '../../fuzz/corpus.ts';
+import { fuzz, newCoverage, type Finding, type FuzzStats } from '../../fuzz/engine.ts';
 import { seededRandom } from '../../fuzz/mutate.ts';
 import { targets } from '../../fuzz/targets/index.ts';
 
@@ -18,6 +18,8 @@ export interface WorkerInput {
   seed: number;
   /** New inputs go to <work>/<target>/. */
   work: string;
+  /** Copy the work corpus's inputs that add coverage into fuzz/corpus/<target>/ afterwards. */
+  saveCorpus: boolean;
   /** [execs, input length] then the input being run, for the watchdog. */
   current: SharedArrayBuffer;
 }
@@ -25,7 +27,7 @@ export interface WorkerInput {
 export type WorkerMessage =
   | { type: 'stats'; stats: FuzzStats }
   | { type: 'finding'; finding: Omit<Finding, 'input'> & { input: Uint8Array } }
-  | { type: 'done'; stats: FuzzStats; seeds: number };
+  | { type: 'done'; stats: FuzzStats; seeds: number; saved: number };
 
 const input = workerData as WorkerInput;
 const target = targets.find((t) => t.name === input.target);
@@ -53,4 +55,12 @@ const result = fuzz(target, seeds, {
   onFinding: (f) => post({ type: 'finding', finding: { ...f, input: new Uint8Array(f.input) } }),
   onStats: (stats) => post({ type: 'stats', stats }),
 });
-post({ type: 'done', stats: result.stats, seeds: seeds.length });
+let saved = 0;
+if (input.saveCorpus) {
+  const committed = savedInputs(target.name).map((s) => s.data);
+  for (const b of newCoverage(target, committed, inputsIn(workDir).map((s) => s.data))) {
+    writeFileSync(join(corpusDir(target.name), createHash('sha1').update(b).digest('hex')), b);
+    saved++;
+  }
+}
+post({ type: 'done', stats: result.stats, seeds: seeds.length, saved });
