@@ -87,3 +87,25 @@ test('platform import --force killed with SIGKILL at every step of its commit le
   assert.ok(killedAt.length >= 4, `killed at: ${killedAt.join('; ')}`);
   assert.ok(killedAt.some((s) => s.startsWith('after renameSync')), `killed at: ${killedAt.join('; ')}`);
 });
+
+test('a re-imported platform lives in a folder of its own that its row names; platform remove deletes that folder', async (t) => {
+  const dir = tempDir(t);
+  const images = join(dir, 'platform-images');
+  const osDir = join(images, 'os');
+  mkdirSync(join(dir, 'v2'));
+  const store = Store.open(Store.fileIn(join(dir, 'var')));
+  await importSmartosTarball(writeSmartosTarball(dir), { store, platformImagesDir: images });
+  assert.equal(store.platforms.get(stamp)!.folder, stamp);
+  const rebuilt = Buffer.from('rebuilt\n'.repeat(3000));
+  await importSmartosTarball(writeSmartosTarball(join(dir, 'v2'), { bootArchive: rebuilt }), { store, platformImagesDir: images, force: true });
+  const folder = store.platforms.get(stamp)!.folder;
+  assert.match(folder, new RegExp(`^${stamp}~[0-9a-f]{12}$`));
+  assert.deepEqual(readdirSync(osDir), [folder]);
+  assert.ok(readFileSync(join(osDir, folder, 'platform/i86pc/amd64/boot_archive')).equals(rebuilt));
+  store.close();
+
+  writeFileSync(join(dir, 'fleetboot.json'), JSON.stringify({ platformImagesDir: images, log: { level: 'silent' } }));
+  const r = await execa(process.execPath, [cliPath, 'platform', 'remove', stamp], { cwd: dir, reject: false });
+  assert.equal(r.exitCode, 0, String(r.stderr));
+  assert.deepEqual(readdirSync(osDir), []);
+});
