@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { execa } from 'execa';
 import { buildUsbImage, checkOutputPath, listUsbImage, syslinuxMbr, UsbImageError, type UsbImageListing } from '../src/usb/disk.ts';
+import { prepareVm } from '../src/lab/vm.ts';
 import { describeNetbootScript, netbootScript, parseNetbootOptions } from '../src/usb/netboot.ts';
 import { repoRoot, runCli, tempDir } from './fixtures.ts';
 import { requires } from './requires.ts';
@@ -256,4 +257,23 @@ test('usb-image takes the head node URL from http.publicUrl, and refuses what wo
   assert.match(String(small.stderr), /--size 8 MiB: a key needs a whole number of at least 64 MiB/);
   const both = await runCli(['usb-image', '--out', 'k.img', '--list', 'k.img'], dir);
   assert.equal(both.exitCode, 2);
+});
+
+test('a lab VM with a USB key boots the key first, on qemu-xhci, and its NIC has neither ROM nor boot index', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'key.img'), '');
+  const plan = { index: 3, firmware: 'bios' as const, chainload: false, memoryMiB: 512, diskMiB: 16, timeoutSeconds: 60 };
+  const withKey = prepareVm('fbt-x', dir, { ...plan, usbKey: join(dir, 'key.img'), nicRom: false }, 1);
+  const nic = withKey.argv.find((a) => a.startsWith('virtio-net-pci,'));
+  assert.equal(nic, `virtio-net-pci,netdev=n0,mac=${withKey.mac},romfile=`);
+  const i = withKey.argv.indexOf('qemu-xhci,id=usbc');
+  assert.ok(i > 0 && withKey.argv[i - 1] === '-device', withKey.argv.join(' '));
+  assert.ok(withKey.argv.includes(`if=none,id=usbkey,format=raw,file=${join(dir, 'key.img')},snapshot=on`));
+  assert.ok(withKey.argv.includes('usb-storage,bus=usbc.0,drive=usbkey,bootindex=1'));
+  assert.equal(withKey.usbKey, join(dir, 'key.img'));
+  assert.equal(withKey.nicRom, false);
+  const plain = prepareVm('fbt-x', dir, { ...plan, index: 4 }, 1);
+  assert.equal(plain.argv.find((a) => a.startsWith('virtio-net-pci,')), `virtio-net-pci,netdev=n0,mac=${plain.mac},bootindex=1`);
+  assert.ok(!plain.argv.some((a) => a.includes('usb')));
+  assert.equal(plain.usbKey, null);
 });
