@@ -33,7 +33,7 @@ import {
   type DhcpPacket,
   type MessageTypeName,
 } from './packet.ts';
-import { DhcpSocket } from './udp.ts';
+import { DhcpSocket, type DhcpSocketOptions, type ReplySocket } from './udp.ts';
 import { writeTransaction } from '../store/db.ts';
 
 export interface DhcpServerDeps {
@@ -42,6 +42,8 @@ export interface DhcpServerDeps {
   log: Logger;
   /** The HTTP port nodes fetch from (the bound one when config.http.port is 0). */
   httpPort?: () => number;
+  /** Opens a listening socket; default a DhcpSocket (native/dhcp_io.c). Tests pass their own. */
+  openSocket?: (options: DhcpSocketOptions) => ReplySocket;
 }
 
 /** Counters a test or `status` can read; malformed and ignored packets only move these. */
@@ -50,14 +52,19 @@ export interface DhcpStats {
   malformed: number;
   ignored: number;
   replies: number;
+  /** Replies lost: the send failed for good, or the retry queue was full. */
   sendErrors: number;
+  /** Sends that hit a full buffer (EAGAIN, ENOBUFS) and were queued to be tried again. */
+  sendRetries: number;
+  /** Replies waiting in the retry queue now. */
+  sendQueued: number;
   writeErrors: number;
 }
 
 type Port = 'dhcp' | 'proxy';
 
 interface Listener {
-  socket: DhcpSocket;
+  socket: ReplySocket;
   /** The device this socket is bound to; null for the relay-only socket. */
   iface: string | null;
   port: Port;
@@ -65,13 +72,15 @@ interface Listener {
 
 interface Outgoing {
   bytes: Buffer;
-  socket: DhcpSocket;
+  socket: ReplySocket;
   address: string;
   port: number;
   /** For the log line when the send fails. */
   mac: Mac;
   nodeId: number | null;
   type: MessageTypeName | undefined;
+  /** When a send of it first found the buffer full (performance.now()); null before. */
+  blockedSince: number | null;
 }
 
 interface PendingEvent {
@@ -85,10 +94,19 @@ const ZERO = '0.0.0.0';
 /** Most replies sent in one go (see queueSend). */
 const MAX_BURST = 32;
 const BROADCAST = '255.255.255.255';
+/**
+ * A reply whose send found the buffer full is queued and tried again, after 1 ms and then
+ * twice as long each time the buffer took nothing (at most 64 ms). It is given up after a
+ * second, well before the client retransmits (4 s, RFC 2131 §4.1) and would get a fresh
+ * one; at most SEND_QUEUE_MAX wait, so a flood cannot grow the queue without bound.
+ */
+const SEND_MAX_WAIT_MS = 1000;
+const SEND_QUEUE_MAX = 4096;
+const SEND_RETRY_MAX_MS = 64;
 
 export class DhcpServer implements Service {
   readonly name = 'dhcp';
-  readonly stats: DhcpStats = { received: 0, malformed: 0, ignored: 0, replies: 0, sendErrors: 0, writeErrors: 0 };
+  readonly stats: DhcpStats = { received: 0, malformed: 0, ignored: 0, replies: 0, sendErrors: 0, sendRetries: 0, sendQueued: 0, writeErrors: 0 };
   private listeners: Listener[] = [];
   private book: LeaseBook | null = null;
   private pendingLeases = new Map<string, Lease>();
@@ -105,6 +123,10 @@ export class DhcpServer implements Service {
   private lastFlushAt = -Infinity;
   private httpPortCache: number | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** Replies whose send hit a full buffer, oldest first, and the timer that tries them again. */
+  private sendQueue: Outgoing[] = [];
+  private sendTimer: NodeJS.Timeout | null = null;
+  private sendDelayMs = 1;
   private boundPorts: { dhcp: number; proxy: number | null } = { dhcp: 0, proxy: null };
   /** Per-network values computed once, not per packet. */
   private readonly maskOf = new Map<NetworkConfig, string>();
@@ -171,7 +193,7 @@ export class DhcpServer implements Service {
     const l = {} as Listener;
     l.iface = iface;
     l.port = port;
-    l.socket = new DhcpSocket({
+    l.socket = (this.deps.openSocket ?? ((o: DhcpSocketOptions) => new DhcpSocket(o)))({
       address: this.config.dhcp.listen,
       port: portNumber,
       device: iface,
@@ -192,6 +214,14 @@ export class DhcpServer implements Service {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
     this.flush();
+    // One last try for replies still queued; what the buffer does not take now is lost.
+    if (this.sendTimer) clearTimeout(this.sendTimer);
+    this.sendTimer = null;
+    const queued = this.sendQueue;
+    this.sendQueue = [];
+    for (const o of queued) o.blockedSince = -Infinity;
+    this.sendReplies(queued);
+    this.stats.sendQueued = 0;
     const ls = this.listeners;
     this.listeners = [];
     for (const l of ls) l.socket.close();
@@ -631,6 +661,7 @@ export class DhcpServer implements Service {
       mac: ctx.mac,
       nodeId: ctx.nodeId,
       type: r.options.messageType,
+      blockedSince: null,
     };
     if (!ctx.persisted) {
       // Nothing this reply says has to be on disk first (an offer binds nothing: RFC 2131
@@ -720,8 +751,14 @@ export class DhcpServer implements Service {
   }
 
   private sendReplies(replies: readonly Outgoing[]): void {
+    if (replies.length === 0) return;
+    // Replies already waiting for room go first: a new one would only find the buffer full too.
+    if (this.sendQueue.length > 0 && this.listeners.length > 0) {
+      for (const o of replies) this.enqueue(o, 'retry queue not empty');
+      return;
+    }
     if (replies.length === 1) return this.sendFrom(replies[0]!.socket, replies);
-    const bySocket = new Map<DhcpSocket, Outgoing[]>();
+    const bySocket = new Map<ReplySocket, Outgoing[]>();
     for (const out of replies) {
       const list = bySocket.get(out.socket);
       if (list) list.push(out);
@@ -731,18 +768,51 @@ export class DhcpServer implements Service {
   }
 
   /** One sendmmsg for replies that all leave through `socket`. */
-  private sendFrom(socket: DhcpSocket, outs: readonly Outgoing[]): void {
+  private sendFrom(socket: ReplySocket, outs: readonly Outgoing[]): void {
     const failed = socket.sendAll(
       outs.map((o) => o.bytes),
       outs.map((o) => o.address),
       outs.map((o) => o.port),
     );
     this.stats.replies += outs.length - failed.length;
+    const now = performance.now();
     for (const f of failed) {
-      this.stats.sendErrors++;
       const o = outs[f.index]!;
-      this.log.warn({ error: f.error, event: 'dhcp_send_failed', mac: o.mac, node: o.nodeId, type: o.type, to: o.address }, 'DHCP reply not sent');
+      o.blockedSince ??= now;
+      if (f.retryable && now - o.blockedSince < SEND_MAX_WAIT_MS && this.listeners.length > 0) {
+        this.stats.sendRetries++;
+        this.enqueue(o, f.error);
+      } else this.lose(o, f.error);
     }
+  }
+
+  private enqueue(o: Outgoing, why: string): void {
+    if (this.sendQueue.length >= SEND_QUEUE_MAX) return this.lose(o, `${why}; retry queue full (${SEND_QUEUE_MAX})`);
+    this.sendQueue.push(o);
+    this.stats.sendQueued = this.sendQueue.length;
+    this.sendTimer ??= setTimeout(() => this.retrySends(), this.sendDelayMs);
+  }
+
+  /** Tries the queue again; backs off while the buffer stays full, resets once it takes replies. */
+  private retrySends(): void {
+    this.sendTimer = null;
+    const queued = this.sendQueue;
+    this.sendQueue = [];
+    const before = this.stats.replies;
+    this.sendReplies(queued);
+    this.stats.sendQueued = this.sendQueue.length;
+    if (this.sendQueue.length === 0) {
+      this.sendDelayMs = 1;
+      return;
+    }
+    this.sendDelayMs = this.stats.replies > before ? 1 : Math.min(SEND_RETRY_MAX_MS, this.sendDelayMs * 2);
+    if (this.sendTimer) clearTimeout(this.sendTimer);
+    this.sendTimer = setTimeout(() => this.retrySends(), this.sendDelayMs);
+  }
+
+  private lose(o: Outgoing, error: string): void {
+    this.stats.sendErrors++;
+    this.log.warn({ error, event: 'dhcp_send_failed', mac: o.mac, node: o.nodeId, type: o.type, to: o.address }, 'DHCP reply not sent');
   }
 }
 

@@ -17,6 +17,7 @@ interface DhcpIoAddon {
   open(address: string, port: number, device: string, rcvbuf: number, slab: Buffer, meta: Uint32Array, onBatch: (count: number) => void): number;
   send(id: number, packets: readonly Buffer[], addresses: Uint32Array, ports: Uint32Array, from: number, count: number): number;
   lastError(): string;
+  lastErrno(): number;
   localPort(id: number): number;
   close(id: number): void;
 }
@@ -49,9 +50,22 @@ export interface DhcpSocketOptions {
 export interface SendFailure {
   index: number;
   error: string;
+  /** The send buffer or the device queue was full (EAGAIN, ENOBUFS): the same send may work a moment later. */
+  retryable: boolean;
 }
 
-export class DhcpSocket {
+/** What the DHCP server needs of a socket (DhcpSocket; tests pass their own). */
+export interface ReplySocket {
+  readonly port: number;
+  sendAll(packets: readonly Buffer[], addresses: readonly string[], ports: readonly number[]): SendFailure[];
+  close(): void;
+}
+
+// Linux <asm-generic/errno-base.h>, <asm-generic/errno.h>.
+const EAGAIN = 11;
+const ENOBUFS = 105;
+
+export class DhcpSocket implements ReplySocket {
   readonly port: number;
   private readonly id: number;
   private closed = false;
@@ -94,7 +108,7 @@ export class DhcpSocket {
    * returns the ones that failed and why (a full send buffer, an unreachable network).
    */
   sendAll(packets: readonly Buffer[], addresses: readonly string[], ports: readonly number[]): SendFailure[] {
-    if (this.closed) return packets.map((_, index) => ({ index, error: 'socket closed' }));
+    if (this.closed) return packets.map((_, index) => ({ index, error: 'socket closed', retryable: false }));
     const io = loadAddon();
     const n = packets.length;
     if (this.addrs.length < n) {
@@ -110,7 +124,10 @@ export class DhcpSocket {
     while (i < n) {
       const k = io.send(this.id, packets, this.addrs, this.ports, i, n - i);
       i += k;
-      if (i < n && k === 0) failed.push({ index: i++, error: io.lastError() });
+      if (i < n && k === 0) {
+        const errno = io.lastErrno();
+        failed.push({ index: i++, error: io.lastError(), retryable: errno === EAGAIN || errno === ENOBUFS });
+      }
     }
     return failed;
   }

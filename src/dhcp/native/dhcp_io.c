@@ -5,7 +5,7 @@
 //
 //   open(address, port, device, rcvbuf, slab, meta, onBatch) -> id
 //     socket(2) + SO_REUSEADDR (several sockets share :67, one per interface) + SO_BROADCAST
-//     + SO_RCVBUF + SO_BINDTODEVICE when `device` is not "" (socket(7); docs/netboot-notes.md
+//     + SO_RCVBUF and SO_SNDBUF of `rcvbuf` bytes each + SO_BINDTODEVICE when `device` is not "" (socket(7); docs/netboot-notes.md
 //     pitfall 8: the bound device says which network a packet came from) + bind(2).
 //     When readable (a uv_poll on the head node's own event loop), recvmmsg(2) fills up to
 //     SLOTS packets into `slab` (SLOT bytes each) and `meta` (per packet: length, source
@@ -14,7 +14,8 @@
 //   send(id, packets: Buffer[], addresses: Uint32Array, ports: Uint32Array, from, count)
 //     -> how many of packets[from..from+count) sendmmsg(2) took before one failed; the
 //     caller sends the failed one through its fallback and calls again for the rest.
-//   lastError() -> errno of the last failed send, for the caller's log
+//   lastError() -> errno of the last failed send as text, for the caller's log
+//   lastErrno() -> the same errno as a number (EAGAIN and ENOBUFS are worth a retry)
 //   localPort(id) -> the bound port (tests bind port 0)
 //   close(id)
 //
@@ -243,6 +244,12 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   }
   // A rack powering on is a burst; the kernel caps this at net.core.rmem_max.
   if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  // Replies of such a burst, broadcast through a bridge to taps that drain at their guests'
+  // pace, sit in the device queue charged to this socket (socket(7) SO_SNDBUF): the default
+  // ~200 KiB holds about 160 and the next send fails with EAGAIN. SO_SNDBUFFORCE passes
+  // net.core.wmem_max with CAP_NET_ADMIN; otherwise SO_SNDBUF takes what the cap allows.
+  if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &rcvbuf, sizeof rcvbuf);
   if (dlen > 0 && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev, (socklen_t)(dlen + 1)) != 0) {
     int e = errno;
     close(fd);
@@ -360,6 +367,13 @@ static napi_value js_last_error(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value js_last_errno(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_create_int32(env, last_send_errno, &out);
+  return out;
+}
+
 static napi_value js_local_port(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -403,10 +417,11 @@ static napi_value init(napi_env env, napi_value exports) {
     {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
     {"send", NULL, js_send, NULL, NULL, NULL, napi_default, NULL},
     {"lastError", NULL, js_last_error, NULL, NULL, NULL, napi_default, NULL},
+    {"lastErrno", NULL, js_last_errno, NULL, NULL, NULL, napi_default, NULL},
     {"localPort", NULL, js_local_port, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 5, props);
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value slots, slot, meta;
   napi_create_int32(env, SLOTS, &slots);
   napi_create_int32(env, SLOT, &slot);
