@@ -8,12 +8,12 @@
 // in on the key's platform with the module hashes fleetboot serves.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { execa } from 'execa';
 import { addTap, createLabNetwork, deleteLabNetwork } from '../../src/lab/network.ts';
-import { ovmfCode, ovmfVars } from '../../src/lab/vm.ts';
+import { labMac, ovmfCode, ovmfVars, prepareVm } from '../../src/lab/vm.ts';
 import { parseMac } from '../../src/mac.ts';
 import { reportedModulesMatch } from '../../src/nodeconfig/render.ts';
 import { storedSysinfoSchema } from '../../src/nodeconfig/sysinfo.ts';
@@ -43,8 +43,8 @@ const headAddress = `${subnet}.1`;
 const headUrl = `http://${headAddress}:8080`;
 const stamp = 'fleetboot-test-A';
 const vms = [
-  { name: 'node0', firmware: 'bios', mac: '52:54:00:fb:61:00', ip: `${subnet}.40`, tap: 'tap0' },
-  { name: 'node1', firmware: 'uefi', mac: '52:54:00:fb:61:01', ip: `${subnet}.41`, tap: 'tap1' },
+  { name: 'node0', firmware: 'bios', mac: labMac(0), ip: `${subnet}.40`, tap: 'tap0' },
+  { name: 'node1', firmware: 'uefi', mac: labMac(1), ip: `${subnet}.41`, tap: 'tap1' },
 ] as const;
 
 test('standalone keys boot the Linux test platform from USB with no network boot, come up on their static addresses, and check in once the head node runs', { skip, timeout: 600_000 }, async (t) => {
@@ -118,29 +118,12 @@ test('standalone keys boot the Linux test platform from USB with no network boot
   const consoles: string[] = [];
   for (const [i, vm] of vms.entries()) {
     await addTap(ns, vm.tap);
-    const serialLog = join(dir, `${vm.name}.serial.log`);
-    consoles.push(serialLog);
-    const firmware =
-      vm.firmware === 'uefi'
-        ? (() => {
-            const vars = join(dir, `${vm.name}.OVMF_VARS.fd`);
-            writeFileSync(vars, readFileSync(ovmfVars));
-            return ['-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${ovmfCode}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`];
-          })()
-        : [];
-    const argv = [
-      'netns', 'exec', ns, 'timeout', '--signal=TERM', '--kill-after=5', '540',
-      'qemu-system-x86_64', '-name', vm.name, '-accel', 'tcg', '-M', 'q35', '-m', '512', '-smp', '1',
-      '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-serial', `file:${serialLog}`,
-      ...firmware,
-      '-netdev', `tap,id=n0,ifname=${vm.tap},script=no,downscript=no`,
-      // romfile= (empty): no iPXE ROM on the NIC, so the key is the only way in.
-      '-device', `virtio-net-pci,netdev=n0,mac=${vm.mac},romfile=`,
-      '-device', 'qemu-xhci,id=usbc',
-      '-drive', `if=none,id=usb,format=raw,file=${keys[i]},snapshot=on`,
-      '-device', 'usb-storage,bus=usbc.0,drive=usb,bootindex=1',
-    ];
-    const child = spawn('ip', argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // The lab's own VM: its key on qemu-xhci as boot device 1, the NIC without its ROM.
+    const lab = prepareVm(ns, dir, { index: i, firmware: vm.firmware, chainload: false, memoryMiB: 512, diskMiB: 64, timeoutSeconds: 540, usbKey: keys[i]!, nicRom: false }, 61);
+    assert.equal(lab.mac, vm.mac);
+    assert.equal(lab.tap, vm.tap);
+    consoles.push(lab.serialLog);
+    const child = spawn(lab.argv[0]!, lab.argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
     child.once('exit', (code) => t.diagnostic(`${vm.name} QEMU exited (${code}) at ${elapsed()}${stderr ? `: ${stderr.trim()}` : ''}`));
