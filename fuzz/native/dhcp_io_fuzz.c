@@ -15,7 +15,7 @@
 #define HARNESS "dhcp_io_fuzz"
 #include "harness.h"
 
-#define MAX_DATAGRAMS 200
+#define MAX_DATAGRAMS 100
 #define MAX_LEN 9000
 
 static dhcp_sock *sock_under_test;
@@ -107,11 +107,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static uint8_t *slab;
   static uint32_t *meta;
   if (!slab) slab = malloc((size_t)SLOTS * SLOT), meta = malloc((size_t)SLOTS * META * sizeof(uint32_t));
-  // The input: [length u16][filler byte] per datagram; the bytes are the input repeated.
+  // The input: [length u16][filler byte] per datagram. A datagram is its filler byte, with
+  // its index and length written at its start, middle and end, so a slot holding another
+  // datagram's bytes, or bytes from the wrong place, differs.
   sent = delivered = 0;
   for (size_t i = 0; i + 3 <= size && sent < MAX_DATAGRAMS; i += 3) {
     size_t len = ((size_t)data[i] << 8 | data[i + 1]) % (MAX_LEN + 1);
-    for (size_t k = 0; k < len; k++) payloads[sent][k] = (uint8_t)(data[(i + k) % size] ^ data[i + 2] ^ (k >> 8));
+    uint8_t *p = payloads[sent];
+    memset(p, data[i + 2], len);
+    const uint8_t stamp[4] = {(uint8_t)sent, (uint8_t)(sent >> 8), (uint8_t)len, (uint8_t)(len >> 8)};
+    size_t at[3] = {0, len / 2, len >= 4 ? len - 4 : 0};
+    for (int k = 0; k < 3; k++) memcpy(p + at[k], stamp, len < 4 ? len : 4);
     lens[sent] = len;
     ssize_t n = sendto(tx, payloads[sent], len, 0, (struct sockaddr *)&rx_addr, sizeof rx_addr);
     CHECK(n == (ssize_t)len, "sendto %zu bytes: %s", len, strerror(errno));
