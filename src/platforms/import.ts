@@ -383,7 +383,7 @@ function commit(options: ImportOptions, staging: string, record: Omit<PlatformRe
     if (err instanceof PlatformExistsError) throw new ImportError(err.message);
     throw err;
   }
-  if (replaced !== null && replaced !== folder) {
+  if (replaced !== null && replaced !== folder && existsSync(join(root, replaced))) {
     // Renamed aside first, so a crash mid-delete leaves a work folder the sweep knows.
     const aside = newWorkFolder(root, 'remove');
     renameSync(join(root, replaced), aside);
