@@ -4,7 +4,7 @@
 // Only what is clearly the tests' own is touched: processes whose environment carries this
 // run's FLEETBOOT_TEST_RUN=RUN_ID (test/run.sh exports it; children inherit it) or whose command
 // line or working folder names RUN_DIR (the run's TMPDIR), the processes inside a namespace
-// named with the tests' prefix, and those namespaces.
+// named with the tests' prefix whose test process has ended (another run's live tests are left alone), and those namespaces.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { execa } from 'execa';
 import { startTicksOf, stopProcess } from '../src/lab/process.ts';
@@ -37,13 +37,32 @@ function ownLine(): Set<number> {
   return own;
 }
 
+/** Whether a process with this PID exists (EPERM: it does, owned by someone else). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The tests' namespaces whose test process (the PID in `fbt-<pid>-<tag>`) has ended: every one
+ * of this run's, as all its test processes are gone by now, and any a crashed earlier run left.
+ * A namespace whose test process still runs belongs to another test run going on beside this one.
+ */
 async function testNamespaces(): Promise<string[]> {
   const r = await execa('ip', ['netns', 'list'], { reject: false });
   if (r.failed) return [];
   return String(r.stdout)
     .split('\n')
     .map((line) => line.split(' ')[0] ?? '')
-    .filter((name) => name.startsWith(testNamespacePrefix));
+    .filter((name) => name.startsWith(testNamespacePrefix))
+    .filter((name) => {
+      const pid = Number(/^\d+/.exec(name.slice(testNamespacePrefix.length))?.[0]);
+      return !(pid > 0 && alive(pid));
+    });
 }
 
 async function pidsIn(ns: string): Promise<number[]> {
