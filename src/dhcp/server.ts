@@ -58,6 +58,12 @@ export interface DhcpStats {
   sendRetries: number;
   /** Replies waiting in the retry queue now. */
   sendQueued: number;
+  /**
+   * Datagrams the kernel dropped before the server read them: kept out of the receive buffer
+   * by the socket filter (not a BOOTREQUEST), or arriving at a full buffer. Also counted in
+   * received and malformed.
+   */
+  kernelDrops: number;
   writeErrors: number;
 }
 
@@ -106,7 +112,7 @@ const SEND_RETRY_MAX_MS = 64;
 
 export class DhcpServer implements Service {
   readonly name = 'dhcp';
-  readonly stats: DhcpStats = { received: 0, malformed: 0, ignored: 0, replies: 0, sendErrors: 0, sendRetries: 0, sendQueued: 0, writeErrors: 0 };
+  readonly stats: DhcpStats = { received: 0, malformed: 0, ignored: 0, replies: 0, sendErrors: 0, sendRetries: 0, sendQueued: 0, kernelDrops: 0, writeErrors: 0 };
   private listeners: Listener[] = [];
   private book: LeaseBook | null = null;
   private pendingLeases = new Map<string, Lease>();
@@ -127,6 +133,8 @@ export class DhcpServer implements Service {
   private sendQueue: Outgoing[] = [];
   private sendTimer: NodeJS.Timeout | null = null;
   private sendDelayMs = 1;
+  /** A flood the filter keeps out wakes no batch: its drops are counted on this timer too. */
+  private dropsTimer: NodeJS.Timeout | null = null;
   private boundPorts: { dhcp: number; proxy: number | null } = { dhcp: 0, proxy: null };
   /** Per-network values computed once, not per packet. */
   private readonly maskOf = new Map<NetworkConfig, string>();
@@ -185,6 +193,8 @@ export class DhcpServer implements Service {
     }
     this.sweepTimer = setInterval(() => this.expireLeases(), 30_000);
     this.sweepTimer.unref();
+    this.dropsTimer = setInterval(() => this.countKernelDrops(), 1000);
+    this.dropsTimer.unref();
     this.log.info({ event: 'dhcp_started', mode, ports: this.boundPorts, interfaces: ifaces, leases: this.book.size }, 'DHCP server listening');
     return this.ports();
   }
@@ -205,14 +215,34 @@ export class DhcpServer implements Service {
         this.stats.malformed++;
         this.log.debug({ event: 'dhcp_malformed', from: rinfo.address, reason: 'datagram longer than 4 KiB' }, 'dropped malformed DHCP packet');
       },
+      // Garbage (not even a BOOTREQUEST header) is counted per batch, never decoded or logged.
+      onScreened: (count) => {
+        this.stats.received += count;
+        this.stats.malformed += count;
+      },
+      onBatchDone: () => this.countKernelDrops(),
     });
     this.listeners.push(l);
     return l;
   }
 
+  /** Adds what the kernel dropped since the last look to the counters (see DhcpStats.kernelDrops). */
+  private countKernelDrops(): void {
+    let total = 0;
+    for (const l of this.listeners) total += l.socket.kernelDrops?.() ?? 0;
+    const delta = total - this.stats.kernelDrops;
+    if (delta <= 0) return;
+    this.stats.kernelDrops = total;
+    this.stats.received += delta;
+    this.stats.malformed += delta;
+  }
+
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    if (this.dropsTimer) clearInterval(this.dropsTimer);
+    this.dropsTimer = null;
+    this.countKernelDrops();
     this.flush();
     // One last try for replies still queued; what the buffer does not take now is lost.
     if (this.sendTimer) clearTimeout(this.sendTimer);

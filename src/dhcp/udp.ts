@@ -18,6 +18,8 @@ interface DhcpIoAddon {
   send(id: number, packets: readonly Buffer[], addresses: Uint32Array, ports: Uint32Array, from: number, count: number): number;
   lastError(): string;
   lastErrno(): number;
+  screenBootRequests(id: number): void;
+  drops(id: number): number;
   localPort(id: number): number;
   close(id: number): void;
 }
@@ -45,7 +47,20 @@ export interface DhcpSocketOptions {
   onMessage: (msg: Buffer, rinfo: RemoteInfo) => void;
   /** A datagram longer than a receive slot (4 KiB): never a DHCP packet worth reading. */
   onTruncated: (rinfo: RemoteInfo) => void;
+  /**
+   * When set, datagrams that cannot be a BOOTREQUEST (shorter than the 236-byte header and
+   * the magic cookie, op not 1, or another cookie: RFC 2131 §2-3) are counted here, once per
+   * batch, and never copied or decoded: a flood of garbage costs a few byte compares each.
+   */
+  onScreened?: (count: number) => void;
+  /** After each batch of datagrams read (to refresh counters). */
+  onBatchDone?: () => void;
 }
+
+/** RFC 2131 §3: the options field starts with the magic cookie 99.130.83.99 at offset 236. */
+const MAGIC_COOKIE = 0x63825363;
+const BOOTP_MIN = 240;
+const BOOTREQUEST = 1;
 
 export interface SendFailure {
   index: number;
@@ -59,6 +74,8 @@ export interface ReplySocket {
   readonly port: number;
   sendAll(packets: readonly Buffer[], addresses: readonly string[], ports: readonly number[]): SendFailure[];
   close(): void;
+  /** Datagrams the kernel dropped for this socket (socket filter, full buffer); 0 if unknown. */
+  kernelDrops?(): number;
 }
 
 // Linux <asm-generic/errno-base.h>, <asm-generic/errno.h>.
@@ -76,10 +93,17 @@ export class DhcpSocket implements ReplySocket {
     const io = loadAddon();
     const slab = Buffer.alloc(io.SLOTS * io.SLOT);
     const meta = new Uint32Array(io.SLOTS * io.META);
+    const screen = opts.onScreened;
     const onBatch = (count: number): void => {
+      let screened = 0;
       for (let i = 0; i < count; i++) {
         const m = i * io.META;
         const len = meta[m]!;
+        const at = i * io.SLOT;
+        if (screen && !meta[m + 3] && (len < BOOTP_MIN || slab[at] !== BOOTREQUEST || slab.readUInt32BE(at + 236) !== MAGIC_COOKIE)) {
+          screened++;
+          continue;
+        }
         const a = meta[m + 1]!;
         const address = `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
         const rinfo: RemoteInfo = { address, family: 'IPv4', port: meta[m + 2]!, size: len };
@@ -92,6 +116,8 @@ export class DhcpSocket implements ReplySocket {
         slab.copy(msg, 0, i * io.SLOT, i * io.SLOT + len);
         opts.onMessage(msg, rinfo);
       }
+      if (screened > 0) screen?.(screened);
+      opts.onBatchDone?.();
     };
     const device = opts.device ?? '';
     try {
@@ -101,6 +127,12 @@ export class DhcpSocket implements ReplySocket {
       throw new Error(`${where}: ${(err as Error).message}`);
     }
     this.port = io.localPort(this.id);
+    // The same screen in the kernel, before the receive buffer (native/dhcp_io.c).
+    if (screen) io.screenBootRequests(this.id);
+  }
+
+  kernelDrops(): number {
+    return this.closed ? 0 : loadAddon().drops(this.id);
   }
 
   /**

@@ -16,6 +16,10 @@
 //     caller sends the failed one through its fallback and calls again for the rest.
 //   lastError() -> errno of the last failed send as text, for the caller's log
 //   lastErrno() -> the same errno as a number (EAGAIN and ENOBUFS are worth a retry)
+//   screenBootRequests(id) -> attaches a socket filter (classic BPF, socket(7) SO_ATTACH_FILTER)
+//     that keeps any datagram that cannot be a BOOTREQUEST out of the receive buffer
+//   drops(id) -> datagrams the kernel dropped for this socket: kept out by that filter, or
+//     arriving at a full receive buffer (SO_MEMINFO's SK_MEMINFO_DROPS, sock_diag.h)
 //   localPort(id) -> the bound port (tests bind port 0)
 //   close(id)
 //
@@ -25,6 +29,8 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -374,12 +380,57 @@ static napi_value js_last_errno(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static napi_value js_local_port(napi_env env, napi_callback_info info) {
+/** The one argument of a call that takes a socket id; throws (returns 0) when it is not one. */
+static int sock_arg(napi_env env, napi_callback_info info, dhcp_sock **out) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 1) {
+    napi_throw_type_error(env, NULL, "dhcp_io: expected one socket id");
+    return 0;
+  }
+  return get_sock(env, argv[0], out);
+}
+
+// A flood of datagrams that are not DHCP at all filled the 4 MiB receive buffer faster than
+// the event loop could read and discard them, and real clients' requests were dropped with
+// them. The kernel runs this filter before queueing (sk_filter in udp_queue_rcv_one_skb, with
+// offsets from the UDP header): a datagram shorter than the BOOTP header and magic cookie
+// (8 + 236 + 4 bytes), with op other than BOOTREQUEST, or another cookie (RFC 2131 §2-3,
+// RFC 2132 §2) never takes room in the buffer.
+static struct sock_filter bootrequest_filter[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+    BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 8 + 240, 0, 5),
+    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 8),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, 3),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 8 + 236),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x63825363, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+    BPF_STMT(BPF_RET | BPF_K, 0),
+};
+
+static napi_value js_screen(napi_env env, napi_callback_info info) {
   dhcp_sock *s;
-  if (argc != 1 || !get_sock(env, argv[0], &s)) return NULL;
+  if (!sock_arg(env, info, &s)) return NULL;
+  struct sock_fprog prog = {.len = sizeof bootrequest_filter / sizeof bootrequest_filter[0], .filter = bootrequest_filter};
+  if (setsockopt(s->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) return throw_errno(env, "SO_ATTACH_FILTER", errno);
+  return NULL;
+}
+
+static napi_value js_drops(napi_env env, napi_callback_info info) {
+  dhcp_sock *s;
+  if (!sock_arg(env, info, &s)) return NULL;
+  uint32_t mem[SK_MEMINFO_VARS] = {0};
+  socklen_t len = sizeof mem;
+  double drops = getsockopt(s->fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 && len > SK_MEMINFO_DROPS * sizeof(uint32_t) ? mem[SK_MEMINFO_DROPS] : 0;
+  napi_value out;
+  napi_create_double(env, drops, &out);
+  return out;
+}
+
+static napi_value js_local_port(napi_env env, napi_callback_info info) {
+  dhcp_sock *s;
+  if (!sock_arg(env, info, &s)) return NULL;
   struct sockaddr_in sin;
   socklen_t len = sizeof sin;
   if (getsockname(s->fd, (struct sockaddr *)&sin, &len) != 0) return throw_errno(env, "getsockname", errno);
@@ -402,11 +453,8 @@ static void release(dhcp_sock *s) {
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   dhcp_sock *s;
-  if (argc != 1 || !get_sock(env, argv[0], &s)) return NULL;
+  if (!sock_arg(env, info, &s)) return NULL;
   release(s);
   return NULL;
 }
@@ -418,6 +466,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"send", NULL, js_send, NULL, NULL, NULL, napi_default, NULL},
     {"lastError", NULL, js_last_error, NULL, NULL, NULL, napi_default, NULL},
     {"lastErrno", NULL, js_last_errno, NULL, NULL, NULL, napi_default, NULL},
+    {"screenBootRequests", NULL, js_screen, NULL, NULL, NULL, napi_default, NULL},
+    {"drops", NULL, js_drops, NULL, NULL, NULL, napi_default, NULL},
     {"localPort", NULL, js_local_port, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
   };
