@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { execa } from 'execa';
 import { buildUsbImage, checkOutputPath, listUsbImage, syslinuxMbr, UsbImageError, type UsbImageListing } from '../src/usb/disk.ts';
 import { prepareVm } from '../src/lab/vm.ts';
-import { describeNetbootScript, netbootScript, parseNetbootOptions } from '../src/usb/netboot.ts';
+import { defaultIpxeLkrn, describeNetbootScript, netbootScript, parseNetbootOptions } from '../src/usb/netboot.ts';
 import { repoRoot, runCli, tempDir } from './fixtures.ts';
 import { requires } from './requires.ts';
 
@@ -212,7 +212,7 @@ test('the netboot script tries the URLs in order over DHCP, or sets the static a
   assert.deepEqual(describeNetbootScript(st), { urls: ['http://10.0.0.1'], dhcp: false, device: 'net0-7', vlan: 7, ip: '10.0.0.5', netmask: '255.255.240.0', gateway: '10.0.0.1', dns: '10.0.0.2' });
 });
 
-const netbootTools = { commands: [...tools.commands, '/usr/lib/ipxe/ipxe.lkrn', '/usr/lib/ipxe/ipxe.efi', 'apt-get', 'dpkg-deb'] };
+const netbootTools = { commands: [...tools.commands, '/usr/lib/ipxe/ipxe.efi', 'apt-get', 'dpkg-deb'] };
 
 test('usb-image writes a netboot key for BIOS and UEFI and --list shows its files, URLs and static address', { skip: requires(netbootTools), timeout: 180_000 }, async (t) => {
   const dir = tempDir(t);
@@ -224,7 +224,7 @@ test('usb-image writes a netboot key for BIOS and UEFI and --list shows its file
   const l = JSON.parse(String(list.stdout)) as UsbImageListing & { netboot: ReturnType<typeof describeNetbootScript> };
   const paths = l.files.map((f) => f.path);
   for (const p of ['EFI/BOOT/BOOTX64.EFI', 'ipxe.lkrn', 'autoexec.ipxe', 'syslinux.cfg', 'ldlinux.sys']) assert.ok(paths.includes(p), `${p} on the key: ${paths.join(', ')}`);
-  assert.equal(l.files.find((f) => f.path === 'ipxe.lkrn')?.size, statSync('/usr/lib/ipxe/ipxe.lkrn').size);
+  assert.equal(l.files.find((f) => f.path === 'ipxe.lkrn')?.size, statSync(defaultIpxeLkrn).size, 'the ipxe.lkrn of the same iPXE as the EFI binary');
   assert.match(l.files.find((f) => f.path === 'syslinux.cfg')?.text ?? '', /KERNEL ipxe\.lkrn\n\s*INITRD autoexec\.ipxe/);
   assert.deepEqual(l.netboot, { urls: ['http://10.9.0.1:8080', 'http://10.9.1.1:8080'], dhcp: false, device: 'net0-30', vlan: 30, ip: '10.9.0.77', netmask: '255.255.255.0', gateway: '10.9.0.1', dns: '10.9.0.1' });
   // The UEFI binary reads autoexec.ipxe.
@@ -252,6 +252,9 @@ test('usb-image takes the head node URL from http.publicUrl, and refuses what wo
   assert.equal(old.exitCode, 2);
   assert.match(String(old.stderr), /ipxe\.efi is an iPXE without autoexec\.ipxe support/);
   assert.equal(existsSync(join(dir, 'old.img')), false);
+  const notLkrn = await runCli(['usb-image', '--out', 'old.img', '--ipxe-lkrn', join(dir, 'fleetboot.json')], dir);
+  assert.equal(notLkrn.exitCode, 2);
+  assert.match(String(notLkrn.stderr), /fleetboot\.json is not an ipxe\.lkrn \(no Linux boot header\)/);
   const small = await runCli(['usb-image', '--out', 'small.img', '--size', '8'], dir);
   assert.equal(small.exitCode, 2);
   assert.match(String(small.stderr), /--size 8 MiB: a key needs a whole number of at least 64 MiB/);

@@ -1,7 +1,7 @@
 // `fleetboot usb-image`: write a USB key image (a file to dd onto a stick), or list what one holds.
 import type { Command } from 'commander';
 import { UsbImageError, listUsbImage, type UsbImageListing } from '../usb/disk.ts';
-import { buildNetbootKey, describeNetbootScript, ensureIpxeEfi, parseNetbootOptions, scriptName } from '../usb/netboot.ts';
+import { buildNetbootKey, describeNetbootScript, ensureIpxe, parseNetbootOptions, scriptName } from '../usb/netboot.ts';
 import { configFor } from './context.ts';
 import { describeStandaloneKey, standaloneSummaryLines } from '../usb/standalone.ts';
 import { runStandalone, standaloneExamples, standaloneOptions, type StandaloneCliOptions } from './usb-standalone.ts';
@@ -18,6 +18,7 @@ interface UsbImageOptions extends StandaloneCliOptions {
   vlan?: string;
   size?: string;
   ipxeEfi?: string;
+  ipxeLkrn?: string;
   json?: boolean;
 }
 
@@ -68,7 +69,8 @@ export function registerUsbImage(program: Command): void {
     .option('--dns <ip>', 'DNS resolver with --static (needed when a --url names a host)', repeat)
     .option('--vlan <id>', '802.1Q VLAN to reach the head node on (1-4094)')
     .option('--size <MiB>', 'image size (default: what the files need, at least 64)')
-    .option('--ipxe-efi <file>', "iPXE EFI binary (1.21 or later, which runs autoexec.ipxe); default: lab/fetch-ipxe-efi.sh's, fetched on first use")
+    .option('--ipxe-efi <file>', "iPXE EFI binary (1.21 or later, which runs autoexec.ipxe); default: lab/fetch-ipxe-usb.sh's, fetched on first use")
+    .option('--ipxe-lkrn <file>', "iPXE as a Linux kernel for BIOS (syslinux); default: lab/fetch-ipxe-usb.sh's")
     .option('--list <file>', 'show what a key image holds: partitions, files with sizes, boot scripts and their URLs and addresses')
     .option('--json', 'with --list: print JSON')
     .addHelpText(
@@ -118,8 +120,8 @@ export function registerUsbImage(program: Command): void {
         }),
       );
       const r = await usbErrors(async () => {
-        const ipxeEfi = await ensureIpxeEfi(o.ipxeEfi, progress);
-        return buildNetbootKey({ ...net, out: o.out!, ipxeEfi, ...(sizeMiB !== undefined ? { sizeMiB } : {}), progress });
+        const ipxe = await ensureIpxe({ ...(o.ipxeEfi !== undefined ? { efi: o.ipxeEfi } : {}), ...(o.ipxeLkrn !== undefined ? { lkrn: o.ipxeLkrn } : {}) }, progress);
+        return buildNetbootKey({ ...net, out: o.out!, ipxeEfi: ipxe.efi, ipxeLkrn: ipxe.lkrn, ...(sizeMiB !== undefined ? { sizeMiB } : {}), progress });
       });
       const how = net.static ? `static ${net.static.ip}/${net.static.prefix}` : 'DHCP';
       process.stdout.write(`wrote ${r.out} (${formatBytes(r.sizeBytes)}): netboot key, ${how}${net.vlan !== undefined ? ` on VLAN ${net.vlan}` : ''}, head node ${net.urls.join(' then ')}\n`);

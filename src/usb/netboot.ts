@@ -2,13 +2,14 @@
 // node's stage-1 script (boot-templates/stage1.ipxe.hbs), trying each head-node URL in order,
 // over DHCP or a static address. docs/usb.md says why each piece is what it is.
 //
-// One iPXE script, `autoexec.ipxe` in the FAT root, carries the URLs and the address to both paths:
-// - BIOS: syslinux loads Debian's ipxe.lkrn with the script as its initrd, which iPXE's bzImage
-//   prefix registers as an image and runs (SYSLINUX `INITRD`; iPXE src/arch/x86/prefix/lkrnprefix.S).
-// - UEFI: Debian's iPXE from 1.21 (the trixie `ipxe` package) loads `autoexec.ipxe` from the
-//   file system it was started from (iPXE src/interface/efi/efi_autoexec.c). Bookworm's iPXE
-//   (2019) has neither that nor an EFI command line, so its ipxe.efi cannot carry a script.
-import { existsSync, readFileSync } from 'node:fs';
+// One iPXE script, `autoexec.ipxe` in the FAT root, carries the URLs and the address to both
+// paths, both run by Debian's iPXE 1.21 (the trixie `ipxe` package, lab/fetch-ipxe-usb.sh):
+// - BIOS: syslinux loads ipxe.lkrn with the script as its initrd, which iPXE's bzImage prefix
+//   registers as an image and runs (SYSLINUX `INITRD`; iPXE src/arch/x86/prefix/lkrnprefix.S).
+// - UEFI: ipxe.efi loads `autoexec.ipxe` from the file system it was started from (iPXE
+//   src/interface/efi/efi_autoexec.c). Bookworm's iPXE (2019) has neither that nor an EFI
+//   command line, so its ipxe.efi cannot carry a script; its ipxe.lkrn has no `vcreate`.
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { z } from 'zod';
@@ -16,10 +17,12 @@ import { installDir } from '../config/load.ts';
 import { intToIpv4, ipv4ToInt, parseCidr } from '../config/schema.ts';
 import { buildUsbImage, UsbImageError, type UsbFile } from './disk.ts';
 
-/** Debian bookworm's `ipxe` package: iPXE as a Linux bzImage, for syslinux on BIOS. */
-export const debianIpxeLkrn = '/usr/lib/ipxe/ipxe.lkrn';
-/** Where lab/fetch-ipxe-efi.sh puts the iPXE EFI binary that reads autoexec.ipxe. */
-export const defaultIpxeEfi = join(installDir, 'lab-build', 'ipxe-efi', 'ipxe.efi');
+/** Where lab/fetch-ipxe-usb.sh puts the iPXE the key carries. */
+export const ipxeUsbDir = join(installDir, 'lab-build', 'ipxe-usb');
+/** iPXE for UEFI that reads autoexec.ipxe. */
+export const defaultIpxeEfi = join(ipxeUsbDir, 'ipxe.efi');
+/** The same iPXE as a Linux bzImage, for syslinux on BIOS. */
+export const defaultIpxeLkrn = join(ipxeUsbDir, 'ipxe.lkrn');
 export const scriptName = 'autoexec.ipxe';
 
 export interface StaticAddress {
@@ -147,12 +150,12 @@ export const netbootSyslinuxCfg = `SERIAL 0 115200\nDEFAULT fleetboot\nLABEL fle
  */
 export function checkIpxeEfi(file: string): void {
   if (!existsSync(file)) {
-    throw new UsbImageError(`${file} is missing: run lab/fetch-ipxe-efi.sh (it downloads Debian's newer ipxe package once, no install) or pass --ipxe-efi FILE`);
+    throw new UsbImageError(`${file} is missing: run lab/fetch-ipxe-usb.sh (it downloads Debian's newer ipxe package once, no install) or pass --ipxe-efi FILE`);
   }
   const bin = readFileSync(file);
   if (bin.readUInt16LE(0) !== 0x5a4d) throw new UsbImageError(`${file} is not an EFI executable (no MZ header)`);
   if (!bin.includes('autoexec.ipxe')) {
-    throw new UsbImageError(`${file} is an iPXE without autoexec.ipxe support (before 1.21, like Debian bookworm's): it would not run the key's script; use lab/fetch-ipxe-efi.sh's`);
+    throw new UsbImageError(`${file} is an iPXE without autoexec.ipxe support (before 1.21, like Debian bookworm's): it would not run the key's script; use lab/fetch-ipxe-usb.sh's`);
   }
 }
 
@@ -168,8 +171,17 @@ export interface NetbootKeyBuild extends NetbootKeyOptions {
 export function netbootKeyFiles(o: NetbootKeyBuild): { files: UsbFile[]; syslinuxCfg: string } {
   const efi = o.ipxeEfi ?? defaultIpxeEfi;
   checkIpxeEfi(efi);
-  const lkrn = o.ipxeLkrn ?? debianIpxeLkrn;
-  if (!existsSync(lkrn)) throw new UsbImageError(`${lkrn} is missing: install the Debian package ipxe (lab/install-deps.sh does)`);
+  const lkrn = o.ipxeLkrn ?? defaultIpxeLkrn;
+  if (!existsSync(lkrn)) throw new UsbImageError(`${lkrn} is missing: run lab/fetch-ipxe-usb.sh or pass --ipxe-lkrn FILE`);
+  // Linux boot protocol (Documentation/x86/boot.rst): "HdrS" at 0x202 of a bzImage.
+  const head = Buffer.alloc(0x206);
+  const fd = openSync(lkrn, 'r');
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (head.toString('latin1', 0x202, 0x206) !== 'HdrS') throw new UsbImageError(`${lkrn} is not an ipxe.lkrn (no Linux boot header)`);
   return {
     files: [
       // UEFI 2.x §3.5.1.1: the removable-media boot path for x64.
@@ -216,17 +228,19 @@ export function describeNetbootScript(text: string): NetbootScriptSummary {
 }
 
 /**
- * The iPXE EFI binary for the key: `file` when given, else lab/fetch-ipxe-efi.sh's, fetched first
- * when it is not there yet (one download of a Debian package, cached in lab-build/).
+ * The iPXE binaries for the key: each given one, else lab/fetch-ipxe-usb.sh's, fetched first when
+ * they are not there yet (one download of a Debian package, cached in lab-build/).
  */
-export async function ensureIpxeEfi(file: string | undefined, progress: (msg: string) => void): Promise<string> {
-  if (file !== undefined || existsSync(defaultIpxeEfi)) return file ?? defaultIpxeEfi;
-  const script = join(installDir, 'lab', 'fetch-ipxe-efi.sh');
-  if (!existsSync(script)) throw new UsbImageError(`${defaultIpxeEfi} is missing and so is ${script} to fetch it: pass --ipxe-efi FILE (an iPXE 1.21 or later ipxe.efi)`);
-  progress(`usb: fetching an iPXE EFI binary that runs autoexec.ipxe (${script})`);
-  const r = await execa('bash', [script, '--build-dir', join(installDir, 'lab-build')], { reject: false, stdin: 'ignore' });
-  if (r.exitCode !== 0 || !existsSync(defaultIpxeEfi)) {
-    throw new UsbImageError(`fetching iPXE for UEFI failed (${script}, exit ${r.exitCode ?? r.signal ?? '?'}): ${r.stderr.trim().split('\n').slice(-2).join(' / ') || 'no output'}; or pass --ipxe-efi FILE`);
+export async function ensureIpxe(given: { efi?: string; lkrn?: string }, progress: (msg: string) => void): Promise<{ efi: string; lkrn: string }> {
+  const need = (given.efi === undefined && !existsSync(defaultIpxeEfi)) || (given.lkrn === undefined && !existsSync(defaultIpxeLkrn));
+  if (need) {
+    const script = join(installDir, 'lab', 'fetch-ipxe-usb.sh');
+    if (!existsSync(script)) throw new UsbImageError(`${ipxeUsbDir} is missing and so is ${script} to fetch it: pass --ipxe-efi FILE and --ipxe-lkrn FILE (iPXE 1.21 or later)`);
+    progress(`usb: fetching iPXE 1.21 for the key (${script})`);
+    const r = await execa('bash', [script, '--build-dir', join(installDir, 'lab-build')], { reject: false, stdin: 'ignore' });
+    if (r.exitCode !== 0 || !existsSync(defaultIpxeEfi) || !existsSync(defaultIpxeLkrn)) {
+      throw new UsbImageError(`fetching iPXE for the key failed (${script}, exit ${r.exitCode ?? r.signal ?? '?'}): ${r.stderr.trim().split('\n').slice(-2).join(' / ') || 'no output'}; or pass --ipxe-efi and --ipxe-lkrn`);
+    }
   }
-  return defaultIpxeEfi;
+  return { efi: given.efi ?? defaultIpxeEfi, lkrn: given.lkrn ?? defaultIpxeLkrn };
 }

@@ -25,7 +25,7 @@ import { buildPlatform, labCli, labDiagnosis, plainConsole, waitFor } from './la
 
 const skip = requires({
   ...labBootNeeds,
-  commands: [...(labBootNeeds.commands ?? []), ovmfCode, ovmfVars, '/usr/lib/ipxe/ipxe.lkrn', 'mkfs.vfat', 'mcopy', 'syslinux', syslinuxMbr, 'apt-get', 'dpkg-deb'],
+  commands: [...(labBootNeeds.commands ?? []), ovmfCode, ovmfVars, 'mkfs.vfat', 'mcopy', 'syslinux', syslinuxMbr, 'apt-get', 'dpkg-deb'],
 });
 
 const common = { memoryMiB: 512, diskMiB: 1024, vmTimeoutSeconds: 420, progress: () => undefined };
