@@ -64,6 +64,8 @@ export interface StandaloneKeyLayout {
 
 /** Where a node's config modules sit on the key. */
 export const keyModuleDir = 'fleetboot/node';
+/** SmartOS under GRUB: the boot args whose values need quotes, as an illumos environment module. */
+export const keyEnvironment = 'fleetboot/boot.env';
 /** The folder holding GRUB's config; grub-mkimage's prefix. */
 export const grubPrefix = 'EFI/BOOT';
 
@@ -284,11 +286,24 @@ function smartosLayout(entry: SmartosEntry, input: StandaloneKeyInput, console: 
   ].join('\n');
   // UEFI: GRUB's multiboot2, the protocol illumos' own loader boots unix with; GRUB leaves the
   // file name out of the command line (grub-core/loader/multiboot.c), so it is given twice.
+  // GRUB puts a backslash before every quote it hands a kernel (grub-core/lib/cmdline.c), and
+  // illumos reads a -B value's quotes but no backslashes (fakebop.c build_boot_properties), so
+  // the values that need quotes (a comma or `=` in them: ttyX-mode, <aggr>_aggr) go instead in
+  // an environment module, NUL-separated name=value pairs that fakebop.c
+  // process_boot_environment turns into the same boot properties, as illumos' loader does.
+  const quotedArg = ([, v]: [string, string]): boolean => v.startsWith('"');
+  const grubBootArgs = entry.bootArgs.filter((a) => !quotedArg(a)).map(([k, v]) => `${k}=${v}`).join(',');
+  const environment = entry.bootArgs.filter(quotedArg).map(([k, v]) => `${k}=${unquoted(v)}\0`).join('');
+  const grubMods = [...mods];
+  if (environment) {
+    files.push({ path: keyEnvironment, content: Buffer.from(`${environment}\0`, 'utf8') });
+    grubMods.splice(2, 0, { path: keyEnvironment, type: 'environment', name: 'environment' });
+  }
   const grubCfg = [
     ...grubHead(console, speed),
     `menuentry ${grubWord(entry.title)} {`,
-    `  multiboot2 /${unix} ${grubWord(`/${unix}`)} ${kernelArgs.split(' ').map(grubWord).join(' ')}`,
-    ...mods.map((m) => `  module2 /${m.path} ${grubWord(`/${m.path}`)} ${grubWord(`type=${m.type}`)} ${grubWord(`name=${m.name}`)}`),
+    `  multiboot2 /${unix} ${[`/${unix}`, ...(flags ? flags.split(' ') : []), '-B', grubBootArgs].map(grubWord).join(' ')}`,
+    ...grubMods.map((m) => `  module2 /${m.path} ${grubWord(`/${m.path}`)} ${grubWord(`type=${m.type}`)} ${grubWord(`name=${m.name}`)}`),
     '}',
     '',
   ].join('\n');
