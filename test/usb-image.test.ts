@@ -186,6 +186,7 @@ test('netboot options: bad URLs, addresses, gateways and VLANs are named', () =>
   assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1'], static: '10.0.0.5/24', gateway: '10.0.1.1' }), /--gateway 10\.0\.1\.1 is not in 10\.0\.0\.0\/24/);
   assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1'], gateway: '10.0.0.1' }), /go with --static/);
   assert.throws(() => parseNetbootOptions({ urls: ['http://head.example:8080'], static: '10.0.0.5/24' }), /names a host: a --static key needs --dns/);
+  assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1'], static: '10.0.0.5/24', dns: ['10.0.0.2', '10.0.0.3'] }), /--dns given 2 times: iPXE takes one resolver/);
   assert.throws(() => parseNetbootOptions({ urls: ['http://10.0.0.1'], vlan: '4095' }), /--vlan 4095: expected a VLAN ID from 1 to 4094/);
   assert.deepEqual(parseNetbootOptions({ urls: ['http://10.0.0.1:8080/'], static: '10.0.0.5/24', gateway: '10.0.0.1', dns: ['10.0.0.2'], vlan: '12' }), {
     urls: ['http://10.0.0.1:8080'],

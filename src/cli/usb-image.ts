@@ -66,7 +66,7 @@ export function registerUsbImage(program: Command): void {
     .option('--url <url>', "head node's base URL, repeatable: tried in order (default: http.publicUrl from the config)", repeat)
     .option('--static <ip/prefix>', 'a static address instead of DHCP, e.g. 10.0.5.20/24')
     .option('--gateway <ip>', 'default gateway with --static')
-    .option('--dns <ip>', 'DNS resolver with --static (needed when a --url names a host)', repeat)
+    .option('--dns <ip>', 'DNS resolver with --static (one; needed when a --url names a host)', repeat)
     .option('--vlan <id>', '802.1Q VLAN to reach the head node on (1-4094)')
     .option('--size <MiB>', 'image size (default: what the files need, at least 64)')
     .option('--ipxe-efi <file>', "iPXE EFI binary (1.21 or later, which runs autoexec.ipxe); default: lab/fetch-ipxe-usb.sh's, fetched on first use")

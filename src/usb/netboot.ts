@@ -81,6 +81,8 @@ export function parseNetbootOptions(input: { urls: string[]; static?: string; ga
     if (((ipv4ToInt(input.gateway) & mask) >>> 0) !== network) throw new UsbImageError(`--gateway ${input.gateway} is not in ${intToIpv4(network)}/${prefix}, the subnet of --static ${input.static}`);
     st.gateway = input.gateway;
   }
+  // The key writes iPXE's `dns` setting, an IPv4 address (iPXE src/net/udp/dns.c dns_setting): one resolver.
+  if ((input.dns ?? []).length > 1) throw new UsbImageError(`--dns given ${(input.dns ?? []).length} times: iPXE takes one resolver; give the one the key should use`);
   for (const d of input.dns ?? []) {
     if (!ipv4Schema.safeParse(d).success) throw new UsbImageError(`--dns ${d}: expected an IPv4 address`);
     st.dns.push(d);
