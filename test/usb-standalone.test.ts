@@ -289,6 +289,8 @@ test('usb-image --standalone refuses an unknown platform or node, a node never s
   await assert.rejects(build({ nodeRef: String(bare.id) }), (e: Error) => e instanceof UsbImageError && new RegExp(`node ${bare.id} has no network config to carry: run fleetboot node setup`).test(e.message));
   await assert.rejects(build({ config: { ...h.head.config, http: { ...h.head.config.http, publicUrl: undefined } } }), (e: Error) => e instanceof UsbImageError && /set http\.publicUrl in the config or pass --url/.test(e.message));
   await assert.rejects(build({ config: { ...h.head.config, boot: { ...h.head.config.boot, console: 'ttyS0' } } }), (e: Error) => e instanceof UsbImageError && /boot\.console "ttyS0".*--console/.test(e.message));
+  addPlatform(store, h.head.config.platformImagesDir, 'quoted', 'linux', { vmlinuz: { role: 'kernel' } }, 'console=ttyS0 dyndbg="module e1000 +p"');
+  await assert.rejects(build({ stamp: 'quoted' }), (e: Error) => e instanceof UsbImageError && /platform quoted's command line holds a quote or backslash/.test(e.message));
   assert.ok(!existsSync(out), 'nothing written');
 });
 

@@ -190,6 +190,9 @@ function linuxLayout(entry: LinuxEntry, input: StandaloneKeyInput, console: KeyC
   // kernel its initrds itself, and a stub started by the loader would look for files by those
   // names (Documentation/admin-guide/efi-stub.rst).
   const cmdline = entry.cmdline.split(' ').filter((w) => w !== '' && !w.startsWith('initrd=')).join(' ');
+  // GRUB puts a backslash before each quote and backslash it hands a kernel (grub-core/lib/cmdline.c),
+  // which Linux's parse_args does not undo: such a command line would differ under UEFI.
+  if (/["'\\]/.test(cmdline)) throw new UsbImageError(`platform ${platform.stamp}'s command line holds a quote or backslash, which GRUB would hand the kernel escaped under UEFI: re-import it without them`);
   const syslinuxCfg = [
     ...syslinuxHead(console, speed),
     'LABEL fleetboot',
