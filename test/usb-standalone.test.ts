@@ -364,6 +364,7 @@ test('fleetboot usb-image --standalone writes the key an operator asked for and 
     [['--standalone', '--platform', linuxStamp, '--static', '10.0.0.5/24', '--out', out], /--static is for a netboot key/],
     [['--standalone', '--platform', linuxStamp, '--console', 'com1', '--out', out], /--console com1: expected one of ttya, ttyb, ttyc, ttyd, text, vga/],
     [['--standalone', '--platform', 'nope', '--out', out], /--platform nope is not imported/],
+    [['--platform', linuxStamp, '--out', out], /--platform is for a platform key: add --standalone/],
   ] as const) {
     const r = await runCli(['--config', configFile, 'usb-image', ...args], dir);
     assert.equal(r.exitCode, 2, `${args.join(' ')}: ${String(r.stderr)}`);

@@ -4,7 +4,7 @@ import { UsbImageError, listUsbImage, type UsbImageListing } from '../usb/disk.t
 import { buildNetbootKey, describeNetbootScript, ensureIpxe, parseNetbootOptions, scriptName } from '../usb/netboot.ts';
 import { configFor } from './context.ts';
 import { describeStandaloneKey, standaloneSummaryLines } from '../usb/standalone.ts';
-import { runStandalone, standaloneExamples, standaloneOptions, type StandaloneCliOptions } from './usb-standalone.ts';
+import { refuseStandaloneFlags, runStandalone, standaloneExamples, standaloneOptions, type StandaloneCliOptions } from './usb-standalone.ts';
 import { UsageError } from './errors.ts';
 import { formatBytes, formatTable, printJson } from './output.ts';
 
@@ -104,6 +104,7 @@ export function registerUsbImage(program: Command): void {
         if (!/^\d+$/.test(o.size)) throw new UsageError(`--size ${o.size}: expected a whole number of MiB`);
       }
       if (o.standalone) return usbErrors(() => runStandalone(o, sizeMiB, progressLine(), cmd));
+      refuseStandaloneFlags(o);
       const urls = o.url ?? [];
       if (urls.length === 0) {
         const publicUrl = configFor(cmd).config.http.publicUrl;

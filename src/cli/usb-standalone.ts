@@ -33,6 +33,13 @@ export const standaloneExamples = [
   '  fleetboot usb-image --standalone --platform lab-6.1 --node cn7 --out cn7.img',
 ];
 
+/** A netboot key takes none of the platform key's flags. */
+export function refuseStandaloneFlags(o: StandaloneCliOptions): void {
+  for (const [flag, given] of [['--platform', o.platform], ['--node', o.node], ['--console', o.console]] as const) {
+    if (given !== undefined) throw new UsageError(`${flag} is for a platform key: add --standalone (a netboot key boots whatever the head node plans)`);
+  }
+}
+
 /** Writes the platform key; the network-key flags do not apply to it. */
 export async function runStandalone(o: StandaloneCliOptions, sizeMiB: number | undefined, progress: (msg: string) => void, cmd: Command): Promise<void> {
   if (o.platform === undefined) throw new UsageError('--standalone needs --platform STAMP (see fleetboot platform list)');
