@@ -19,7 +19,7 @@ import { importSmartosTarball } from '../src/platforms/import.ts';
 import { zeroCopyAvailable, zeroCopyTransfers } from '../src/platforms/sendfile.ts';
 import { Store } from '../src/store/store.ts';
 import type { ConfigInput } from '../src/config/schema.ts';
-import { cliPath, startHeadNode, tempDir } from './fixtures.ts';
+import { cliPath, startHeadNode, tempDir, testConfig } from './fixtures.ts';
 import { sha1Hex, writeSmartosTarball } from './platform-fixtures.ts';
 
 // 48 MiB: more than loopback's socket buffers hold (tcp_rmem/tcp_wmem maxima of 6 + 4 MiB),
@@ -228,4 +228,14 @@ test('the default rate limit lets a rack of 150 machines behind one NAT boot at 
   const statuses = [...stage1.map((r) => r.status), ...scripts.map((r) => r.status), ...checkins.map((r) => r.status)];
   assert.equal(statuses.filter((s) => s === 429).length, 0);
   assert.ok(stage1.every((r) => r.status === 200));
+});
+
+test('a headers timeout longer than the request timeout is refused when the config is loaded, naming both settings', (t) => {
+  const dir = tempDir(t);
+  assert.throws(() => testConfig(dir, { http: { headersTimeoutSeconds: 60, requestTimeoutSeconds: 30 } }), /http\.headersTimeoutSeconds: must not be longer than http\.requestTimeoutSeconds/);
+  const fine = testConfig(dir);
+  assert.deepEqual(
+    { headers: fine.http.headersTimeoutSeconds, request: fine.http.requestTimeoutSeconds, idle: fine.http.downloadIdleSeconds, grace: fine.http.stopGraceSeconds, rate: fine.http.rateLimit },
+    { headers: 10, request: 30, idle: 30, grace: 3, rate: { perSecond: 50, burst: 500 } },
+  );
 });

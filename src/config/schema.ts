@@ -96,6 +96,11 @@ export const configSchema = z
           })
           .prefault({}),
       })
+      // node:http refuses a headersTimeout longer than its requestTimeout at createServer.
+      .refine((h) => h.headersTimeoutSeconds <= h.requestTimeoutSeconds, {
+        path: ['headersTimeoutSeconds'],
+        message: 'must not be longer than http.requestTimeoutSeconds (the headers are part of the request)',
+      })
       .prefault({}),
     dhcp: z
       .object({
