@@ -117,6 +117,18 @@ test('a download the client stopped reading (in-memory path, no sendfile) is dro
   const whole = Buffer.from(await (await fetch(`http://127.0.0.1:${port}${path}`, { headers: { connection: 'close' } })).arrayBuffer());
   assert.equal(sha1Hex(whole), sha1Hex(archive));
   await until(async () => (await connections()) === 0, 6000, 'the stalled connection is dropped');
+
+  // The stall watch leaves the connection's own timers alone: a keep-alive connection that
+  // downloaded a range and went quiet is still closed at keepAliveTimeout.
+  server.keepAliveTimeout = 1000;
+  const idle = connect({ port, host: '127.0.0.1' });
+  t.after(() => idle.destroy());
+  await once(idle, 'connect');
+  let reply = '';
+  idle.on('data', (c: Buffer) => (reply += c.toString('latin1')));
+  idle.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: bytes=0-99\r\n\r\n`);
+  await Promise.race([once(idle, 'close'), new Promise((_, reject) => setTimeout(() => reject(new Error('keep-alive connection still open after 5 s')), 5000))]);
+  assert.match(reply, /^HTTP\/1\.1 206/);
 });
 
 test('stop() with a stalled download connected finishes within a few seconds (http.stopGraceSeconds), and the transfer is gone', { skip: zeroCopyAvailable ? false : 'the fleetboot_sendfile addon is not built (npm ci builds it)' }, async (t) => {

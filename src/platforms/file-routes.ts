@@ -115,27 +115,34 @@ function sendSlices(res: Response, buf: Buffer, start: number, end: number): Pro
 }
 
 /**
- * Runs a body write through the response (cache slices or a file stream) with the socket's
- * inactivity timer (net.Socket#setTimeout, refreshed by every write) as the stall bound: a
- * client that stops reading stops our writes, and the connection goes after `idleMs`.
+ * Runs a body write through the response (cache slices or a file stream) and drops the
+ * connection when no byte has left for `idleMs`: a client that stops reading stops our writes
+ * (backpressure), so net.Socket#bytesWritten stops growing. Not the socket's own inactivity
+ * timer: node:http sets that for keep-alive once the response ends, and it must stay.
  */
 async function withIdleTimeout(res: Response, idleMs: number, send: () => Promise<void>): Promise<void> {
   const socket = res.socket;
   if (!socket) return send();
   let stalled = false;
-  const onIdle = (): void => {
-    stalled = true;
-    res.destroy();
-  };
-  socket.setTimeout(idleMs, onIdle);
+  let written = socket.bytesWritten;
+  let lastProgress = performance.now();
+  const watch = setInterval(() => {
+    const now = performance.now();
+    if (socket.bytesWritten !== written) {
+      written = socket.bytesWritten;
+      lastProgress = now;
+    } else if (now - lastProgress >= idleMs) {
+      stalled = true;
+      res.destroy();
+    }
+  }, Math.max(50, Math.min(1000, idleMs / 4)));
   try {
     await send();
   } catch (err) {
     if (stalled) throw Object.assign(new Error(`no progress for ${idleMs} ms`), { code: 'stalled' });
     throw err;
   } finally {
-    socket.setTimeout(0);
-    socket.off('timeout', onIdle);
+    clearInterval(watch);
   }
 }
 
