@@ -5,8 +5,10 @@
 // and UBSan and replay theirs too. bench/fuzz runs the campaigns that grow these folders.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { corpusDir, crashesDir, inputsIn, nativeTargets, savedInputs } from '../fuzz/corpus.ts';
@@ -14,7 +16,7 @@ import { fuzz } from '../fuzz/engine.ts';
 import { seededRandom } from '../fuzz/mutate.ts';
 import { targets } from '../fuzz/targets/index.ts';
 import { selftest } from '../fuzz/targets/selftest.ts';
-import { repoRoot, tempDir } from './fixtures.ts';
+import { repoRoot } from './fixtures.ts';
 import { requires } from './requires.ts';
 
 const run = promisify(execFile);
@@ -43,18 +45,33 @@ test('the fuzzing engine follows coverage: it finds a 5-byte magic that blind mu
 
 const clang = requires({ commands: ['clang', '/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a'] });
 
-test('fuzz replay of the native addons: the libFuzzer harnesses (ASan, UBSan) run every saved input cleanly', { skip: clang || requires({ root: "dhcp_io_fuzz runs in a network namespace of its own (unshare)" }) }, async (t) => {
-  const bin = tempDir(t, 'fleetboot-fuzz-');
-  await run('bash', [join(repoRoot, 'fuzz', 'native', 'build.sh'), bin], { timeout: 300_000 });
-  for (const name of nativeTargets) {
+/** The harnesses, built once for the tests below (fuzz/native/build.sh), removed after the last. */
+let binDir: string | null = null;
+let built: Promise<string> | null = null;
+after(() => {
+  if (binDir) rmSync(binDir, { recursive: true, force: true });
+});
+function harnesses(): Promise<string> {
+  if (!built) {
+    const bin = (binDir = mkdtempSync(join(tmpdir(), 'fleetboot-fuzz-')));
+    built = run('bash', [join(repoRoot, 'fuzz', 'native', 'build.sh'), bin], { timeout: 300_000 }).then(() => bin);
+  }
+  return built;
+}
+
+for (const name of nativeTargets) {
+  // dhcp_io_fuzz enters a network namespace of its own (unshare), which needs root.
+  const skip = clang || (name === 'dhcp_io_fuzz' && requires({ root: 'dhcp_io_fuzz runs in a network namespace of its own (unshare)' }));
+  test(`fuzz replay ${name}: the libFuzzer harness (ASan, UBSan) runs every saved input cleanly`, { skip }, async () => {
+    const bin = await harnesses();
     const dirs = [corpusDir(name), crashesDir(name)].filter((d) => inputsIn(d).length > 0);
     const files = dirs.reduce((n, d) => n + inputsIn(d).length, 0);
     assert.ok(inputsIn(corpusDir(name)).length > 0, `fuzz/corpus/${name}/ holds no seeds`);
     // -runs=0: run the corpus once and stop; a crash or sanitizer report exits non-zero.
     const r = await run(join(bin, name), ['-runs=0', '-timeout=10', ...dirs], { timeout: 120_000 }).catch((err: Error & { stderr?: string }) =>
-      assert.fail(`${name} failed on a saved input:\n${(err.stderr ?? err.message).split('\n').slice(-40).join('\n')}`),
+      assert.fail(`${name} failed on a saved input:\n${(err.stderr || err.message).split('\n').slice(-40).join('\n')}`),
     );
     assert.match(r.stderr, new RegExp(`INFO: seed corpus: files: ${files} `), `${name} did not read the ${files} saved inputs`);
     assert.match(r.stderr, /INITED|Done 0 runs|DONE/, r.stderr);
-  }
-});
+  });
+}
