@@ -5,9 +5,15 @@
 #
 #   lab/build-test-platform.sh [--version A] [--stamp STAMP] [--build-dir ./lab-build] [--out DIR]
 #                              [--no-checkin] [--reports STAMP]
+#                              [--ssh-authorized-key FILE [--ssh-host-key FILE]]
 #
 # --no-checkin and --reports build broken platforms for rollout tests: one whose kernel boots but
 # never checks in, one that checks in saying it runs another platform than it is.
+# --ssh-authorized-key adds dropbear (Debian dropbear-bin, with the libraries ldd names) started
+# at boot on port 22, root logging in with that public key only; its ed25519 host key is
+# --ssh-host-key (default BUILD/ssh/ssh_host_ed25519_key), made once with dropbearkey, so
+# rebuilds keep the key a known_hosts file pins. reboot / poweroff (busybox's, signalling PID 1)
+# then reboot / power off the machine.
 # Writes DIR/{vmlinuz,initrd.img,platform.json} (default DIR: BUILD/platforms/<stamp>), a folder
 # `fleetboot platform import DIR` accepts. The kernel .deb is downloaded once into BUILD/cache and
 # unpacked once into BUILD/kernel-<package>; after that a build takes a few seconds.
@@ -22,9 +28,11 @@ out=
 kernel_pkg=${FLEETBOOT_LAB_KERNEL_PKG:-}
 checkin=yes
 reports=
+ssh_key=
+ssh_host_key=
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -37,6 +45,8 @@ while [ $# -gt 0 ]; do
     --kernel-package) kernel_pkg=${2:?--kernel-package needs a value}; shift 2 ;;
     --no-checkin) checkin=no; shift ;;
     --reports) reports=${2:?--reports needs a platform stamp}; shift 2 ;;
+    --ssh-authorized-key) ssh_key=${2:?--ssh-authorized-key needs a public key file}; shift 2 ;;
+    --ssh-host-key) ssh_host_key=${2:?--ssh-host-key needs a file}; shift 2 ;;
     -h|--help) usage ;;
     *) echo "build-test-platform: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -59,6 +69,16 @@ busybox_bin=$(command -v busybox)
 if LC_ALL=C ldd "$busybox_bin" >/dev/null 2>&1; then  # ldd fails on a static binary
   echo "build-test-platform: $busybox_bin is not statically linked (apt-get install busybox-static)" >&2
   exit 1
+fi
+
+if [ -n "$ssh_key" ]; then
+  grep -qE '^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+' "$ssh_key" 2>/dev/null ||
+    { echo "build-test-platform: --ssh-authorized-key $ssh_key: not a readable OpenSSH public key (a line 'ssh-ed25519 AAAA...')" >&2; exit 2; }
+  for tool in dropbear dropbearkey ldd; do
+    PATH=$PATH:/usr/sbin command -v "$tool" >/dev/null || { echo "build-test-platform: --ssh-authorized-key needs '$tool' (apt-get install dropbear-bin)" >&2; exit 1; }
+  done
+elif [ -n "$ssh_host_key" ]; then
+  echo "build-test-platform: --ssh-host-key without --ssh-authorized-key" >&2; exit 2
 fi
 
 mkdir -p "$build_dir/cache"
@@ -119,6 +139,31 @@ printf '%s\n' "$version" >"$stage/etc/fleetboot-test-platform"
 # The agent reports this as the running platform (boot-templates/agent.sh.hbs).
 printf "%s\n" "${reports:-$stamp}" >"$stage/etc/fleetboot-platform"
 printf '%s\n' "$checkin" >"$stage/etc/fleetboot-checkin"
+
+if [ -n "$ssh_key" ]; then
+  # dropbear as Debian builds it, dynamically linked: the binary and each library ldd resolves
+  # (with the loader) at the same paths in the initramfs.
+  dropbear_bin=$(PATH=$PATH:/usr/sbin command -v dropbear)
+  mkdir -p "$stage/usr/sbin" "$stage/etc/dropbear" "$stage/root/.ssh" "$stage/dev/pts"
+  cp "$dropbear_bin" "$stage/usr/sbin/dropbear"
+  for lib in $(ldd "$dropbear_bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+    mkdir -p "$stage$(dirname "$lib")"
+    cp -L "$lib" "$stage$lib"
+  done
+  ssh_host_key=${ssh_host_key:-$build_dir/ssh/ssh_host_ed25519_key}
+  if [ ! -s "$ssh_host_key" ]; then
+    mkdir -p "$(dirname "$ssh_host_key")"
+    dropbearkey -t ed25519 -f "$ssh_host_key" >/dev/null 2>&1 || { echo "build-test-platform: dropbearkey could not write $ssh_host_key" >&2; exit 1; }
+  fi
+  install -m 0600 "$ssh_host_key" "$stage/etc/dropbear/dropbear_ed25519_host_key"
+  # dropbear takes root's home and shell from passwd (getpwnam) and refuses an authorized_keys
+  # others can write (svr-authpubkey.c checkpubkeyperms).
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$stage/etc/passwd"
+  echo 'root:x:0:' >"$stage/etc/group"
+  echo '/bin/sh' >"$stage/etc/shells"
+  chmod 0700 "$stage/root" "$stage/root/.ssh"
+  install -m 0600 "$ssh_key" "$stage/root/.ssh/authorized_keys"
+fi
 
 cat >"$stage/etc/udhcpc/default.script" <<'EOF'
 #!/bin/sh
@@ -210,7 +255,21 @@ static_admin() {
   say "static $2/$bits on $dev from /networking.json (gateway ${4:-null})"
 }
 
+# Built with --ssh-authorized-key: an sshd for root's key, up before the agent checks in. busybox
+# reboot / poweroff signal PID 1 (init/halt.c: TERM, USR2), which this script is: it does it.
+if [ -x /usr/sbin/dropbear ]; then
+  trap 'say "reboot"; reboot -f' TERM
+  trap 'say "poweroff"; poweroff -f' USR2
+  mkdir -p /dev/pts && mount -t devpts devpts /dev/pts 2>/dev/null
+fi
+start_sshd() {
+  [ -x /usr/sbin/dropbear ] || return 0
+  # -s: keys only; -j -k: no port forwarding.
+  /usr/sbin/dropbear -s -j -k -p 22 -r /etc/dropbear/dropbear_ed25519_host_key && say "sshd (dropbear) listening on port 22"
+}
+
 if static_admin || udhcpc -i "$iface" -s /etc/udhcpc/default.script -t 20 -T 2 -A 2 -n -S; then
+  start_sshd
   if [ "$(cat /etc/fleetboot-checkin)" = no ]; then
     say "built with --no-checkin: not running the agent"
   elif [ -z "${fleetboot_url:-}" ]; then
@@ -242,7 +301,8 @@ printf '#!/bin/sh\npoweroff -f\n' >"$acpid_conf/PWRF/00000080"
 chmod 0755 "$acpid_conf/PWRF/00000080"
 acpid -d -c "$acpid_conf" >/dev/console 2>&1 &
 say "ready"
-while true; do sleep 3600; done
+# `wait` returns as a trapped signal comes in; a plain `sleep` would hold it back for an hour.
+while true; do sleep 3600 & wait $!; done
 EOF
 chmod 0755 "$stage/init"
 

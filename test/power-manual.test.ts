@@ -127,12 +127,12 @@ test('POST /nodes/:id/power on a manual node answers 202 with the instructions a
 test("a rollout's reboot of a manual node records the instructions on the timeline and returns without waiting", async (t) => {
   const { h, node } = await manualNode(t, ['power.instructions=rack 3, top switch']);
   const ports = storeRolloutPorts(h.head.store, { moduleSecrets: () => ({ rootPassword: null, ntpHost: null }) });
-  const driver = ports.powerDriver(node.id, { rolloutId: 9, purpose: 'upgrade' });
+  const driver = ports.powerDriver(node.id, { rolloutId: 9, purpose: 'rollout' });
   const started = Date.now();
   await driver.powerCycle();
   assert.ok(Date.now() - started < 2000, 'no wait for a check-in: the orchestrator waits for it itself');
   const power = h.head.store.events.timeline(node.id).filter((e) => e.event === 'power');
   assert.equal(power.length, 1);
-  assert.deepEqual({ ...power[0]!.detail, instructions: undefined }, { action: 'cycle', driver: 'manual', state: 'unknown', rollout: 9, purpose: 'upgrade', instructions: undefined });
+  assert.deepEqual({ ...power[0]!.detail, instructions: undefined }, { action: 'cycle', driver: 'manual', state: 'unknown', rollout: 9, purpose: 'rollout', instructions: undefined });
   assert.match(String(power[0]!.detail.instructions), /node \d+ \(cn12\).*\n.*rack b12, admin MAC 52:54:00:4d:00:01\n  instructions: rack 3, top switch/);
 });

@@ -41,7 +41,8 @@ describe('ssh power driver against dropbear in a namespace', { skip, timeout: 18
     assert.fail(`dropbear did not listen:\n${readFileSync(join(dir, 'dropbear.log'), 'utf8')}`);
   };
   const stopSshd = async (): Promise<void> => {
-    if (sshd?.pid !== undefined && sshd.exitCode === undefined) {
+    // exitCode is null while the process runs (node:child_process).
+    if (sshd && sshd.exitCode === null && sshd.signalCode === null) {
       sshd.kill('SIGTERM');
       await sshd;
     }

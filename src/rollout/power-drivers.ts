@@ -1,6 +1,6 @@
 // A node's power driver from its stored or configured spec (zod-parsed at this edge): `qemu`
-// (a lab VM's QMP socket) and `ipmi` (a BMC through ipmitool); redfish/ssh/manual join the
-// union in power.ts as they are written.
+// (a lab VM's QMP socket), `ipmi` (a BMC through ipmitool), `redfish`, `ssh` (the node's own
+// reboot command over ssh) and `manual` (an operator at the machine).
 import { PowerError, powerSpecSchema, type PowerDriver } from './power.ts';
 import { IpmiPowerDriver, type IpmiPowerOptions } from './power-ipmi.ts';
 import { QemuPowerDriver, type QemuPowerOptions } from './power-qemu.ts';
