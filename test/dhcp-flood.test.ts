@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import type { ConfigInput } from '../src/config/schema.ts';
 import { decodePacket } from '../src/dhcp/packet.ts';
 import { DhcpServer } from '../src/dhcp/server.ts';
@@ -17,7 +17,8 @@ import type { DhcpSocketOptions, ReplySocket, SendFailure } from '../src/dhcp/ud
 import { silentLogger } from '../src/log.ts';
 import { Store } from '../src/store/store.ts';
 import { clientPacket, RelayAgent } from './dhcp-fixtures.ts';
-import { cliPath, startHeadNode, tempDir, testConfig, testNamespace } from './fixtures.ts';
+import { bridgedLan, serveIn } from './bridged-namespaces.ts';
+import { startHeadNode, tempDir, testConfig } from './fixtures.ts';
 import { requires } from './requires.ts';
 
 function relayed(relayPort: number, range: { start: string; end: string }): ConfigInput {
@@ -199,54 +200,27 @@ test('the retry is bounded: a buffer that never drains loses each reply after a 
 });
 
 test('in network namespaces: udhcpc on six machines behind a bridge gets leases while a seventh floods port 67 with 10,000 garbage datagrams a second, and `fleetboot serve` counts the garbage', { timeout: 120_000, skip: requires({ root: 'network namespaces, a bridge and veth pairs', commands: ['ip', 'udhcpc', 'curl'] }) }, async (t) => {
-  const procs: ResultPromise[] = [];
-  const namespaces: string[] = [];
-  t.after(async () => {
-    for (const p of procs) p.kill('SIGTERM');
-    await Promise.allSettled(procs);
-    for (const ns of namespaces) await execa('ip', ['netns', 'del', ns], { reject: false });
-  });
+  const lan = await bridgedLan(t, 'flood', '10.81.0.1/24', [
+    ...Array.from({ length: 6 }, (_, i) => ({ mac: `52:54:00:81:00:${(i + 16).toString(16)}` })),
+    { address: '10.81.0.250/24', broadcastRoute: true },
+  ]);
+  const clients = lan.members.slice(0, 6);
+  const flooder = lan.members[6]!;
   const dir = tempDir(t);
-  const server = testNamespace('flood-s');
-  const clients = Array.from({ length: 6 }, (_, i) => testNamespace(`flood-c${i}`));
-  const flooder = testNamespace('flood-f');
-  for (const ns of [server, ...clients, flooder]) {
-    await execa('ip', ['netns', 'add', ns]);
-    namespaces.push(ns);
-    await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-  }
-  await execa('ip', ['-n', server, 'link', 'add', 'br0', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
-  await execa('ip', ['-n', server, 'addr', 'add', '10.81.0.1/24', 'dev', 'br0']);
-  await execa('ip', ['-n', server, 'link', 'set', 'br0', 'up']);
-  for (const [i, ns] of [...clients, flooder].entries()) {
-    await execa('ip', ['link', 'add', `p${i}`, 'netns', server, 'type', 'veth', 'peer', 'name', 'c0', 'netns', ns]);
-    await execa('ip', ['-n', server, 'link', 'set', `p${i}`, 'master', 'br0', 'up']);
-    await execa('ip', ['-n', ns, 'link', 'set', 'c0', 'address', `52:54:00:81:00:${(i + 16).toString(16)}`, 'up']);
-  }
-  await execa('ip', ['-n', flooder, 'addr', 'add', '10.81.0.250/24', 'dev', 'c0']);
-  await execa('ip', ['-n', flooder, 'route', 'add', '255.255.255.255/32', 'dev', 'c0']);
+  type Counters = { dhcp: { malformed: number; sendErrors: number; replies: number; kernelDrops: number } };
+  const serve = await serveIn(
+    lan,
+    dir,
+    {
+      dataDir: join(dir, 'var'),
+      apiTokenFile: join(dir, 'var', 'api-token'),
+      dhcp: { mode: 'full' },
+      networks: [{ name: 'rack', interface: 'br0', subnet: '10.81.0.0/24', serverAddress: '10.81.0.1', range: { start: '10.81.0.100', end: '10.81.0.199' }, leaseSeconds: 300 }],
+    },
+    /"event":"dhcp_started"/,
+  );
 
-  const config = {
-    dataDir: join(dir, 'var'),
-    apiTokenFile: join(dir, 'var', 'api-token'),
-    http: { listen: '127.0.0.1', port: 0 },
-    log: { level: 'info' },
-    dhcp: { mode: 'full' },
-    networks: [{ name: 'rack', interface: 'br0', subnet: '10.81.0.0/24', serverAddress: '10.81.0.1', range: { start: '10.81.0.100', end: '10.81.0.199' }, leaseSeconds: 300 }],
-  };
-  writeFileSync(join(dir, 'fleetboot.json'), JSON.stringify(config));
-  const head = execa('ip', ['netns', 'exec', server, process.execPath, cliPath, '--config', join(dir, 'fleetboot.json'), 'serve'], { cwd: dir, reject: false, buffer: false });
-  procs.push(head);
-  let log = '';
-  head.stdout?.on('data', (c: Buffer) => (log += c.toString()));
-  const started = Date.now();
-  while (!/"event":"dhcp_started"/.test(log) || !/"event":"http_listen"/.test(log)) {
-    if (Date.now() - started > 30_000) throw new Error(`serve did not start:\n${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const httpPort = Number(/"event":"http_listen"[^\n]*"port":(\d+)/.exec(log)?.[1]);
-
-  // The flooder: garbage to the server's address and to broadcast, as fast as it can, until killed.
+  // The flooder: garbage to the server's address and to broadcast until it is killed.
   const floodScript = join(dir, 'flood.mjs');
   writeFileSync(
     floodScript,
@@ -270,7 +244,7 @@ s.bind(0, () => {
 `,
   );
   const flood = execa('ip', ['netns', 'exec', flooder, process.execPath, floodScript], { reject: false, buffer: false });
-  procs.push(flood);
+  lan.procs.push(flood);
 
   const script = join(dir, 'udhcpc.script');
   writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] && echo "EVENT bound $ip"\nexit 0\n');
@@ -280,18 +254,15 @@ s.bind(0, () => {
   const results = await Promise.all(
     clients.map((ns) => {
       const p = execa('ip', ['netns', 'exec', ns, 'udhcpc', '-f', '-q', '-n', '-i', 'c0', '-s', script, '-T', '2', '-t', '5'], { reject: false, timeout: 60_000 });
-      procs.push(p);
+      lan.procs.push(p);
       return p;
     }),
   );
-  const token = readFileSync(config.apiTokenFile, 'utf8').trim();
-  const counters = JSON.parse(
-    (await execa('ip', ['netns', 'exec', server, 'curl', '-sS', '--fail', '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/api/v1/counters`])).stdout,
-  ) as { dhcp: { malformed: number; sendErrors: number; replies: number; kernelDrops: number } };
+  const counters = await serve.counters<Counters>();
   flood.kill('SIGTERM');
   const bound = results.map((r) => /EVENT bound (\S+)/.exec(String(r.stdout))?.[1]);
-  const udp = (await execa('ip', ['netns', 'exec', server, 'cat', '/proc/net/udp'])).stdout;
-  assert.ok(bound.every((ip) => ip !== undefined && ip.startsWith('10.81.0.')), `leases: ${JSON.stringify(bound)}\n${results.map((r) => String(r.stderr)).join('\n---\n')}\n${udp}\n${log.split('\n').filter((l) => /dhcp_(discover|offer|request|ack|send)/.test(l)).slice(-40).join('\n')}`);
+  const udp = (await execa('ip', ['netns', 'exec', lan.server, 'cat', '/proc/net/udp'])).stdout;
+  assert.ok(bound.every((ip) => ip !== undefined && ip.startsWith('10.81.0.')), `leases: ${JSON.stringify(bound)}\n${results.map((r) => String(r.stderr)).join('\n---\n')}\n${udp}\n${serve.log().split('\n').filter((l) => /dhcp_(discover|offer|request|ack|send)/.test(l)).slice(-40).join('\n')}`);
   assert.equal(new Set(bound).size, clients.length);
   assert.ok(counters.dhcp.malformed > 1000, `malformed ${counters.dhcp.malformed}`);
   // Random bytes are nearly never a BOOTREQUEST header: the socket filter kept them out of the

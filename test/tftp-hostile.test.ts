@@ -7,12 +7,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { execa } from 'execa';
 import { negotiate } from '../src/tftp/options.ts';
 import { nativeAvailable } from '../src/tftp/native.ts';
+import { bridgedLan, serveIn } from './bridged-namespaces.ts';
 import { tempDir, testConfig } from './fixtures.ts';
 import { requires } from './requires.ts';
 import { parseOack, rawGet, request, startTftp } from './tftp-rawclient.ts';
@@ -122,3 +123,64 @@ for (const native of [true, false]) {
     assert.ok(logs.some((l) => l['event'] === 'tftp_timeout' && l['cause'] === 'lifetime' && l['path'] === path));
   });
 }
+
+test('in network namespaces: `fleetboot serve` with TFTP on; one machine sends 300 stalled timeout=255 requests, curl on another gets its file meanwhile, and the counters show the stalled slots back within the bound', { timeout: 120_000, skip: requires({ root: 'network namespaces, a bridge and veth pairs', commands: ['ip', 'curl'] }) }, async (t) => {
+  const lan = await bridgedLan(t, 'tftp', '10.82.0.1/24', [{ address: '10.82.0.50/24' }, { address: '10.82.0.60/24' }]);
+  const [attacker, client] = lan.members as [string, string];
+  const dir = tempDir(t);
+  const ipxeDir = join(dir, 'ipxe');
+  mkdirSync(ipxeDir);
+  const data = randomBytes(200_000);
+  writeFileSync(join(ipxeDir, 'f'), data);
+  type Counters = { tftp: { active: number; addressLimited: number; timedOut: number; served: number } };
+  const serve = await serveIn(
+    lan,
+    dir,
+    { dataDir: join(dir, 'var'), apiTokenFile: join(dir, 'var', 'api-token'), ipxeDir, tftp: { enabled: true, listen: '10.82.0.1', port: 69, maxTransfersPerAddress: 16 } },
+    /"event":"tftp_listening"/,
+  );
+
+  // The attacker: 300 read requests from 300 ports, each after the previous answer, no ACK ever.
+  const script = join(dir, 'stall.mjs');
+  writeFileSync(
+    script,
+    `import dgram from 'node:dgram';
+import { once } from 'node:events';
+const rrq = Buffer.concat([Buffer.from([0, 1]), Buffer.from('f\\0octet\\0timeout\\x00255\\0blksize\\x001468\\0')]);
+const sockets = [];
+for (let i = 0; i < 300; i++) {
+  const s = dgram.createSocket('udp4');
+  s.bind(0);
+  await once(s, 'listening');
+  sockets.push(s);
+  const reply = once(s, 'message');
+  s.send(rrq, 69, '10.82.0.1');
+  await Promise.race([reply, new Promise((r) => setTimeout(r, 2000))]);
+}
+console.log('sent');
+setInterval(() => {}, 1000);
+`,
+  );
+  const stall = execa('ip', ['netns', 'exec', attacker, process.execPath, script], { reject: false, buffer: false });
+  lan.procs.push(stall);
+  let out = '';
+  stall.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+  await until(() => out.includes('sent'), 60_000, 'the stalled requests sent');
+  const during = await serve.counters<Counters>();
+  assert.equal(during.tftp.active, 16);
+  assert.equal(during.tftp.addressLimited, 284);
+
+  const got = join(dir, 'got');
+  await execa('ip', ['netns', 'exec', client, 'curl', '-sS', '--fail', '--max-time', '30', '--tftp-blksize', '1468', '-o', got, 'tftp://10.82.0.1/f']);
+  assert.ok(readFileSync(got).equals(data));
+
+  let after = await serve.counters<Counters>();
+  const started = Date.now();
+  while (after.tftp.active > 0 && Date.now() - started < 15_000) {
+    await new Promise((r) => setTimeout(r, 500));
+    after = await serve.counters<Counters>();
+  }
+  assert.equal(after.tftp.active, 0, 'stalled slots reclaimed within 15 s');
+  assert.equal(after.tftp.timedOut, 16);
+  assert.equal(after.tftp.served, 1);
+});
