@@ -105,7 +105,10 @@ describe('e2e: a lab VM rebooted through the ssh power driver (dropbear in the t
     const cycledAt = Date.now();
     const power = await cli(['node', 'power', vm.mac, 'cycle', '--json'], true);
     assert.equal(power.exitCode, 0, `${String(power.stderr)}\n${diagnose()}`);
-    assert.deepEqual(JSON.parse(String(power.stdout)), { node: first.id, action: 'cycle', driver: 'ssh', state: 'unknown' });
+    // After the node went down: `unknown` while it boots, `on` once its sshd is back (a quick VM).
+    const cycled = JSON.parse(String(power.stdout)) as { state: string };
+    assert.deepEqual({ ...cycled, state: undefined }, { node: first.id, action: 'cycle', driver: 'ssh', state: undefined });
+    assert.ok(['unknown', 'on'].includes(cycled.state), cycled.state);
     const again = await waitFor(`${vm.name} to check in again after the ssh reboot`, 200_000, () => {
       const n = node();
       return n && checkinsOf(n).length > checkinsBefore ? n : undefined;
@@ -113,9 +116,12 @@ describe('e2e: a lab VM rebooted through the ssh power driver (dropbear in the t
     t.diagnostic(`checked in again ${((Date.now() - cycledAt) / 1000).toFixed(1)} s after node power cycle`);
     assert.equal(again.id, first.id);
     assert.ok(firmwareStarts(vm) > bootsBefore, `the firmware started again (${bootsBefore} -> ${firmwareStarts(vm)})`);
-    const timeline = store!.events.timeline(first.id).filter((e) => e.event === 'power' || e.event === 'checkin');
-    assert.deepEqual(timeline.slice(-2).map((e) => e.event), ['power', 'checkin'], 'the ssh power event, then the new boot\'s check-in');
-    assert.deepEqual(timeline.at(-2)!.detail, { action: 'cycle', driver: 'ssh', state: 'unknown' });
+    // busybox reboot signalled PID 1, the platform's init, which rebooted the machine.
+    assert.match(plainConsole(vm.serialLog), /fleetboot-test-platform: reboot\n/);
+    // The power event is written once the driver is done (after its status read), which a quick
+    // VM's new check-in can beat: its place on the timeline is not checked, its content is.
+    const powerEvents = store!.events.timeline(first.id).filter((e) => e.event === 'power');
+    assert.deepEqual(powerEvents.at(-1)!.detail, { action: 'cycle', driver: 'ssh', state: cycled.state });
     const material = readFileSync(key, 'utf8').split('\n')[1]!;
     assert.ok(!String(power.stdout).includes(material) && !String(power.stderr).includes(material), 'no key material in the output');
     const headLog = join(dir!, 'headnode.log');
