@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { labPowerSpec } from '../lab/bmc.ts';
 import { assignLabPower, defaultLabDir, defaultNamespace, defaultSubnet, findVm, labBmcKinds, labDhcpModes, labDown, labStatus, labUp, LabError, powerAssignments, type LabBmcKind, type LabDhcpMode } from '../lab/lab.ts';
+import { readLossCounters } from '../lab/network.ts';
 import { readLabState, firmwareSchema } from '../lab/state.ts';
 import { cidrSchema } from '../config/schema.ts';
 import { UsageError } from './errors.ts';
@@ -25,6 +26,7 @@ interface UpOptions {
   bmc: string;
   usbKey?: string;
   dhcp: string;
+  loss?: string;
 }
 
 function requireRoot(): void {
@@ -80,10 +82,11 @@ export function registerLab(program: Command): void {
     .option('--bmc <kind>', "none, or ipmi: each VM gets a simulated BMC (OpenIPMI's ipmi_sim on the lab namespace's 127.0.0.1) that the ipmi power driver and ipmitool -I lanplus reach", 'none')
     .option('--usb-key <file>', 'every VM boots this USB key image first (fleetboot usb-image), its NIC without the iPXE ROM so the key is the only way in')
     .option('--dhcp <mode>', "full, or off: the head node serves no DHCP on the lab network (for a --static USB key)", 'full')
+    .option('--loss <percent>', 'drop this percentage (1-99) of UDP and TCP packets on the lab bridge, both ways (nftables in the lab namespace): a lossy link')
     .option('--detach', 'return once the VMs are started; `lab down` ends them')
     .addHelpText(
       'after',
-      '\nExamples:\n  sudo fleetboot lab up --nodes 2                      # boots test platform A, building it first if needed\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach\n  sudo fleetboot lab up --nodes 1 --bmc ipmi --detach         # lab status --json: each VM\'s power spec\n  sudo fleetboot lab up --nodes 1 --firmware uefi --usb-key netboot.img\n  sudo fleetboot lab up --platform platform-20240101T000000Z.tgz --platform lab-build/platforms/fleetboot-test-B',
+      '\nExamples:\n  sudo fleetboot lab up --nodes 2                      # boots test platform A, building it first if needed\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach\n  sudo fleetboot lab up --nodes 1 --bmc ipmi --detach         # lab status --json: each VM\'s power spec\n  sudo fleetboot lab up --nodes 1 --firmware uefi --usb-key netboot.img\n  sudo fleetboot lab up --nodes 2 --loss 10 --detach              # lab status --json: the drops so far\n  sudo fleetboot lab up --platform platform-20240101T000000Z.tgz --platform lab-build/platforms/fleetboot-test-B',
     )
     .action(async (opts: UpOptions) => {
       requireRoot();
@@ -113,6 +116,7 @@ export function registerLab(program: Command): void {
           bmc: opts.bmc as LabBmcKind,
           dhcp: opts.dhcp as LabDhcpMode,
           ...(opts.usbKey !== undefined ? { usbKey: opts.usbKey } : {}),
+          ...(opts.loss !== undefined ? { loss: intOption('--loss', opts.loss, 1, 99) } : {}),
           ...(opts.templates ? { templatesDir: opts.templates } : {}),
           progress: (line) => process.stderr.write(`${line}\n`),
         });
@@ -163,15 +167,16 @@ export function registerLab(program: Command): void {
     .option('--dir <dir>', 'lab folder', defaultLabDir)
     .option('--json', 'print JSON')
     .addHelpText('after', '\nExamples:\n  sudo fleetboot lab status\n  sudo fleetboot lab status --json')
-    .action((opts: { dir: string; json?: boolean }) => {
+    .action(async (opts: { dir: string; json?: boolean }) => {
       const dir = resolve(opts.dir);
       const state = readLabState(dir);
       if (!state) throw new UsageError(`no lab in ${dir} (start one with 'fleetboot lab up')`);
       if (opts.json) {
-        printJson({ namespace: state.namespace, headNode: `http://${state.address}:${state.httpPort}`, vms: labStatus(state) });
+        const loss = state.loss ? { percent: state.loss.percent, dropped: await readLossCounters(state.namespace) } : null;
+        printJson({ namespace: state.namespace, headNode: `http://${state.address}:${state.httpPort}`, loss, vms: labStatus(state) });
         return;
       }
-      process.stdout.write(`namespace ${state.namespace}, head node http://${state.address}:${state.httpPort}\n`);
+      process.stdout.write(`namespace ${state.namespace}, head node http://${state.address}:${state.httpPort}${state.loss ? `, ${state.loss.percent}% packet loss on br0` : ''}\n`);
       printStatusTable(dir);
     });
 

@@ -386,7 +386,9 @@ export class DhcpServer implements Service {
     const { p, net, mac, key } = ctx;
     const book = this.book!;
     const now = this.now();
-    this.event(ctx, 'dhcp_discover', { network: net.name, arch: p.options.clientArch?.[0] ?? null, vendorClass: p.options.vendorClassId ?? null });
+    // xid and secs (RFC 2131 §4.1, §4.4.1): a client's retransmission repeats the xid with a
+    // larger secs, so the timeline shows each retry of an exchange as such.
+    this.event(ctx, 'dhcp_discover', { network: net.name, arch: p.options.clientArch?.[0] ?? null, vendorClass: p.options.vendorClassId ?? null, xid: p.xid, secs: p.secs });
     // RFC 2131 §4.3.1 order: static binding, current/previous binding, requested address, a free one.
     let ip = this.staticFor(ctx, staticIp);
     if (!ip) {
@@ -415,7 +417,7 @@ export class DhcpServer implements Service {
     const book = this.book!;
     const now = this.now();
     const o = p.options;
-    this.event(ctx, 'dhcp_request', { network: net.name, requested: o.requestedAddress ?? null, ciaddr: p.ciaddr, serverId: o.serverId ?? null });
+    this.event(ctx, 'dhcp_request', { network: net.name, requested: o.requestedAddress ?? null, ciaddr: p.ciaddr, serverId: o.serverId ?? null, xid: p.xid, secs: p.secs });
     const fixed = this.staticFor(ctx, staticIp);
     if (o.serverId !== undefined) {
       // SELECTING (RFC 2131 §4.3.2): the client chose a server; if not us, free our offer.
@@ -650,7 +652,7 @@ export class DhcpServer implements Service {
     // PXE spec §2.2.3: answer DISCOVER on 67 with a proxy OFFER, REQUEST on 4011 with an ACK.
     const want = ctx.l.port === 'dhcp' ? 'discover' : 'request';
     if (type !== want) return this.ignore(ctx.p, ctx.rinfo, `proxy: ${type} on the ${ctx.l.port} port`, ctx.mac);
-    this.event(ctx, type === 'discover' ? 'dhcp_discover' : 'dhcp_request', { network: ctx.net.name, proxy: true, arch: ctx.p.options.clientArch?.[0] ?? null });
+    this.event(ctx, type === 'discover' ? 'dhcp_discover' : 'dhcp_request', { network: ctx.net.name, proxy: true, arch: ctx.p.options.clientArch?.[0] ?? null, xid: ctx.p.xid, secs: ctx.p.secs });
     const r = this.baseReply(ctx, type === 'discover' ? 'offer' : 'ack', ZERO);
     r.ciaddr = ctx.p.ciaddr;
     const boot = this.addBoot(ctx, r, 'proxy');

@@ -14,7 +14,7 @@ import { setNodeFields } from '../nodeconfig/lifecycle.ts';
 import { Store } from '../store/store.ts';
 import { ensureBmcPassword, ipmiSimArgv, labPowerSpec, prepareBmc } from './bmc.ts';
 import { LabError } from './errors.ts';
-import { addTap, createLabNetwork, deleteLabNetwork, namespaceExists, radvdArgv, writeRadvdConfig } from './network.ts';
+import { addTap, applyLoss, createLabNetwork, deleteLabNetwork, lossTable, namespaceExists, radvdArgv, removeLoss, writeRadvdConfig } from './network.ts';
 import { isAlive, spawnDetached, stopProcess } from './process.ts';
 import { readLabState, stateFileIn, writeLabState, type Firmware, type LabState, type LabVm } from './state.ts';
 import { ensureTestPlatform } from './test-platform.ts';
@@ -51,6 +51,8 @@ export interface LabUpOptions {
   dhcp?: LabDhcpMode;
   /** A USB key image every VM boots first, with its NIC's iPXE ROM left out so the key is the only way in. */
   usbKey?: string;
+  /** Drop this percentage (1-99) of UDP and TCP packets on the lab bridge, both ways (src/lab/network.ts lossRuleset). */
+  loss?: number;
   /** Progress lines for people (`lab up` prints them). */
   progress: (line: string) => void;
 }
@@ -130,6 +132,7 @@ async function waitForHeadNode(state: LabState, logFile: string, timeoutMs: numb
  */
 export async function labUp(o: LabUpOptions): Promise<LabState> {
   if (!Number.isInteger(o.nodes) || o.nodes < 0 || o.nodes > 64) throw new LabError(`--nodes ${o.nodes}: expected a whole number from 0 to 64`);
+  if (o.loss !== undefined && (!Number.isInteger(o.loss) || o.loss < 1 || o.loss > 99)) throw new LabError(`--loss ${o.loss}: expected a whole percentage from 1 to 99`);
   if (o.chainload && o.firmware !== 'uefi') throw new LabError('--chainload needs --firmware uefi (SeaBIOS has no PXE of its own)');
   const dir = resolve(o.dir);
   const existing = readLabState(dir);
@@ -155,12 +158,21 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
     createdAt: Date.now(),
     headNode: null,
     radvd: null,
+    loss: null,
     vms: [],
   };
   try {
     o.progress(`lab: network namespace ${o.namespace}, bridge br0 ${a.address}/${a.prefix}`);
     await createLabNetwork(o.namespace, a.address, a.prefix);
     writeLabState(state);
+    if (o.loss !== undefined) {
+      o.progress(`lab: dropping ${o.loss}% of UDP and TCP packets on br0 (nftables table bridge ${lossTable})`);
+      state.loss = { percent: o.loss, table: lossTable };
+      writeLabState(state);
+      await applyLoss(o.namespace, o.loss).catch((err: Error) => {
+        throw new LabError(err.message);
+      });
+    }
 
     const radvdConf = join(dir, 'radvd.conf');
     writeRadvdConfig(radvdConf);
@@ -248,6 +260,7 @@ export async function labDown(dirArg: string, options: { keepFiles?: boolean } =
   await Promise.all(state.vms.map((vm) => stopProcess(vm.bmc?.process ?? null, 5000)));
   await stopProcess(state.headNode, 10_000);
   await stopProcess(state.radvd, 3000);
+  if (state.loss && (await namespaceExists(state.namespace))) await removeLoss(state.namespace);
   await deleteLabNetwork(state.namespace);
   if (options.keepFiles) {
     rmSync(stateFileIn(dir), { force: true });

@@ -3,6 +3,7 @@
 // is routed anywhere: its addresses exist only inside the namespace.
 import { writeFileSync } from 'node:fs';
 import { execa } from 'execa';
+import { z } from 'zod';
 
 export const bridgeName = 'br0';
 
@@ -62,4 +63,87 @@ export function writeRadvdConfig(file: string): void {
 
 export function radvdArgv(ns: string, configFile: string, pidFile: string): string[] {
   return ['ip', 'netns', 'exec', ns, 'radvd', '--nodaemon', '-C', configFile, '-p', pidFile, '-m', 'stderr'];
+}
+
+/** The nftables table `lab up --loss` makes inside the lab namespace. */
+export const lossTable = 'fleetboot_loss';
+
+/**
+ * Packet loss on the lab bridge (`lab up --loss PERCENT`). The kernel here has no netem, so
+ * nftables drops at random: `numgen random mod 100 < PERCENT` (nft(8) "NUMGEN EXPRESSION").
+ * The `bridge` family sees every frame through br0 (nft(8) "ADDRESS FAMILIES", bridge hooks):
+ * `input` a VM's packets to the head node's address, `output` the head node's to each tap (a
+ * flooded broadcast once per port), `forward` VM to VM. UDP and TCP only, so radvd's ICMPv6
+ * advertisements and ARP still pass. Each rule counts its drops; the dynamic set `from_port`
+ * also counts, per tap and protocol, the packets a VM sent the head node that were lost, so a
+ * test knows which VM had to retry.
+ */
+export function lossRuleset(percent: number): string {
+  if (!Number.isInteger(percent) || percent < 1 || percent > 99) throw new Error(`packet loss ${percent}: expected a whole percentage from 1 to 99`);
+  const drop = `meta l4proto { udp, tcp } numgen random mod 100 < ${percent}`;
+  const chain = (hook: 'input' | 'output' | 'forward', rule: string): string =>
+    `  chain ${hook} {\n    type filter hook ${hook} priority 0; policy accept;\n    ${rule}\n  }\n`;
+  return (
+    `table bridge ${lossTable} {\n` +
+    '  set from_port {\n    type ifname . inet_proto\n    flags dynamic\n    counter\n  }\n' +
+    chain('input', `${drop} update @from_port { iifname . meta l4proto } counter drop`) +
+    chain('output', `${drop} counter drop`) +
+    chain('forward', `${drop} counter drop`) +
+    '}\n'
+  );
+}
+
+/** Loads the loss table into namespace `ns` (replacing one there already). */
+export async function applyLoss(ns: string, percent: number): Promise<void> {
+  const rules = lossRuleset(percent);
+  await execa('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'bridge', lossTable], { reject: false });
+  const r = await execa('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: rules, reject: false });
+  if (r.exitCode !== 0) {
+    const missing = r.failed && r.exitCode === undefined;
+    throw new Error(missing ? 'packet loss needs nft: install the Debian package nftables (lab/install-deps.sh does)' : `nft -f (loss table): ${r.stderr.trim() || `exit ${r.exitCode}`}`);
+  }
+}
+
+export async function removeLoss(ns: string): Promise<void> {
+  await execa('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'bridge', lossTable], { reject: false });
+}
+
+// `nft -j list table` (libnftables-json(5)): only the parts read here.
+const counterSchema = z.object({ packets: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() });
+const nftRuleSchema = z.object({
+  rule: z.object({ chain: z.enum(['input', 'output', 'forward']), expr: z.array(z.object({ counter: counterSchema.optional() }).passthrough()) }),
+});
+const nftSetSchema = z.object({
+  set: z.object({
+    name: z.literal('from_port'),
+    elem: z.array(z.object({ elem: z.object({ val: z.object({ concat: z.tuple([z.string(), z.string()]) }), counter: counterSchema }) })).optional(),
+  }),
+});
+
+export interface LossCounters {
+  /** Packets dropped per hook: input (VM to head node), output (head node to VM), forward (VM to VM). */
+  byHook: Record<'input' | 'output' | 'forward', number>;
+  /** Packets a VM sent the head node that were dropped, per bridge port (tap) and protocol (udp, tcp). */
+  fromPort: { port: string; protocol: string; packets: number }[];
+}
+
+/** What the loss table has dropped so far, or null when namespace `ns` has none. */
+export async function readLossCounters(ns: string): Promise<LossCounters | null> {
+  const r = await execa('ip', ['netns', 'exec', ns, 'nft', '-j', 'list', 'table', 'bridge', lossTable], { reject: false });
+  if (r.exitCode !== 0) return null;
+  const top = z.object({ nftables: z.array(z.unknown()) }).safeParse(JSON.parse(r.stdout));
+  if (!top.success) throw new Error(`nft -j list table bridge ${lossTable}: not nftables JSON (${top.error.issues[0]?.message ?? 'invalid'})`);
+  const out: LossCounters = { byHook: { input: 0, output: 0, forward: 0 }, fromPort: [] };
+  for (const item of top.data.nftables) {
+    const rule = nftRuleSchema.safeParse(item);
+    if (rule.success) {
+      for (const e of rule.data.rule.expr) out.byHook[rule.data.rule.chain] += e.counter?.packets ?? 0;
+      continue;
+    }
+    const set = nftSetSchema.safeParse(item);
+    if (set.success) {
+      for (const { elem } of set.data.set.elem ?? []) out.fromPort.push({ port: elem.val.concat[0], protocol: elem.val.concat[1], packets: elem.counter.packets });
+    }
+  }
+  return out;
 }

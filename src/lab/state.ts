@@ -69,6 +69,8 @@ export const labStateSchema = z.object({
   createdAt: z.number(),
   headNode: labProcessSchema.nullable(),
   radvd: labProcessSchema.nullable(),
+  /** `lab up --loss`: the nftables table (bridge family) dropping this share of UDP and TCP on br0. */
+  loss: z.object({ percent: z.number().int().min(1).max(99), table: z.string() }).nullish(),
   vms: z.array(labVmSchema),
 });
 export type LabState = z.infer<typeof labStateSchema>;

@@ -332,7 +332,7 @@ export class TftpServer {
             event: 'tftp_get',
             nodeId: who?.node?.id ?? null,
             mac: who?.mac ?? null,
-            detail: { file: base.file, size: t.size, client: base.client, ms, blksize: base.blksize, windowsize: base.windowsize },
+            detail: { file: base.file, size: t.size, client: base.client, ms, blksize: base.blksize, windowsize: base.windowsize, retransmits: t.retransmits },
           });
         } catch (err) {
           this.options.log.warn({ err, event: 'tftp_error' }, 'could not record tftp_get boot event');

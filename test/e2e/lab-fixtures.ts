@@ -1,10 +1,10 @@
 // What the QEMU lab's end-to-end tests share: building test platforms, waiting on the registry
 // with the VMs' consoles in the failure message, and a CLI bound to the lab's config.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { findVm } from '../../src/lab/lab.ts';
+import { findVm, labDown } from '../../src/lab/lab.ts';
 import { isAlive } from '../../src/lab/process.ts';
 import { readLabState, type LabState, type LabVm } from '../../src/lab/state.ts';
 import { cliPath, repoRoot } from '../fixtures.ts';
@@ -61,4 +61,14 @@ export function labCli(lab: () => LabState, cwd: () => string): (args: string[])
     const r = await execa(process.execPath, [cliPath, '--config', lab().configFile, ...args], { cwd: cwd(), reject: false, timeout: 60_000 });
     return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
+}
+
+/** Ends the lab recorded in `dir` (if any), removes the folder, and checks namespace `ns` is gone. */
+export async function removeLab(dir: string | undefined, ns: string): Promise<void> {
+  if (dir) {
+    await labDown(dir);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const left = await execa('ip', ['netns', 'list'], { reject: false });
+  assert.ok(!left.stdout.includes(ns), `namespace ${ns} left behind`);
 }
