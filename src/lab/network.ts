@@ -74,9 +74,12 @@ export const lossTable = 'fleetboot_loss';
  * The `bridge` family sees every frame through br0 (nft(8) "ADDRESS FAMILIES", bridge hooks):
  * `input` a VM's packets to the head node's address, `output` the head node's to each tap (a
  * flooded broadcast once per port), `forward` VM to VM. UDP and TCP only, so radvd's ICMPv6
- * advertisements and ARP still pass. Each rule counts its drops; the dynamic set `from_port`
- * also counts, per tap and protocol, the packets a VM sent the head node that were lost, so a
- * test knows which VM had to retry.
+ * advertisements and ARP still pass. Each rule counts its drops. Two dynamic sets say whose
+ * packets were lost, so a test knows which VM had to retry: `from_port`, per tap and protocol,
+ * what a VM sent the head node; `dhcp_replies`, per tap and client MAC, the DHCP replies lost
+ * on their way out. Replies are broadcast (RFC 2131 §4.1) and so flooded to every port; the
+ * copy that matters is the one to the port of the MAC in chaddr, 28 bytes into the BOOTP
+ * message (RFC 2131 §2, Figure 1), after the 8-byte UDP header: bit 288 of `@th`.
  */
 export function lossRuleset(percent: number): string {
   if (!Number.isInteger(percent) || percent < 1 || percent > 99) throw new Error(`packet loss ${percent}: expected a whole percentage from 1 to 99`);
@@ -86,8 +89,10 @@ export function lossRuleset(percent: number): string {
   return (
     `table bridge ${lossTable} {\n` +
     '  set from_port {\n    type ifname . inet_proto\n    flags dynamic\n    counter\n  }\n' +
+    '  set dhcp_replies {\n    typeof oifname . @th,288,48\n    flags dynamic\n    counter\n  }\n' +
+    '  chain lost_out {\n    udp sport 67 udp dport 68 update @dhcp_replies { oifname . @th,288,48 }\n    drop\n  }\n' +
     chain('input', `${drop} update @from_port { iifname . meta l4proto } counter drop`) +
-    chain('output', `${drop} counter drop`) +
+    chain('output', `${drop} counter jump lost_out`) +
     chain('forward', `${drop} counter drop`) +
     '}\n'
   );
@@ -115,8 +120,8 @@ const nftRuleSchema = z.object({
 });
 const nftSetSchema = z.object({
   set: z.object({
-    name: z.literal('from_port'),
-    elem: z.array(z.object({ elem: z.object({ val: z.object({ concat: z.tuple([z.string(), z.string()]) }), counter: counterSchema }) })).optional(),
+    name: z.enum(['from_port', 'dhcp_replies']),
+    elem: z.array(z.object({ elem: z.object({ val: z.object({ concat: z.tuple([z.string(), z.union([z.string(), z.number().int()])]) }), counter: counterSchema }) })).optional(),
   }),
 });
 
@@ -125,6 +130,14 @@ export interface LossCounters {
   byHook: Record<'input' | 'output' | 'forward', number>;
   /** Packets a VM sent the head node that were dropped, per bridge port (tap) and protocol (udp, tcp). */
   fromPort: { port: string; protocol: string; packets: number }[];
+  /** DHCP replies dropped on the port of the client they were for, per port and client MAC. */
+  dhcpRepliesLost: { port: string; mac: string; packets: number }[];
+}
+
+/** chaddr as nft prints a 48-bit raw payload: a number, or 0x-prefixed hex. */
+function macOfChaddr(v: string | number): string {
+  const hex = (typeof v === 'number' ? v.toString(16) : v.replace(/^0x/, '')).padStart(12, '0');
+  return hex.match(/../g)!.join(':');
 }
 
 /** What the loss table has dropped so far, or null when namespace `ns` has none. */
@@ -133,7 +146,7 @@ export async function readLossCounters(ns: string): Promise<LossCounters | null>
   if (r.exitCode !== 0) return null;
   const top = z.object({ nftables: z.array(z.unknown()) }).safeParse(JSON.parse(r.stdout));
   if (!top.success) throw new Error(`nft -j list table bridge ${lossTable}: not nftables JSON (${top.error.issues[0]?.message ?? 'invalid'})`);
-  const out: LossCounters = { byHook: { input: 0, output: 0, forward: 0 }, fromPort: [] };
+  const out: LossCounters = { byHook: { input: 0, output: 0, forward: 0 }, fromPort: [], dhcpRepliesLost: [] };
   for (const item of top.data.nftables) {
     const rule = nftRuleSchema.safeParse(item);
     if (rule.success) {
@@ -142,7 +155,11 @@ export async function readLossCounters(ns: string): Promise<LossCounters | null>
     }
     const set = nftSetSchema.safeParse(item);
     if (set.success) {
-      for (const { elem } of set.data.set.elem ?? []) out.fromPort.push({ port: elem.val.concat[0], protocol: elem.val.concat[1], packets: elem.counter.packets });
+      for (const { elem } of set.data.set.elem ?? []) {
+        const [port, key] = elem.val.concat;
+        if (set.data.set.name === 'from_port') out.fromPort.push({ port, protocol: String(key), packets: elem.counter.packets });
+        else out.dhcpRepliesLost.push({ port, mac: macOfChaddr(key), packets: elem.counter.packets });
+      }
     }
   }
   return out;

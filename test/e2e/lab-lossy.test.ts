@@ -3,8 +3,9 @@
 //   node0: SeaBIOS + QEMU's iPXE NIC ROM (DHCP -> HTTP);
 //   node1: OVMF with a NIC without the iPXE ROM (firmware PXE -> TFTP snponly.efi -> iPXE -> HTTP),
 // and both reach check-in. The nftables counters prove the loss was applied, and the boot
-// timelines show the retries it caused: the TFTP transfer's retransmissions, and each DHCP
-// message with its xid and secs (RFC 2131 §4.1), so a client's retransmission shows as a repeat.
+// timelines show the retries it caused: the TFTP transfer's retransmissions, and, for each DHCP
+// reply the nftables counters say was lost on a VM's port, that VM's DHCP message seen again
+// with the same xid (RFC 2131 §4.1).
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -117,6 +118,7 @@ describe('e2e: lab boot over a lossy link (10% packet loss)', { skip, timeout: 2
   });
 
   it("each node's boot timeline shows the retries: TFTP retransmissions, DHCP messages repeated with their xid", async (t) => {
+    const counters = (await readLossCounters(ns))!;
     for (const vm of [bios, uefi]) {
       const events = store.events.timeline(node(vm)!.id);
       const repeats = repeatedDhcp(events);
@@ -132,6 +134,12 @@ describe('e2e: lab boot over a lossy link (10% packet loss)', { skip, timeout: 2
         assert.ok(tftp.every((e) => typeof e.detail.retransmits === 'number'), 'each TFTP transfer records its retransmissions');
         assert.ok(tftpRetransmits > 0, `${vm.name}: a TFTP transfer over a lossy link shows retransmissions: ${JSON.stringify(tftp.map((e) => e.detail))}`);
       }
+      // A DHCP reply for this VM lost on its port makes the client send its DISCOVER or REQUEST
+      // again with the same xid (RFC 2131 §4.1 retransmission): the head node saw that message
+      // twice, and the timeline must say so.
+      const repliesLost = counters.dhcpRepliesLost.find((l) => l.port === vm.tap && l.mac === vm.mac)?.packets ?? 0;
+      t.diagnostic(`${vm.name}: ${repliesLost} DHCP repl${repliesLost === 1 ? 'y' : 'ies'} for it lost`);
+      if (repliesLost > 0) assert.ok(repeats.length > 0, `${vm.name} lost ${repliesLost} DHCP repl(ies), so its timeline shows a repeated DHCP message: ${JSON.stringify(events.filter((e) => e.event.startsWith('dhcp_')).map((e) => [e.event, e.detail.xid, e.detail.secs]))}`);
       // A repeated xid is a client's retransmission (a reply of ours was lost): each one repeats
       // the same message, and RFC 2131 §4.4.1 has secs never go down within an exchange.
       for (const r of repeats) {
