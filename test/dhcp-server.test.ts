@@ -105,6 +105,8 @@ test('an address is never handed to two clients; the pool runs out rather than d
   const given = new Set<string>();
   for (let i = 0; i < 4; i++) {
     const mac = `52:54:00:00:03:0${i}`;
+    // Declared by an operator: not discovered-but-never-booted, whose leases a full pool takes back (docs/hardening.md "DHCP exhaustion").
+    head.store.nodes.create({ nics: [{ mac: parseMac(mac)!, isAdmin: true }], hostname: `rack-${i}` });
     const offer = await ask({ type: D.discover, mac });
     const ack = await ask({ type: D.request, mac, requested: offer.yiaddr, serverId: '10.20.0.1' });
     assert.equal(ack.options.messageType, 'ack');

@@ -119,6 +119,11 @@ export const configSchema = z
         declineSeconds: z.number().int().min(60).max(31_536_000).default(3600),
         /** Name clients by option 61 (RFC 2131 §4.2) rather than by MAC; off because a PXE boot chain changes option 61 at each step. */
         matchClientId: z.boolean().default(false),
+        /**
+         * Most discovered-but-never-booted nodes DHCP registers under `unknownNodePolicy: discover`;
+         * past it a new MAC gets no answer (docs/hardening.md "DHCP exhaustion"). Sized for a rack-up.
+         */
+        maxUnbootedDiscovered: z.number().int().min(0).max(1_000_000).default(1024),
       })
       .prefault({}),
     tftp: z

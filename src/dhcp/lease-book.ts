@@ -25,12 +25,20 @@ export class LeaseBook {
   private readonly cursor = new Map<string, number>();
   /** Networks whose range has no never-leased address left (rows are never deleted). */
   private readonly noFresh = new Set<string>();
+  /**
+   * Per network, the offered and bound addresses held by a client that may lose them when the
+   * pool runs out (docs/hardening.md "DHCP exhaustion"), least recently written first: a Map
+   * keeps insertion order, and put() moves an address to the end.
+   */
+  private readonly provisional = new Map<string, Map<string, true>>();
 
+  /** `provisional(l)`: whether a lease read from disk is held by such a client. */
   constructor(
     leases: Iterable<Lease>,
     private readonly matchClientId = false,
+    provisional: (l: Lease) => boolean = () => false,
   ) {
-    for (const l of leases) this.put(l);
+    for (const l of leases) this.put(l, (l.state === 'offered' || l.state === 'bound') && provisional(l));
   }
 
   get(ip: string): Lease | undefined {
@@ -45,9 +53,18 @@ export class LeaseBook {
     return this.byIp.size;
   }
 
-  put(l: Lease): void {
+  /** Records a lease; `provisional`: its client's hold on it may be reclaimed (see reclaim). */
+  put(l: Lease, provisional = false): void {
     const old = this.byIp.get(l.ip);
-    if (old) this.byClient.get(leaseClientKey(old, this.matchClientId))?.delete(old.ip);
+    if (old) {
+      this.byClient.get(leaseClientKey(old, this.matchClientId))?.delete(old.ip);
+      this.provisional.get(old.network)?.delete(old.ip);
+    }
+    if (provisional && (l.state === 'offered' || l.state === 'bound')) {
+      let held = this.provisional.get(l.network);
+      if (!held) this.provisional.set(l.network, (held = new Map()));
+      held.set(l.ip, true);
+    }
     this.byIp.set(l.ip, l);
     const key = leaseClientKey(l, this.matchClientId);
     let set = this.byClient.get(key);
@@ -60,7 +77,34 @@ export class LeaseBook {
     const old = this.byIp.get(ip);
     if (!old) return;
     this.byClient.get(leaseClientKey(old, this.matchClientId))?.delete(ip);
+    this.provisional.get(old.network)?.delete(ip);
     this.byIp.delete(ip);
+  }
+
+  /**
+   * For a pool with no address left (allocate returned null): the live lease to take back,
+   * the least recently written one held by a provisional client, or undefined. `still(l)`
+   * confirms its client is still provisional (it may have booted since); one that is not
+   * leaves the list for good. RFC 2131 §4.3.1 lets a server reuse an address only once its
+   * client's lease is over; fleetboot ends it early for this class alone, and the client's
+   * next REQUEST for it is NAKed (§4.3.2), as the address now belongs to another client.
+   */
+  reclaim(net: NetworkConfig, key: string, reserved: (ip: string) => boolean, still: (l: Lease) => boolean): Lease | undefined {
+    const held = this.provisional.get(net.name);
+    if (!held || !net.range) return undefined;
+    const start = ipv4ToInt(net.range.start);
+    const end = ipv4ToInt(net.range.end);
+    for (const ip of held.keys()) {
+      const l = this.byIp.get(ip);
+      if (!l || (l.state !== 'offered' && l.state !== 'bound') || !still(l)) {
+        held.delete(ip);
+        continue;
+      }
+      const n = ipv4ToInt(ip);
+      if (n < start || n > end || leaseClientKey(l, this.matchClientId) === key || reserved(ip)) continue;
+      return l;
+    }
+    return undefined;
   }
 
   /** The client's lease in `network`, preferring a live one (RFC 2131 §4.3.1: current, then previous binding). */

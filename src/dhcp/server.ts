@@ -65,6 +65,12 @@ export interface DhcpStats {
    */
   kernelDrops: number;
   writeErrors: number;
+  /** New MACs not registered nor answered: dhcp.maxUnbootedDiscovered was reached (docs/hardening.md "DHCP exhaustion"). */
+  unknownCapped: number;
+  /** Leases taken back from a discovered-but-never-booted or unregistered client for another one. */
+  reclaimed: number;
+  /** DISCOVERs left unanswered for want of an address. */
+  poolExhausted: number;
 }
 
 type Port = 'dhcp' | 'proxy';
@@ -109,10 +115,12 @@ const BROADCAST = '255.255.255.255';
 const SEND_MAX_WAIT_MS = 1000;
 const SEND_QUEUE_MAX = 4096;
 const SEND_RETRY_MAX_MS = 64;
+/** The shortest time between two log lines about one kind of per-packet trouble (logAtMostEvery). */
+const QUIET_LOG_MS = 60_000;
 
 export class DhcpServer implements Service {
   readonly name = 'dhcp';
-  readonly stats: DhcpStats = { received: 0, malformed: 0, ignored: 0, replies: 0, sendErrors: 0, sendRetries: 0, sendQueued: 0, kernelDrops: 0, writeErrors: 0 };
+  readonly stats: DhcpStats = { received: 0, malformed: 0, ignored: 0, replies: 0, sendErrors: 0, sendRetries: 0, sendQueued: 0, kernelDrops: 0, writeErrors: 0, unknownCapped: 0, reclaimed: 0, poolExhausted: 0 };
   private listeners: Listener[] = [];
   private book: LeaseBook | null = null;
   private pendingLeases = new Map<string, Lease>();
@@ -136,6 +144,8 @@ export class DhcpServer implements Service {
   /** A flood the filter keeps out wakes no batch: its drops are counted on this timer too. */
   private dropsTimer: NodeJS.Timeout | null = null;
   private boundPorts: { dhcp: number; proxy: number | null } = { dhcp: 0, proxy: null };
+  /** Per event name, when it was last logged and how many happened since (see logAtMostEvery). */
+  private readonly quietLogs = new Map<string, { at: number; since: number }>();
   /** Per-network values computed once, not per packet. */
   private readonly maskOf = new Map<NetworkConfig, string>();
 
@@ -165,7 +175,7 @@ export class DhcpServer implements Service {
     for (const n of this.config.networks) {
       if (!n.serverAddress) throw new Error(`networks.${n.name}.serverAddress is needed for DHCP (option 54, siaddr)`);
     }
-    this.book = new LeaseBook(this.deps.store.leases.list(), this.config.dhcp.matchClientId);
+    this.book = new LeaseBook(this.deps.store.leases.list(), this.config.dhcp.matchClientId, (l) => this.provisionalLease(l));
     const ifaces = [...new Set(this.config.networks.flatMap((n) => (n.interface ? [n.interface] : [])))];
     // One unbound socket serves networks without an interface (relayed requests, or the single
     // unnamed network of a one-segment setup).
@@ -313,12 +323,20 @@ export class DhcpServer implements Service {
       const channel = mode === 'proxy' ? 'proxy-dhcp' : 'dhcp';
       if (type === 'discover' || type === 'request' || type === 'inform') {
         const arch = p.options.clientArch?.[0];
-        const a = admitMachine(this.deps.store, this.config.unknownNodePolicy, channel, {
-          mac,
-          uuid: p.options.clientUuid ?? null,
-          uuidFrom: 'dhcp',
-          arch: arch === undefined ? null : archName(arch),
-        });
+        const a = admitMachine(
+          this.deps.store,
+          this.config.unknownNodePolicy,
+          channel,
+          { mac, uuid: p.options.clientUuid ?? null, uuidFrom: 'dhcp', arch: arch === undefined ? null : archName(arch) },
+          { maxUnbootedDiscovered: this.config.dhcp.maxUnbootedDiscovered },
+        );
+        if (!a.admitted && a.capped) {
+          // A flood of new MACs: counted, logged once a minute, never per packet.
+          this.stats.unknownCapped++;
+          this.stats.ignored++;
+          this.logAtMostEvery('dhcp_unknown_capped', { mac, network: net.name, reason: a.reason }, 'new machines not registered: too many discovered nodes never booted');
+          return;
+        }
         if (!a.admitted && a.answer === 'refuse') return this.ignore(p, rinfo, a.reason, mac);
         if (a.admitted) {
           if (a.created) this.log.info({ event: 'node_discovered', mac, node: a.node.id }, 'new node discovered by DHCP');
@@ -401,7 +419,20 @@ export class DhcpServer implements Service {
     if (!ip && req && inRange(req, net) && book.availableTo(req, key, now) && !this.reservedFor(mac)(req)) ip = req;
     ip ??= book.allocate(net, key, now, this.reservedFor(mac));
     if (!ip) {
-      this.log.warn({ event: 'dhcp_pool_exhausted', mac, node: ctx.nodeId, network: net.name }, 'no free address to offer');
+      // docs/hardening.md "DHCP exhaustion": the pool is full; a discovered-but-never-booted
+      // (or unregistered) client's lease goes first, never a booted node's.
+      const taken = book.reclaim(net, key, this.reservedFor(mac), (l) => this.provisionalLease(l));
+      if (taken) {
+        this.stats.reclaimed++;
+        if (this.log.isLevelEnabled('debug')) {
+          this.log.debug({ event: 'dhcp_reclaimed', mac, node: ctx.nodeId, ip: taken.ip, from: taken.mac, network: net.name }, 'lease taken back for another client');
+        }
+        ip = taken.ip;
+      }
+    }
+    if (!ip) {
+      this.stats.poolExhausted++;
+      this.logAtMostEvery('dhcp_pool_exhausted', { mac, node: ctx.nodeId, network: net.name }, 'no free address to offer');
       return;
     }
     const held = book.get(ip);
@@ -515,12 +546,39 @@ export class DhcpServer implements Service {
     const old = this.book!.get(ip);
     // A DISCOVER from a client already bound to the address changes nothing: no write.
     if (old && sameLease(old, l)) return;
-    this.book!.put(l);
+    this.book!.put(l, (state === 'offered' || state === 'bound') && this.provisionalClient(ctx));
     if (!persist) return;
     if (!this.beforeBatch.has(ip)) this.beforeBatch.set(ip, old);
     this.pendingLeases.set(ip, l);
     ctx.persisted = true;
     this.scheduleFlush();
+  }
+
+  /** Whether the packet's client is discovered-but-never-booted, or not registered at all (asked once per packet). */
+  private provisionalClient(ctx: Ctx): boolean {
+    ctx.provisional ??= ctx.nodeId === null || this.deps.store.nodes.isUnbootedDiscovered(ctx.nodeId);
+    return ctx.provisional;
+  }
+
+  /** The same question for whoever holds a lease (store/nodes.ts UNBOOTED_DISCOVERED). */
+  private provisionalLease(l: Lease): boolean {
+    const nic = l.mac ? this.deps.store.nodes.nicByMac(l.mac) : null;
+    return nic === null || this.deps.store.nodes.isUnbootedDiscovered(nic.nodeId);
+  }
+
+  /**
+   * A warning for something a flood repeats per packet: the first one, then at most one a
+   * minute, carrying how many happened since the last line (the stats count them all).
+   */
+  private logAtMostEvery(event: string, fields: Record<string, unknown>, msg: string): void {
+    const now = performance.now();
+    const q = this.quietLogs.get(event);
+    if (q && now - q.at < QUIET_LOG_MS) {
+      q.since++;
+      return;
+    }
+    this.quietLogs.set(event, { at: now, since: 0 });
+    this.log.warn({ event, ...fields, since: q ? q.since + 1 : 1 }, msg);
   }
 
   /** Marks bound and offered leases past their time `expired` (RFC 2131 §4.4.5: the client must stop using it). */
@@ -859,6 +917,8 @@ interface Ctx {
   key: string;
   /** This packet changed a lease that is written: its reply waits for the commit. */
   persisted: boolean;
+  /** The client may lose its lease when the pool runs out (provisionalClient); computed once. */
+  provisional?: boolean;
 }
 
 function sameLease(a: Lease, b: Lease): boolean {

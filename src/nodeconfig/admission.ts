@@ -46,18 +46,58 @@ export interface MachineIdentity {
 
 export type Admission =
   | { admitted: true; node: NodeRecord; created: boolean }
-  | { admitted: false; answer: 'unregistered' | 'refuse'; reason: string };
+  | { admitted: false; answer: 'unregistered' | 'refuse'; reason: string; capped?: true };
 
 /**
- * The node a machine is, registering it when the policy says so. A known machine also
- * learns what it reported (UUID spelling, arch, serial, a new NIC for a known UUID).
+ * How many discovered-but-never-booted nodes (store/nodes.ts UNBOOTED_DISCOVERED) there may
+ * be before `discover` stops registering new machines (docs/hardening.md "DHCP exhaustion").
+ * Check-ins are not capped: a machine that checks in has booted.
  */
-export function admitMachine(store: Store, policy: UnknownNodePolicy, channel: AdmissionChannel, who: MachineIdentity): Admission {
+export interface AdmissionLimits {
+  maxUnbootedDiscovered: number;
+}
+
+/** How long a count of unbooted nodes is reused before the registry is asked again. */
+const COUNT_REUSE_MS = 1000;
+
+/**
+ * The count per store, raised by every registration made here and recounted at most once a
+ * COUNT_REUSE_MS, so a flood of new MACs past the cap costs no query per packet. A node that
+ * boots in between still counts until the recount: the cap errs towards refusing, never past it.
+ */
+const unbootedCounts = new WeakMap<Store, { n: number; at: number }>();
+
+function unbootedCount(store: Store): { n: number; at: number } {
+  const now = performance.now();
+  let c = unbootedCounts.get(store);
+  if (!c || now - c.at >= COUNT_REUSE_MS) unbootedCounts.set(store, (c = { n: store.nodes.countUnbootedDiscovered(), at: now }));
+  return c;
+}
+
+/**
+ * The node a machine is, registering it when the policy says so (and, with `limits`, while
+ * fewer than the cap are discovered-but-never-booted). A known machine also learns what it
+ * reported (UUID spelling, arch, serial, a new NIC for a known UUID).
+ */
+export function admitMachine(store: Store, policy: UnknownNodePolicy, channel: AdmissionChannel, who: MachineIdentity, limits?: AdmissionLimits): Admission {
   const known = store.nodes.nicByMac(who.mac) !== null || (policy !== 'allow-list' && who.uuid != null && store.nodes.findByUuid(who.uuid) !== undefined);
+  let count: { n: number; at: number } | null = null;
   if (!known) {
     const a = unknownMachineAnswer(policy, channel);
     if (a.answer !== 'register') return { admitted: false, answer: a.answer, reason: a.reason };
+    if (limits && channel !== 'checkin') {
+      count = unbootedCount(store);
+      if (count.n >= limits.maxUnbootedDiscovered) {
+        return {
+          admitted: false,
+          answer: 'refuse',
+          reason: `not in the registry and ${count.n} discovered nodes have never booted (dhcp.maxUnbootedDiscovered is ${limits.maxUnbootedDiscovered})`,
+          capped: true,
+        };
+      }
+    }
   }
   const { node, created } = store.nodes.discover(who);
+  if (created && count) count.n++;
   return { admitted: true, node, created };
 }

@@ -168,6 +168,16 @@ function uuidSpellingsOf(text: string): UuidSpellings {
   return out;
 }
 
+/**
+ * A node that DHCP (or a boot-script fetch) registered and that has shown nothing else yet:
+ * still `discovered`, never checked in (last_seen is set by the first check-in,
+ * nodeconfig/lifecycle.ts), and nothing an operator declares about a machine they mean to
+ * keep (hostname, boot platform, power, traits, a static NIC address). docs/hardening.md
+ * "DHCP exhaustion": these are capped, and their leases are the first taken back.
+ */
+const UNBOOTED_DISCOVERED = `n.state = 'discovered' AND n.last_seen IS NULL AND n.hostname IS NULL AND n.boot_platform IS NULL
+  AND n.power IS NULL AND n.traits = '{}' AND NOT EXISTS (SELECT 1 FROM nics c WHERE c.node_id = n.id AND c.ip IS NOT NULL)`;
+
 export class NodeRepo {
   // The DHCP server asks "whose MAC is this?" and "whose static address is this?" on every
   // packet; a query each time was a quarter of its CPU. Answers are kept here and dropped
@@ -192,6 +202,8 @@ export class NodeRepo {
   private readonly deleteNode;
   private readonly markRemoved;
   private readonly idByAddress;
+  private readonly unbootedById;
+  private readonly unbootedCount;
 
   constructor(
     private readonly db: Db,
@@ -221,6 +233,8 @@ export class NodeRepo {
          network = excluded.network, vlan = excluded.vlan, mtu = excluded.mtu, is_admin = excluded.is_admin`,
     );
     this.deleteNicsOf = db.prepare<[number]>('DELETE FROM nics WHERE node_id = ?');
+    this.unbootedById = db.prepare<[number], number>(`SELECT 1 FROM nodes n WHERE n.id = ? AND ${UNBOOTED_DISCOVERED}`).pluck();
+    this.unbootedCount = db.prepare<[], number>(`SELECT count(*) FROM nodes n WHERE ${UNBOOTED_DISCOVERED}`).pluck();
     // A static NIC address wins; else the NIC holding a bound, unexpired lease on it.
     this.idByAddress = db.prepare<[string, string, number], { node_id: number; mac: string }>(
       `SELECT node_id, mac FROM nics WHERE ip = ?
@@ -461,6 +475,16 @@ export class NodeRepo {
     this.deleteNicsOf.run(id);
     this.deleteNode.run(id);
     this.markRemoved.run(id);
+  }
+
+  /** Whether the node is discovered-but-never-booted (UNBOOTED_DISCOVERED above). */
+  isUnbootedDiscovered(id: number): boolean {
+    return this.unbootedById.get(id) !== undefined;
+  }
+
+  /** How many nodes are discovered-but-never-booted (UNBOOTED_DISCOVERED above). */
+  countUnbootedDiscovered(): number {
+    return this.unbootedCount.get() ?? 0;
   }
 
   countByState(): Record<NodeState, number> {
