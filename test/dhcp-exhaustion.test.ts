@@ -157,7 +157,7 @@ test('a flood of random MACs neither takes registered nodes’ leases nor exhaus
     assert.equal(offer.yiaddr, ip, `${mac} is offered its own address`);
   }
 
-  // A machine past the cap is served once an operator registers its MAC: a flood lease goes.
+  // A machine already in the registry, with a hostname, arriving past the cap: a flood lease goes.
   const declared = '52:54:00:60:00:20';
   const before = h.dhcp.stats.reclaimed;
   store.nodes.create({ nics: [{ mac: parseMac(declared)!, isAdmin: true }], hostname: 'rack1-u20' });
