@@ -74,6 +74,7 @@ export class HeadNode {
     const ports = storeRolloutPorts(this.store, {
       moduleSecrets: (node) => ({ rootPassword: rootPassword(keys, node), ntpHost: defaultNtpHost(config) }),
       ...(options.powerDriverFor ? { driverFor: options.powerDriverFor } : {}),
+      log: options.log,
     });
     this.rollouts = new RolloutService(this.store, options.log, { ports, ...(options.rolloutPollMs !== undefined ? { pollMs: options.rolloutPollMs } : {}) });
     this.http = new HttpServer({

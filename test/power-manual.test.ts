@@ -2,6 +2,7 @@
 // (a real check-in over HTTP to a head node on the same data dir), its timeout, the HTTP API's
 // 202, and a rollout's reboot that records the instructions and does not wait.
 import assert from 'node:assert/strict';
+import { createLogger } from '../src/log.ts';
 import { test } from 'node:test';
 import { execa } from 'execa';
 import { parseMac } from '../src/mac.ts';
@@ -126,7 +127,9 @@ test('POST /nodes/:id/power on a manual node answers 202 with the instructions a
 
 test("a rollout's reboot of a manual node records the instructions on the timeline and returns without waiting", async (t) => {
   const { h, node } = await manualNode(t, ['power.instructions=rack 3, top switch']);
-  const ports = storeRolloutPorts(h.head.store, { moduleSecrets: () => ({ rootPassword: null, ntpHost: null }) });
+  const lines: string[] = [];
+  const log = createLogger('info', { write: (line: string) => void lines.push(line) });
+  const ports = storeRolloutPorts(h.head.store, { moduleSecrets: () => ({ rootPassword: null, ntpHost: null }), log });
   const driver = ports.powerDriver(node.id, { rolloutId: 9, purpose: 'rollout' });
   const started = Date.now();
   await driver.powerCycle();
@@ -135,4 +138,9 @@ test("a rollout's reboot of a manual node records the instructions on the timeli
   assert.equal(power.length, 1);
   assert.deepEqual({ ...power[0]!.detail, instructions: undefined }, { action: 'cycle', driver: 'manual', state: 'unknown', rollout: 9, purpose: 'rollout', instructions: undefined });
   assert.match(String(power[0]!.detail.instructions), /node \d+ \(cn12\).*\n.*rack b12, admin MAC 52:54:00:4d:00:01\n  instructions: rack 3, top switch/);
+  // The head node's log tells the operator too, on a line carrying the node and its MAC.
+  const warned = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'power_manual');
+  assert.equal(warned.length, 1, lines.join(''));
+  assert.equal(warned[0]!.node, node.id);
+  assert.equal(warned[0]!.mac, '52:54:00:4d:00:01');
 });

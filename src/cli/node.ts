@@ -196,11 +196,13 @@ export function registerNode(program: Command): void {
 
   node
     .command('set')
-    .description('change fields of a node: hostname, state, traits.<name>, bootarg.<key> (empty value removes a trait / boot arg)')
+    .description('change fields of a node: hostname, state, traits.<name>, bootarg.<key>, power.<field> (power.kind=ipmi|redfish|ssh|manual|qemu; empty value removes a trait / boot arg / power setting)')
     .argument('<node>', 'node id, UUID, MAC or hostname')
     .argument('<key=value...>', 'assignments')
     .option('--json', 'print JSON')
-    .addHelpText('after', '\nExamples:\n  fleetboot node set cn7 traits.rack=b12 traits.role=compute\n  fleetboot node set cn7 state=failed\n  fleetboot node set cn7 bootarg.ipmi_console=ttyb bootarg.old=')
+    .addHelpText('after', '\nExamples:\n  fleetboot node set cn7 traits.rack=b12 traits.role=compute\n  fleetboot node set cn7 state=failed\n  fleetboot node set cn7 bootarg.ipmi_console=ttyb bootarg.old=\n' +
+        '  fleetboot node set cn7 power.kind=ipmi power.host=10.0.5.17 power.user=admin power.passwordFile=/etc/fleetboot/bmc-cn7.pw\n' +
+        '  fleetboot node set cn7 power.kind=redfish power.url=https://10.0.5.17 power.user=admin power.passwordFile=/etc/fleetboot/bmc-cn7.pw power.caFile=/etc/fleetboot/bmc-cn7.pem')
     .action(async (ref: string, assignments: string[], o: { json?: boolean }, cmd: Command) => {
       await withStore(cmd, (store) => {
         const updated = asUsage(() => setNodeFields(store, nodeOrFail(store, ref), assignments));

@@ -19,7 +19,7 @@ import { checkinSchema } from '../nodeconfig/sysinfo.ts';
 import { parseZpoolLayout, parseZpoolSpec } from '../nodeconfig/zpool.ts';
 import { powerActions, powerNode, type PowerAction } from '../rollout/node-power.ts';
 import { PowerError } from '../rollout/power.ts';
-import { powerDriverFor } from '../rollout/power-drivers.ts';
+import { powerDriverFor, powerLogging } from '../rollout/power-drivers.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
 import { nodeView } from './admin-api.ts';
@@ -178,7 +178,7 @@ export function nodeAdminRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(d
     try {
       // A manual node: the instructions are logged (warn) and returned with 202 at once; an
       // HTTP request cannot wait the half hour an operator may take (RFC 9110 §15.3.3 202 Accepted).
-      const result = await powerNode(store, node, action as PowerAction, (spec) => powerDriverFor(spec, { manual: { log } }));
+      const result = await powerNode(store, node, action as PowerAction, (spec) => powerDriverFor(spec, powerLogging(log.child({ node: node.id, ...(node.nics[0] ? { mac: node.nics[0].mac } : {}) }))));
       log.info({ event: 'power', node: node.id, mac: node.nics[0]?.mac, ...result }, 'node powered');
       res.status(result.instructions !== undefined ? 202 : 200).json({ node: node.id, ...result });
     } catch (err) {

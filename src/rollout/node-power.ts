@@ -34,7 +34,7 @@ export async function powerNode(
   context: Record<string, string | number> = {},
 ): Promise<PowerResult> {
   if (node.power === null) {
-    throw new PowerError(`node ${node.id} has no power settings: set them with "fleetboot node set ${node.id} power.kind=ipmi power.host=BMC power.user=USER power.passwordFile=FILE" (or power.kind=qemu power.qmpSocket=PATH for a lab VM)`);
+    throw new PowerError(`node ${node.id} has no power settings: set them with "fleetboot node set ${node.id} power.kind=ipmi power.host=BMC power.user=USER power.passwordFile=FILE" (or power.kind=redfish, ssh or manual: see "fleetboot node set --help"; power.kind=qemu power.qmpSocket=PATH for a lab VM)`);
   }
   let driver: PowerDriver;
   try {

@@ -7,7 +7,8 @@ import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
 import { powerNode, type DriverFactory } from './node-power.ts';
 import type { EffectContext, NodeObservation, RolloutPorts } from './orchestrator.ts';
-import { powerDriverFor } from './power-drivers.ts';
+import type { Logger } from '../log.ts';
+import { powerDriverFor, powerLogging } from './power-drivers.ts';
 import { PowerError, type PowerDriver } from './power.ts';
 
 export interface StorePortsOptions {
@@ -15,6 +16,8 @@ export interface StorePortsOptions {
   moduleSecrets: (node: NodeRecord) => { rootPassword: string | null; ntpHost: string | null };
   /** Builds a node's driver from its stored power spec; tests inject fakes here. */
   driverFor?: DriverFactory;
+  /** Where the drivers log (a child per node); without it they log nothing. */
+  log?: Logger;
 }
 
 /** A node as the orchestrator judges it: NodeRecord fields plus the module check. */
@@ -29,7 +32,11 @@ export function observeNode(node: NodeRecord, options: StorePortsOptions): NodeO
 }
 
 export function storeRolloutPorts(store: Store, options: StorePortsOptions): RolloutPorts {
-  const driverFor = options.driverFor ?? powerDriverFor;
+  const driverOf = (node: NodeRecord, spec: unknown): PowerDriver => {
+    if (options.driverFor) return options.driverFor(spec);
+    const mac = node.nics.find((n) => n.isAdmin)?.mac ?? node.nics[0]?.mac;
+    return powerDriverFor(spec, options.log ? powerLogging(options.log.child({ node: node.id, ...(mac ? { mac } : {}) })) : {});
+  };
   const nodeOrThrow = (nodeId: number): NodeRecord => {
     const node = store.nodes.get(nodeId);
     if (!node) throw new Error(`node ${nodeId} is no longer in the registry`);
@@ -49,7 +56,7 @@ export function storeRolloutPorts(store: Store, options: StorePortsOptions): Rol
       const node = nodeOrThrow(nodeId);
       if (node.power === null) throw new PowerError(`node ${node.id} has no power settings (fleetboot node set ${node.id} power.kind=...)`);
       // Thrown here, before any reboot, so the orchestrator knows the node was not touched.
-      const driver = driverFor(node.power);
+      const driver = driverOf(node, node.power);
       const detail = { rollout: context.rolloutId, purpose: context.purpose };
       return {
         kind: driver.kind,

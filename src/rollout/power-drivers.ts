@@ -1,6 +1,7 @@
 // A node's power driver from its stored or configured spec (zod-parsed at this edge): `qemu`
 // (a lab VM's QMP socket), `ipmi` (a BMC through ipmitool), `redfish`, `ssh` (the node's own
 // reboot command over ssh) and `manual` (an operator at the machine).
+import type { Logger } from '../log.ts';
 import { PowerError, powerSpecSchema, type PowerDriver } from './power.ts';
 import { IpmiPowerDriver, type IpmiPowerOptions } from './power-ipmi.ts';
 import { QemuPowerDriver, type QemuPowerOptions } from './power-qemu.ts';
@@ -16,6 +17,11 @@ export type PowerDriverExtra = Pick<QemuPowerOptions, 'relaunch' | 'timeoutMs'> 
   /** The node to name, and for a caller that waits (the CLI) where to tell and how to wait. */
   manual?: Pick<ManualPowerOptions, 'node' | 'tell' | 'waitForCheckin' | 'log'>;
 };
+
+/** The logger every driver that logs gets: one child per node, so its lines carry `node` and `mac`. */
+export function powerLogging(log: Logger): Pick<PowerDriverExtra, 'redfish' | 'ssh' | 'manual'> {
+  return { redfish: { log }, ssh: { log }, manual: { log } };
+}
 
 export function powerDriverFor(spec: unknown, extra: PowerDriverExtra = {}): PowerDriver {
   const parsed = powerSpecSchema.safeParse(spec);
