@@ -327,16 +327,7 @@ export class TftpServer {
         this.stats.served++;
         this.stats.bytesServed += t.size;
         this.options.log.info({ event: 'tftp_get', ...base }, 'tftp sent file');
-        try {
-          this.options.store?.events.record({
-            event: 'tftp_get',
-            nodeId: who?.node?.id ?? null,
-            mac: who?.mac ?? null,
-            detail: { file: base.file, size: t.size, client: base.client, ms, blksize: base.blksize, windowsize: base.windowsize, retransmits: t.retransmits },
-          });
-        } catch (err) {
-          this.options.log.warn({ err, event: 'tftp_error' }, 'could not record tftp_get boot event');
-        }
+        this.recordGet(t, who, ms, true);
         break;
       }
       case 'aborted':
@@ -351,6 +342,10 @@ export class TftpServer {
           { event: 'tftp_timeout', block: outcome.block, cause: outcome.cause, ...base },
           outcome.cause === 'lifetime' ? 'tftp transfer outlived its time limit' : 'tftp transfer timed out',
         );
+        // Only the ACK of the last block missing: RFC 1350 §6 lets the client end its side once
+        // it has sent that ACK, so on a lossy link it may have the whole file (and OVMF boots
+        // it). The timeline keeps the transfer, marked as unconfirmed.
+        if (outcome.cause === 'retries' && outcome.block === Math.floor(t.size / t.params.blksize) + 1) this.recordGet(t, who, ms, false);
         break;
       case 'failed':
         this.stats.failed++;
@@ -368,6 +363,29 @@ export class TftpServer {
       return hit ? { node: hit.node, mac: hit.mac } : { node: null, mac: null };
     } catch {
       return { node: null, mac: null };
+    }
+  }
+
+  /** The `tftp_get` boot event; `finalAck` false: every block was sent, the last one never acknowledged. */
+  private recordGet(t: TftpTransfer, who: (Requester & { file: string }) | undefined, ms: number, finalAck: boolean): void {
+    try {
+      this.options.store?.events.record({
+        event: 'tftp_get',
+        nodeId: who?.node?.id ?? null,
+        mac: who?.mac ?? null,
+        detail: {
+          file: who?.file,
+          size: t.size,
+          client: t.client.address,
+          ms,
+          blksize: t.params.blksize,
+          windowsize: t.params.windowsize,
+          retransmits: t.retransmits,
+          ...(finalAck ? {} : { finalAck: false }),
+        },
+      });
+    } catch (err) {
+      this.options.log.warn({ err, event: 'tftp_error' }, 'could not record tftp_get boot event');
     }
   }
 
