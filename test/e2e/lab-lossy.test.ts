@@ -20,9 +20,9 @@ import type { Mac } from '../../src/mac.ts';
 import type { BootEvent } from '../../src/store/events.ts';
 import type { NodeRecord } from '../../src/store/nodes.ts';
 import { Store } from '../../src/store/store.ts';
-import { testNamespace } from '../fixtures.ts';
 import { labBootNeeds, requires } from '../requires.ts';
-import { buildPlatform, labDiagnosis, removeLab, waitFor } from './lab-fixtures.ts';
+import { buildPlatform, labCli, labDiagnosis, removeLab, waitFor } from './lab-fixtures.ts';
+import { cliPath, testNamespace } from '../fixtures.ts';
 
 const skip = requires({
   ...labBootNeeds,
@@ -99,6 +99,21 @@ describe('e2e: lab boot over a lossy link (10% packet loss)', { skip, timeout: 2
     }
     const host = await execa('nft', ['list', 'tables'], { reject: false });
     assert.ok(!host.stdout.includes(lossTable), 'the host outside the lab namespace has no loss table');
+    const status = await labCli(() => lab, () => dir)(['lab', 'status', '--dir', dir, '--json']);
+    assert.equal(status.exitCode, 0, status.stderr);
+    const shown = JSON.parse(status.stdout) as { loss: { percent: number; dropped: { byHook: Record<string, number> } } | null };
+    assert.equal(shown.loss?.percent, lossPercent, `lab status --json shows the loss: ${status.stdout}`);
+    assert.deepEqual(Object.keys(shown.loss.dropped.byHook).sort(), ['forward', 'input', 'output']);
+  });
+
+  it('lab up --loss outside 1-99 is refused before anything is made, naming the flag', async () => {
+    for (const bad of ['0', '100', '5.5', 'ten']) {
+      const other = join(dir, `refused-${bad}`);
+      const r = await execa(process.execPath, [cliPath, 'lab', 'up', '--loss', bad, '--dir', other, '--namespace', testNamespace('lossno')], { reject: false });
+      assert.equal(r.exitCode, 2, `--loss ${bad}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`--loss ${bad.replace('.', '\\.')}: expected a whole number from 1 to 99`));
+      assert.ok(!(await execa('ip', ['netns', 'list'])).stdout.includes(testNamespace('lossno')), 'no namespace was made');
+    }
   });
 
   it('both VMs, SeaBIOS and OVMF chainloading iPXE over TFTP, reach check-in; the counters show UDP and TCP drops', async (t) => {
