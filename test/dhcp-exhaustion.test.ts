@@ -5,14 +5,22 @@
 // registers at most dhcp.maxUnbootedDiscovered nodes, and the counters show the refusals.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { execa } from 'execa';
 import type { ConfigInput } from '../src/config/schema.ts';
 import type { DhcpPacket } from '../src/dhcp/packet.ts';
 import { parseMac } from '../src/mac.ts';
 import { importLinuxPlatform, readLinuxManifest } from '../src/platforms/import.ts';
 import { clientPacket, RelayAgent, type PacketSpec } from './dhcp-fixtures.ts';
+import { bridgedLan, serveIn } from './bridged-namespaces.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
 import { writeLinuxPlatform } from './platform-fixtures.ts';
+import { requires } from './requires.ts';
+import { Store } from '../src/store/store.ts';
+import type { DhcpStats } from '../src/dhcp/server.ts';
 
 const D = { discover: 1, request: 3 } as const;
 const SERVER = '10.60.0.1';
@@ -187,3 +195,68 @@ test('a booted node’s lease is never taken for a new MAC: with only booted nod
   assert.ok(h.dhcp.stats.poolExhausted >= 1);
   for (const [mac, ip] of held) assert.equal(h.dhcp.lease(ip)?.mac, mac);
 });
+
+test(
+  'perfdhcp with 100,000 clients in a network namespace: booted nodes keep their leases, the registry stops at the cap, refusals are counted',
+  { timeout: 180_000, skip: requires({ root: 'a network namespace', commands: ['ip', 'perfdhcp', 'curl'] }) },
+  async (t) => {
+    const dir = tempDir(t);
+    const dataDir = join(dir, 'var');
+    mkdirSync(dataDir, { recursive: true });
+    const cap = 500;
+    // Three nodes that have booted (checked in), each holding a bound lease in the pool.
+    const fleet = ['52:54:00:62:00:01', '52:54:00:62:00:02', '52:54:00:62:00:03'];
+    const store = Store.open(Store.fileIn(dataDir));
+    const now = Date.now();
+    fleet.forEach((mac) => {
+      const n = store.nodes.create({ nics: [{ mac: parseMac(mac)!, isAdmin: true }], state: 'running' });
+      store.nodes.update(n.id, { lastSeen: now, lastBoot: now });
+    });
+    store.leases.saveAll(
+      fleet.map((mac, i) => ({ ip: `10.82.0.${100 + i}`, network: 'rack', mac: parseMac(mac)!, clientId: null, hostname: null, state: 'bound' as const, expiresAt: now + 3_600_000, relayInfo: null, updatedAt: now })),
+    );
+    store.close();
+
+    // perfdhcp always acts as a relay (giaddr = -l), so server and load both sit on the
+    // namespace's loopback: 127.0.0.2 relays to fleetboot on 127.0.0.3:67.
+    const lan = await bridgedLan(t, 'exh', '10.82.0.1/24', []);
+    // perfdhcp looks for -l among the interfaces' addresses.
+    for (const a of ['127.0.0.2/8', '127.0.0.3/8']) await execa('ip', ['-n', lan.server, 'addr', 'add', a, 'dev', 'lo']);
+    const serve = await serveIn(
+      lan,
+      dir,
+      {
+        dataDir,
+        apiTokenFile: join(dataDir, 'api-token'),
+        unknownNodePolicy: 'discover',
+        dhcp: { mode: 'full', listen: '127.0.0.3', port: 67, relayReplyPort: 67, maxUnbootedDiscovered: cap },
+        networks: [{ name: 'rack', subnet: '10.82.0.0/24', serverAddress: '10.82.0.1', range: { start: '10.82.0.100', end: '10.82.0.119' }, relayAddresses: ['127.0.0.2'], leaseSeconds: 3600 }],
+      },
+      /"event":"dhcp_started"/,
+    );
+    // -R 100000 distinct MACs, 2,000 exchanges a second for 8 s; -W: wait 200 ms for late answers.
+    const perf = await execa('ip', ['netns', 'exec', lan.server, 'perfdhcp', '-4', '-l', '127.0.0.2', '-r', '2000', '-R', '100000', '-p', '8', '-W', '200000', '127.0.0.3'], {
+      reject: false,
+      timeout: 60_000,
+    });
+    const sent = Number(/sent packets: (\d+)/.exec(perf.stdout)?.[1] ?? 0);
+    assert.ok(sent > 2 * cap, `perfdhcp sent ${sent} DISCOVERs\n${perf.stdout}\n${perf.stderr}`);
+    const counters = await serve.counters<{ dhcp: DhcpStats }>();
+    assert.ok(counters.dhcp.unknownCapped > 0, JSON.stringify(counters.dhcp));
+    assert.ok(counters.dhcp.reclaimed > 0, JSON.stringify(counters.dhcp));
+
+    const db = new Database(Store.fileIn(dataDir), { readonly: true, fileMustExist: true });
+    t.after(() => db.close());
+    const nodes = db.prepare<[], number>('SELECT count(*) FROM nodes').pluck().get()!;
+    assert.ok(nodes <= cap + fleet.length, `${nodes} nodes registered, cap ${cap}`);
+    assert.ok(nodes > fleet.length, 'the flood registered some nodes');
+    const leases = db.prepare<[], { ip: string; mac: string; state: string }>('SELECT ip, mac, state FROM leases ORDER BY ip').all();
+    fleet.forEach((mac, i) => {
+      const l = leases.find((r) => r.ip === `10.82.0.${100 + i}`);
+      assert.deepEqual(l && { mac: l.mac, state: l.state }, { mac, state: 'bound' }, `lease of ${mac}`);
+    });
+    // The log says so once, not per packet.
+    const lines = serve.log().split('\n').filter((l) => l.includes('"event":"dhcp_unknown_capped"'));
+    assert.equal(lines.length, 1, lines.join('\n'));
+  },
+);
