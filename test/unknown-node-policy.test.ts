@@ -14,12 +14,12 @@ import { writeLinuxPlatform } from './platform-fixtures.ts';
 const D = { discover: 1, request: 3 } as const;
 type Policy = 'discover' | 'ignore' | 'allow-list';
 
-async function headNode(t: Parameters<typeof tempDir>[0], policy: Policy, mode: 'full' | 'proxy') {
+async function headNode(t: Parameters<typeof tempDir>[0], policy: Policy, mode: 'full' | 'proxy', maxUnbootedDiscovered?: number) {
   const agent = await RelayAgent.open(t);
   const dir = tempDir(t);
   const cfg: ConfigInput = {
     unknownNodePolicy: policy,
-    dhcp: { mode, listen: '127.0.0.1', port: 0, proxyPort: 0, relayReplyPort: agent.port },
+    dhcp: { mode, listen: '127.0.0.1', port: 0, proxyPort: 0, relayReplyPort: agent.port, ...(maxUnbootedDiscovered !== undefined ? { maxUnbootedDiscovered } : {}) },
     networks: [{ name: 'rack', subnet: '10.40.0.0/24', serverAddress: '10.40.0.1', range: { start: '10.40.0.100', end: '10.40.0.120' }, relayAddresses: ['127.0.0.1'] }],
   };
   const h = await startHeadNode(t, dir, cfg);
@@ -122,4 +122,15 @@ test('a known machine booting from a new port is not unknown: under ignore its U
   await h.answer(h.packet({ type: D.discover, mac: '52:54:00:40:05:02', uuid: '5c3e4a6b3f0d0e4f9d7a2f6c1b2a3c4d' }));
   assert.equal(h.head.store.nodes.findByMac(parseMac('52:54:00:40:05:02')!)?.id, node.id);
   assert.equal(h.head.store.nodes.list().length, 2); // the node and the probe
+});
+
+test('discover: the boot-script route registers unknown machines only up to dhcp.maxUnbootedDiscovered, as DHCP does', async (t) => {
+  // The probe node the fixture makes counts too: it is discovered and has never booted.
+  const h = await headNode(t, 'discover', 'full', 3);
+  assert.match(await h.script('52:54:00:40:05:01'), /^kernel .*fleetboot_mode=discovery/m);
+  assert.match(await h.script('52:54:00:40:05:02'), /^kernel .*fleetboot_mode=discovery/m);
+  const refused = await h.script('52:54:00:40:05:03');
+  assert.doesNotMatch(refused, /^kernel /m);
+  assert.ok(!h.registered('52:54:00:40:05:03'), 'past the cap a script request registers nothing');
+  assert.ok(h.registered('52:54:00:40:05:01') && h.registered('52:54:00:40:05:02'));
 });

@@ -64,7 +64,7 @@ export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
       uuidFrom: 'ipxe',
       arch: q.arch,
       serial: q.serial,
-    });
+    }, { maxUnbootedDiscovered: deps.config.dhcp.maxUnbootedDiscovered });
     const node: NodeRecord | null = admission.admitted ? admission.node : null;
     const created = admission.admitted && admission.created;
     let contribution: NodeBootContribution | null = null;
