@@ -42,8 +42,9 @@ if [ $# -gt 0 ]; then
   run_tests selected "$@"
 else
   run_tests unit --test-concurrency=2 test/*.test.ts
-  # Alone: two QEMU VMs under TCG want both cores.
-  run_tests e2e test/e2e/*.test.ts
+  # After the unit tests, two files at a time: each lab has its own namespace and its own
+  # platform folders (test/e2e/lab-fixtures.ts buildPlatform), and most of a TCG boot is waiting.
+  run_tests e2e --test-concurrency=2 test/e2e/*.test.ts
 fi
 
 run_id=$FLEETBOOT_TEST_RUN

@@ -1,7 +1,8 @@
 // What the QEMU lab's end-to-end tests share: building test platforms, waiting on the registry
 // with the VMs' consoles in the failure message, and a CLI bound to the lab's config.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { findVm, labDown } from '../../src/lab/lab.ts';
@@ -11,9 +12,18 @@ import { cliPath, repoRoot } from '../fixtures.ts';
 
 export const buildDir = join(repoRoot, 'lab-build');
 
-/** Builds a lab test platform (lab/build-test-platform.sh) and returns its folder. */
+/**
+ * Where this test process's platforms are built: its own folder, so e2e files running at the
+ * same time never replace a platform folder another is importing (the build renames its output
+ * over the old one). The kernel download stays shared in lab-build/cache.
+ */
+let ownPlatforms: string | undefined;
+
+/** Builds a lab test platform (lab/build-test-platform.sh) into this process's folder and returns it. */
 export async function buildPlatform(version: string, extra: string[] = []): Promise<string> {
-  const r = await execa(join(repoRoot, 'lab', 'build-test-platform.sh'), ['--version', version, '--build-dir', buildDir, ...extra], { reject: false });
+  const dir = (ownPlatforms ??= mkdtempSync(join(tmpdir(), 'fleetboot-e2e-platforms-')));
+  const out = join(dir, version);
+  const r = await execa(join(repoRoot, 'lab', 'build-test-platform.sh'), ['--version', version, '--build-dir', buildDir, '--out', out, ...extra], { reject: false });
   assert.equal(r.exitCode, 0, `build-test-platform.sh --version ${version} failed:\n${r.stderr}`);
   return r.stdout.trim().split('\n').at(-1)!;
 }
