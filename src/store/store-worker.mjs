@@ -130,7 +130,12 @@ async function pruneEvents() {
     perNode.set(nodeId, countOfNode.get(nodeId));
     uncounted.delete(nodeId);
   }
-  for (const [nodeId, estimate] of perNode) {
+  // A wake prunes at most PRUNE_CHUNKS_PER_WAKE nodes' worth. A node it pruned goes to the
+  // back of the order, so the next wake starts with those it did not reach: were the order
+  // fixed, a fleet whose every node crosses the cap between index batches would keep the same
+  // first nodes pruned and let the rest grow without end (bench/store-growth). The loop walks
+  // a copy, as re-inserting into a Map puts the entry back into a walk of the Map itself.
+  for (const [nodeId, estimate] of [...perNode]) {
     if (stopping || chunks >= PRUNE_CHUNKS_PER_WAKE) break;
     if (estimate <= bootEventsPerNode) continue;
     let count = countOfNode.get(nodeId);
@@ -140,8 +145,8 @@ async function pruneEvents() {
       await flush(ids.map((id) => [id, nodeId]));
       count -= ids.length;
     }
-    if (count === 0) perNode.delete(nodeId);
-    else perNode.set(nodeId, count);
+    perNode.delete(nodeId);
+    if (count > 0) perNode.set(nodeId, count);
   }
   if (pruned > 0) parentPort.postMessage({ pruned, pruneChunks: chunks });
 }
