@@ -50,7 +50,7 @@ function settingsOf(argv: string[]): Settings {
       // cap below is crossed about 25 minutes in and the last 20 minutes run past it.
       'lease-seconds': { type: 'string', default: '60' },
       'events-per-node': { type: 'string', default: '100' },
-      'max-growth-pct': { type: 'string', default: '5' },
+      'max-growth-pct': { type: 'string', default: '10' },
       'in-flight': { type: 'string', default: '256' },
       // Simulated seconds per wall second at most. The store worker keeps wall-clock time (it
       // wakes every second, indexes the journal's tail every 5 s, and prunes at most 100
