@@ -79,7 +79,8 @@ interface Scenario {
    */
   skipsStartup: boolean;
   /** Runs the workload once; kills it after `killAfterMs` (null: lets it finish). */
-  run(dir: string, killAfterMs: number | null): Promise<{ killed: boolean; elapsedMs: number; outcome: RunOutcome }>;
+  /** `workStartMs`: when the run's work began (ms after the process started), where it is seen. */
+  run(dir: string, killAfterMs: number | null): Promise<{ killed: boolean; elapsedMs: number; workStartMs?: number; outcome: RunOutcome }>;
   close(): Promise<void>;
 }
 
@@ -139,6 +140,28 @@ function incompressible(seed: string, bytes: number): Buffer {
 }
 
 /**
+ * Runs `child` (see killAfter) while watching `osDir` for the import's work folder: the time it
+ * appears is when the import's work began.
+ */
+async function killImportAfter(child: ResultPromise, ms: number | null, osDir: string): ReturnType<typeof killAfterWatched> {
+  return killAfterWatched(child, ms, () => existsSync(osDir) && readdirSync(osDir).some((f) => f.startsWith('.import-')));
+}
+
+async function killAfterWatched(child: ResultPromise, ms: number | null, started: () => boolean) {
+  const t0 = performance.now();
+  let workStartMs: number | undefined;
+  const poll = setInterval(() => {
+    if (workStartMs === undefined && started()) workStartMs = performance.now() - t0;
+  }, 5);
+  try {
+    const r = await killAfter(child, ms);
+    return { ...r, workStartMs };
+  } finally {
+    clearInterval(poll);
+  }
+}
+
+/**
  * After an import was killed: restart (the head node's start-up sweep), then every platform
  * listed has all its files with the digests its row holds, no folder is left that no row
  * names, and no work folder. Returns the phase: "no trace", "mid-work" (a folder was left
@@ -191,7 +214,7 @@ function importTarball(workDir: string): Scenario {
       const firstFolder = store.platforms.get(stamp)!.folder;
       store.close();
       const config = writeConfig(dir);
-      const r = await killAfter(execa(node, [cliPath, '--config', config, 'platform', 'import', '--force', second], { cwd: dir, reject: false }), killAfterMs);
+      const r = await killImportAfter(execa(node, [cliPath, '--config', config, 'platform', 'import', '--force', second], { cwd: dir, reject: false }), killAfterMs, platformsRoot(join(dir, 'platform-images')));
       const c = new Checks();
       if (!r.killed) c.that('command succeeded', () => assert.equal(r.exitCode, 0, r.stderr));
       const phase = checkPlatforms(c, dir, (s) => s.platforms.get(stamp)?.folder !== firstFolder);
@@ -224,7 +247,7 @@ function importFolder(workDir: string): Scenario {
     skipsStartup: true,
     async run(dir, killAfterMs) {
       const config = writeConfig(dir);
-      const r = await killAfter(execa(node, [cliPath, '--config', config, 'platform', 'import', source], { cwd: dir, reject: false }), killAfterMs);
+      const r = await killImportAfter(execa(node, [cliPath, '--config', config, 'platform', 'import', source], { cwd: dir, reject: false }), killAfterMs, platformsRoot(join(dir, 'platform-images')));
       const c = new Checks();
       if (!r.killed) c.that('command succeeded', () => assert.equal(r.exitCode, 0, r.stderr));
       const phase = checkPlatforms(c, dir, (s) => s.platforms.get(stamp) !== undefined);
@@ -508,8 +531,12 @@ async function dhcpBurst(namespace: string): Promise<Scenario> {
       const burst = execa('ip', ['netns', 'exec', namespace, node, ...tsx, client, '--server-port', '1067', '--reply-port', '1068', '--clients', String(clients)], { cwd: repoRoot, reject: false });
       const serve = execa('ip', ['netns', 'exec', namespace, node, cliPath, '--config', config, 'serve'], { cwd: dir, reject: false, timeout: 120_000 });
       let done = false;
+      const t0 = performance.now();
+      let firstAckMs: number | undefined;
       burst.stdout?.on('data', (b: Buffer) => {
-        if (b.toString().includes('DONE')) done = true;
+        const text = b.toString();
+        if (firstAckMs === undefined && text.includes('ACK ')) firstAckMs = performance.now() - t0;
+        if (text.includes('DONE')) done = true;
       });
       const ended = burst.then(() => {
         done = true;
@@ -547,7 +574,7 @@ async function dhcpBurst(namespace: string): Promise<Scenario> {
         store.close();
       }
       const phase = !r.killed ? 'finished' : acks.length === 0 ? 'before first ACK' : acks.length < clients ? 'mid-burst' : 'after burst';
-      return { killed: r.killed, elapsedMs: r.elapsedMs, outcome: { phase, failed: c.failed, records: c.records } };
+      return { killed: r.killed, elapsedMs: r.elapsedMs, workStartMs: firstAckMs, outcome: { phase, failed: c.failed, records: c.records } };
     },
     async close() {
       await execa('ip', ['netns', 'del', namespace], { reject: false });
@@ -603,7 +630,9 @@ export async function runCrashHarness(o: HarnessOptions): Promise<ScenarioReport
       rmSync(cleanDir, { recursive: true, force: true });
       record(clean.outcome, false, 0, null);
       report.workloadMs = clean.elapsedMs;
-      const from = scenario.skipsStartup ? Math.min(startupMs * 0.9, clean.elapsedMs * 0.5) : 0;
+      // Where the clean run showed when its work began (an import's work folder, the first ACK), kills start a
+      // little before that; elsewhere after the time fleetboot takes to load.
+      const from = clean.workStartMs !== undefined ? clean.workStartMs * 0.9 : scenario.skipsStartup ? Math.min(startupMs * 0.9, clean.elapsedMs * 0.5) : 0;
       report.killWindowMs = [from, clean.elapsedMs];
       for (let i = 1; i <= o.runs; i++) {
         const delay = from + random() * (clean.elapsedMs - from);
