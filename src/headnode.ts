@@ -103,6 +103,7 @@ export class HeadNode {
       maxTransfersPerAddress: config.tftp.maxTransfersPerAddress,
       maxTimeoutSeconds: config.tftp.maxTimeoutSeconds,
       maxTransferSeconds: config.tftp.maxTransferSeconds,
+      proxyMacOf: (ip) => this.dhcp?.proxyAddresses.macOf(ip),
     });
     if (config.tftp.enabled) this.services.push(this.tftp);
     this.dhcp =

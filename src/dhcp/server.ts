@@ -23,6 +23,7 @@ import type { Store } from '../store/store.ts';
 import { admitMachine, unknownMachineAnswer } from '../nodeconfig/admission.ts';
 import { archName, bootAnswerFor, classifyClient, ipxeNoPxeDhcp, pxeDiscoveryControl, type BootSettings, type ClientKind } from './boot.ts';
 import { clientKey, LeaseBook, leaseClientKey } from './lease-book.ts';
+import { ProxyAddresses } from './proxy-addresses.ts';
 import {
   BootOp,
   BROADCAST_FLAG,
@@ -44,6 +45,8 @@ export interface DhcpServerDeps {
   httpPort?: () => number;
   /** Opens a listening socket; default a DhcpSocket (native/dhcp_io.c). Tests pass their own. */
   openSocket?: (options: DhcpSocketOptions) => ReplySocket;
+  /** Where proxy mode remembers which MAC claimed which address (default: a fresh one). */
+  proxyAddresses?: ProxyAddresses;
 }
 
 /** Counters a test or `status` can read; malformed and ignored packets only move these. */
@@ -148,8 +151,12 @@ export class DhcpServer implements Service {
   private readonly quietLogs = new Map<string, { at: number; since: number }>();
   /** Per-network values computed once, not per packet. */
   private readonly maskOf = new Map<NetworkConfig, string>();
+  /** Proxy mode: address -> MAC of PXE clients, learnt from their requests (proxy-addresses.ts). */
+  readonly proxyAddresses: ProxyAddresses;
 
-  constructor(private readonly deps: DhcpServerDeps) {}
+  constructor(private readonly deps: DhcpServerDeps) {
+    this.proxyAddresses = deps.proxyAddresses ?? new ProxyAddresses();
+  }
 
   private get config(): FleetbootConfig {
     return this.deps.config;
@@ -707,6 +714,7 @@ export class DhcpServer implements Service {
 
   private handleProxy(ctx: Ctx): void {
     const type = ctx.p.options.messageType;
+    this.learnProxyAddress(ctx);
     // PXE spec §2.2.3: answer DISCOVER on 67 with a proxy OFFER, REQUEST on 4011 with an ACK.
     const want = ctx.l.port === 'dhcp' ? 'discover' : 'request';
     if (type !== want) return this.ignore(ctx.p, ctx.rinfo, `proxy: ${type} on the ${ctx.l.port} port`, ctx.mac);
@@ -725,6 +733,20 @@ export class DhcpServer implements Service {
       return;
     }
     this.send(ctx, r, false);
+  }
+
+  /**
+   * Remembers the address a PXE client says it holds: on 67, the REQUEST confirming the other
+   * server's lease names it in option 50 (RFC 2131 §4.3.2 SELECTING/INIT-REBOOT) or ciaddr
+   * (RENEWING); on 4011 the client already has it, in ciaddr (PXE spec §2.2.5). Only an
+   * address inside the network the packet arrived on is kept.
+   */
+  private learnProxyAddress(ctx: Ctx): void {
+    const { p } = ctx;
+    if (p.options.messageType !== 'request') return;
+    const ip = ctx.l.port === 'dhcp' ? (p.options.requestedAddress ?? (p.ciaddr !== ZERO ? p.ciaddr : undefined)) : p.ciaddr !== ZERO ? p.ciaddr : undefined;
+    if (ip === undefined || !ipInSubnet(ip, ctx.net.subnet)) return;
+    this.proxyAddresses.learn(ip, ctx.mac, p.options.leaseSeconds);
   }
 
   // ---- sending ---------------------------------------------------------------------------

@@ -67,6 +67,8 @@ export interface TftpServerOptions {
   native?: boolean;
   /** Native path: µs to poll for an ACK before sleeping for it (config.tftp.busyPollMicros). */
   busyPollMicros?: number;
+  /** The MAC a ProxyDHCP client claimed `ip` with (dhcp/proxy-addresses.ts), for addresses no node holds. */
+  proxyMacOf?: (ip: string) => Mac | undefined;
 }
 
 /** Counters for `status` and tests; refusals by reason. */
@@ -359,8 +361,12 @@ export class TftpServer {
 
   private requester(address: string): Requester {
     try {
-      const hit = this.options.store?.nodes.findByAddress(address);
-      return hit ? { node: hit.node, mac: hit.mac } : { node: null, mac: null };
+      const store = this.options.store;
+      // A static address or a lease of fleetboot's own comes first; else what a proxy client claimed.
+      const hit = store?.nodes.findByAddress(address);
+      if (hit) return { node: hit.node, mac: hit.mac };
+      const mac = this.options.proxyMacOf?.(address);
+      return mac ? { node: store?.nodes.findByMac(mac) ?? null, mac } : { node: null, mac: null };
     } catch {
       return { node: null, mac: null };
     }
