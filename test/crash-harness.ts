@@ -50,8 +50,14 @@ export interface ScenarioReport {
   records: number;
   /** The length of a run left alone. */
   workloadMs: number;
-  /** The kill delays were drawn uniformly from this range (ms after the process started). */
+  /**
+   * The kill delays were drawn uniformly from this range: ms after the run's work began where
+   * the scenario sees that moment (`fromWorkStart`), else ms after the process started.
+   */
   killWindowMs: [number, number];
+  fromWorkStart: boolean;
+  /** The phase that counts as a kill inside the work (null: the scenario has none to tell). */
+  midWork: string | null;
 }
 
 export interface HarnessOptions {
@@ -63,6 +69,12 @@ export interface HarnessOptions {
   /** Network namespace name for the DHCP scenario (created and deleted by the harness). */
   namespace: string;
   progress?: (line: string) => void;
+  /**
+   * Keep drawing kills after `runs` until one lands mid-work (the scenario's `midWork` phase),
+   * for at most this many runs in all; so a run of the harness never passes having killed
+   * nothing inside the work.
+   */
+  maxRunsForMidWork?: number;
 }
 
 /** What one run's checks found: the phase the kill landed in, and the failed checks. */
@@ -78,8 +90,19 @@ interface Scenario {
    * rollout orchestrator, a head node): kills are drawn over the rest.
    */
   skipsStartup: boolean;
-  /** Runs the workload once; kills it after `killAfterMs` (null: lets it finish). */
-  /** `workStartMs`: when the run's work began (ms after the process started), where it is seen. */
+  /**
+   * The run sees when its work begins (an import's work folder appears, the first ACK
+   * arrives, the first rollout tick is journaled, the first index batch commits): the kill's
+   * timer is armed at that moment, in each run, so start-up time and load do not move it.
+   */
+  fromWorkStart: boolean;
+  /** The phase `outcome.phase` names when the kill landed inside the work. */
+  midWork: string | null;
+  /**
+   * Runs the workload once; kills it `killAfterMs` after its work began (`fromWorkStart`) or
+   * after the process started (null: lets it finish). `workStartMs`: when the run's work
+   * began (ms after the process started), where it is seen.
+   */
   run(dir: string, killAfterMs: number | null): Promise<{ killed: boolean; elapsedMs: number; workStartMs?: number; outcome: RunOutcome }>;
   close(): Promise<void>;
 }
@@ -147,17 +170,26 @@ async function killImportAfter(child: ResultPromise, ms: number | null, osDir: s
   return killAfterWatched(child, ms, () => existsSync(osDir) && readdirSync(osDir).some((f) => f.startsWith('.import-')));
 }
 
+/**
+ * Runs `child`, polling `started` until the work has begun; then SIGKILLs it `ms` later
+ * (null: lets it finish). A child that ends before its work begins is not killed.
+ */
 async function killAfterWatched(child: ResultPromise, ms: number | null, started: () => boolean) {
   const t0 = performance.now();
   let workStartMs: number | undefined;
+  let timer: NodeJS.Timeout | undefined;
   const poll = setInterval(() => {
-    if (workStartMs === undefined && started()) workStartMs = performance.now() - t0;
-  }, 5);
+    if (workStartMs !== undefined || !started()) return;
+    workStartMs = performance.now() - t0;
+    clearInterval(poll);
+    if (ms !== null) timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  }, 2);
   try {
-    const r = await killAfter(child, ms);
+    const r = await killAfter(child, null);
     return { ...r, workStartMs };
   } finally {
     clearInterval(poll);
+    clearTimeout(timer);
   }
 }
 
@@ -207,7 +239,7 @@ function importTarball(workDir: string): Scenario {
   const second = writeSmartosTarball(join(workDir, 'v2'), { stamp, bootArchive: v2 });
   const digests = new Set([sha256Hex(v1), sha256Hex(v2)]);
   return {
-    skipsStartup: true,
+    skipsStartup: true, fromWorkStart: true, midWork: 'mid-work',
     async run(dir, killAfterMs) {
       const store = Store.open(Store.fileIn(dir));
       await importSmartosTarball(first, { store, platformImagesDir: join(dir, 'platform-images') });
@@ -244,7 +276,7 @@ function importFolder(workDir: string): Scenario {
   writeFileSync(join(source, 'initrd.img'), incompressible('initrd', 4 << 20));
   const want = new Map(['vmlinuz', 'initrd.img'].map((f) => [f, sha256Hex(readFileSync(join(source, f)))]));
   return {
-    skipsStartup: true,
+    skipsStartup: true, fromWorkStart: true, midWork: 'mid-work',
     async run(dir, killAfterMs) {
       const config = writeConfig(dir);
       const r = await killImportAfter(execa(node, [cliPath, '--config', config, 'platform', 'import', source], { cwd: dir, reject: false }), killAfterMs, platformsRoot(join(dir, 'platform-images')));
@@ -287,7 +319,7 @@ function nodeSetup(workDir: string): Scenario {
   const newFile = join(workDir, 'cn7b.json');
   writeFileSync(newFile, JSON.stringify(docs.new));
   return {
-    skipsStartup: true,
+    skipsStartup: true, fromWorkStart: false, midWork: null,
     async run(dir, killAfterMs) {
       const config = writeConfig(dir);
       writeFileSync(join(dir, 'node-key'), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
@@ -339,12 +371,13 @@ function rolloutStep(): Scenario {
   const child = join(repoRoot, 'bench', 'crash', 'rollout-child.ts');
   const paceMs = '30';
   return {
-    skipsStartup: true,
+    skipsStartup: true, fromWorkStart: true, midWork: 'mid-rollout',
     async run(dir, killAfterMs) {
-      const r = await killAfter(execa(node, [...tsx, child, '--dir', dir, '--pace-ms', paceMs], { cwd: repoRoot, reject: false }), killAfterMs);
+      const fleetFile = join(dir, 'fleet.json');
+      // The child writes fleet.json first once its first tick has journaled a change.
+      const r = await killAfterWatched(execa(node, [...tsx, child, '--dir', dir, '--pace-ms', paceMs], { cwd: repoRoot, reject: false }), killAfterMs, () => existsSync(fleetFile));
       const c = new Checks();
       if (!r.killed) c.that('orchestrator exited cleanly', () => assert.equal(r.exitCode, 0, r.stderr));
-      const fleetFile = join(dir, 'fleet.json');
       const atKill = existsSync(fleetFile) ? (JSON.parse(readFileSync(fleetFile, 'utf8')) as FleetFile) : null;
       let phase = atKill === null ? 'before rollout' : atKill.finished ? 'rollout ended' : 'mid-rollout';
       if (!r.killed) phase = 'finished';
@@ -434,35 +467,39 @@ function eventIndexing(workDir: string): Scenario {
     store.close();
   }
   return {
-    skipsStartup: true,
+    skipsStartup: true, fromWorkStart: true, midWork: 'mid-batch',
     async run(dir, killAfterMs) {
       copyFileSync(Store.fileIn(template), Store.fileIn(dir));
       const config = writeConfig(dir);
       const serve = execa(node, [cliPath, '--config', config, 'serve'], { cwd: dir, reject: false, timeout: 120_000 });
       let indexed = false;
       let exited = false;
+      // The worker's first chunk of index entries has committed once the index holds an entry
+      // (src/store/store-worker.ts writes a batch in chunks, `upto` moving at the batch's end).
+      let firstBatch = false;
       void serve.finally(() => {
         exited = true;
       });
       const watch = (async () => {
         // A clean run ends once the worker has indexed the whole journal.
-        await sleep(500);
+        await sleep(200);
         while (!indexed && !exited) {
           try {
             const s = Store.open(Store.fileIn(dir));
             try {
-              if (indexState(s).upto >= events) indexed = true;
+              if (s.db.prepare('SELECT 1 FROM boot_events_by_node LIMIT 1').pluck().get() !== undefined) firstBatch = true;
+              if ((s.db.prepare('SELECT upto FROM boot_events_indexed').pluck().get() as number) >= events) indexed = true;
             } finally {
               s.close();
             }
           } catch {
             // The file is being created or migrated: look again.
           }
-          if (!indexed) await sleep(100);
+          if (!indexed) await sleep(firstBatch ? 100 : 10);
         }
         if (indexed) serve.kill('SIGTERM');
       })();
-      const r = await killAfter(serve, killAfterMs);
+      const r = await killAfterWatched(serve, killAfterMs, () => firstBatch);
       await watch;
       const c = new Checks();
       const store = Store.open(Store.fileIn(dir));
@@ -493,7 +530,7 @@ function eventIndexing(workDir: string): Scenario {
       } finally {
         store.close();
       }
-      return { killed: r.killed, elapsedMs: r.elapsedMs, outcome: { phase, failed: c.failed, records: c.records } };
+      return { killed: r.killed, elapsedMs: r.elapsedMs, workStartMs: r.workStartMs, outcome: { phase, failed: c.failed, records: c.records } };
     },
     async close() {},
   };
@@ -512,7 +549,7 @@ async function dhcpBurst(namespace: string): Promise<Scenario> {
   // Below the head node's default cap on discovered-but-never-booted nodes (dhcp.maxUnbootedDiscovered, 1024).
   const clients = 800;
   return {
-    skipsStartup: true,
+    skipsStartup: true, fromWorkStart: true, midWork: 'mid-burst',
     async run(dir, killAfterMs) {
       const config = writeConfig(dir, {
         dhcp: { mode: 'full', listen: '127.0.0.1', port: 1067, relayReplyPort: 1068 },
@@ -545,7 +582,7 @@ async function dhcpBurst(namespace: string): Promise<Scenario> {
         while (!done) await sleep(20);
         serve.kill('SIGTERM');
       })();
-      const r = await killAfter(serve, killAfterMs);
+      const r = await killAfterWatched(serve, killAfterMs, () => firstAckMs !== undefined);
       // ACKs sent before the kill are on loopback already: give the client a moment to read them.
       await sleep(300);
       burst.kill('SIGTERM');
@@ -574,7 +611,7 @@ async function dhcpBurst(namespace: string): Promise<Scenario> {
         store.close();
       }
       const phase = !r.killed ? 'finished' : acks.length === 0 ? 'before first ACK' : acks.length < clients ? 'mid-burst' : 'after burst';
-      return { killed: r.killed, elapsedMs: r.elapsedMs, workStartMs: firstAckMs, outcome: { phase, failed: c.failed, records: c.records } };
+      return { killed: r.killed, elapsedMs: r.elapsedMs, workStartMs: r.workStartMs, outcome: { phase, failed: c.failed, records: c.records } };
     },
     async close() {
       await execa('ip', ['netns', 'del', namespace], { reject: false });
@@ -613,7 +650,7 @@ export async function runCrashHarness(o: HarnessOptions): Promise<ScenarioReport
     const base = join(o.workDir, name);
     mkdirSync(base, { recursive: true });
     const scenario = await makeScenario(name, base, o.namespace);
-    const report: ScenarioReport = { scenario: name, runs: 0, kills: 0, landed: {}, failures: {}, records: 0, workloadMs: 0, killWindowMs: [0, 0] };
+    const report: ScenarioReport = { scenario: name, runs: 0, kills: 0, landed: {}, failures: {}, records: 0, workloadMs: 0, killWindowMs: [0, 0], fromWorkStart: scenario.fromWorkStart, midWork: scenario.midWork };
     const record = (outcome: RunOutcome, killed: boolean, i: number, delay: number | null): void => {
       report.records += outcome.records;
       if (killed) report.kills++;
@@ -630,19 +667,26 @@ export async function runCrashHarness(o: HarnessOptions): Promise<ScenarioReport
       rmSync(cleanDir, { recursive: true, force: true });
       record(clean.outcome, false, 0, null);
       report.workloadMs = clean.elapsedMs;
-      // Where the clean run showed when its work began (an import's work folder, the first ACK), kills start a
-      // little before that; elsewhere after the time fleetboot takes to load.
-      const from = clean.workStartMs !== undefined ? clean.workStartMs * 0.9 : scenario.skipsStartup ? Math.min(startupMs * 0.9, clean.elapsedMs * 0.5) : 0;
-      report.killWindowMs = [from, clean.elapsedMs];
-      for (let i = 1; i <= o.runs; i++) {
-        const delay = from + random() * (clean.elapsedMs - from);
+      // Where a run sees its work begin, each run's kill is drawn from that moment over the
+      // clean run's work (from its start to its end); elsewhere after the time fleetboot takes to load.
+      let window: [number, number];
+      if (scenario.fromWorkStart) {
+        if (clean.workStartMs === undefined) throw new Error(`${name}: the run left alone never showed its work beginning`);
+        window = [0, clean.elapsedMs - clean.workStartMs];
+      } else {
+        window = [scenario.skipsStartup ? Math.min(startupMs * 0.9, clean.elapsedMs * 0.5) : 0, clean.elapsedMs];
+      }
+      report.killWindowMs = window;
+      const maxRuns = Math.max(o.runs, scenario.midWork === null ? 0 : (o.maxRunsForMidWork ?? 0));
+      for (let i = 1; i <= o.runs || (i <= maxRuns && scenario.midWork !== null && !report.landed[scenario.midWork]); i++) {
+        const delay = window[0] + random() * (window[1] - window[0]);
         const dir = join(base, `run-${i}`);
         mkdirSync(dir);
         const r = await scenario.run(dir, delay);
         record(r.outcome, r.killed, i, delay);
         report.runs++;
         if (r.outcome.failed.length === 0) rmSync(dir, { recursive: true, force: true });
-        o.progress?.(`${name} ${i}/${o.runs}: ${r.killed ? 'killed' : 'ran to its end'} after ${delay.toFixed(0)} ms (${r.outcome.phase})${r.outcome.failed.length ? ` FAILED ${r.outcome.failed.map((f) => f.check).join(', ')}` : ''}`);
+        o.progress?.(`${name} ${i}/${o.runs}: ${r.killed ? 'killed' : 'ran to its end'} after ${delay.toFixed(0)} ms${scenario.fromWorkStart ? ' of work' : ''} (${r.outcome.phase})${r.outcome.failed.length ? ` FAILED ${r.outcome.failed.map((f) => f.check).join(', ')}` : ''}`);
       }
     } finally {
       await scenario.close();
@@ -658,7 +702,7 @@ export function formatReports(reports: readonly ScenarioReport[], seed: number):
   for (const r of reports) {
     const failed = Object.entries(r.failures);
     lines.push(
-      `${r.scenario}: ${r.runs} runs, ${r.kills} killed (kills drawn over ${r.killWindowMs[0].toFixed(0)}-${r.killWindowMs[1].toFixed(0)} ms; landed: ${Object.entries(r.landed)
+      `${r.scenario}: ${r.runs} runs, ${r.kills} killed (kills drawn over ${r.killWindowMs[0].toFixed(0)}-${r.killWindowMs[1].toFixed(0)} ms ${r.fromWorkStart ? 'after the work began' : 'after start'}; landed: ${Object.entries(r.landed)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}), ${r.records} records checked, ${failed.length === 0 ? '0 failures' : `FAILURES: ${failed.map(([k, v]) => `${k} x${v.length}+: ${v[0]}`).join('; ')}`}`,
     );
