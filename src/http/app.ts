@@ -12,6 +12,7 @@ import { adminApi, type HeadNodeCounters } from './admin-api.ts';
 import { requireBearer } from './auth.ts';
 import { bootRoutes } from './boot-routes.ts';
 import { ipxeRoutes } from './ipxe-routes.ts';
+import { metricsRoutes } from './metrics.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { nodeAdminRoutes, nodeRoutes } from './node-api.ts';
 import { rateLimit } from './rate-limit.ts';
@@ -55,6 +56,7 @@ export function createApp(deps: HttpDeps): Express {
   app.use(nodeScriptRoutes({ ...deps, nodeContribution: deps.nodeContribution ?? noContribution }));
   app.use(platformFileRoutes(deps));
   app.use(ipxeRoutes(deps));
+  app.use(metricsRoutes({ store: deps.store, apiToken: deps.apiToken, networks: deps.config.networks.map((n) => n.name), ...(deps.counters ? { counters: deps.counters } : {}) }));
   // Node-facing routes (agent, config modules, check-in) before the bearer-token admin API.
   const nodeKeys = nodeKeysIn(deps.config.dataDir);
   app.use(nodeRoutes(deps, nodeKeys));

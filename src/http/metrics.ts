@@ -1,0 +1,254 @@
+// GET /metrics: the head node's counters in the Prometheus text exposition format, version
+// 0.0.4 (prometheus/docs content/docs/instrumenting/exposition_formats.md). Every value is
+// read at scrape time from what the services already keep (HeadNodeCounters, the registry):
+// nothing is counted twice and no work is added per packet. Names follow the Prometheus naming
+// guide (content/docs/practices/naming.md): a `fleetboot_` prefix, base units in the name,
+// `_total` on counters. Labels are bounded: per network, state, outcome or reason, never per MAC.
+// docs/metrics.md lists every metric and where it comes from.
+import { statSync } from 'node:fs';
+import { Router } from 'express';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { finishedStepStates, stepStates, type RolloutState } from '../rollout/journal.ts';
+import { nodeStates } from '../store/nodes.ts';
+import type { Store } from '../store/store.ts';
+import type { HeadNodeCounters } from './admin-api.ts';
+import type { DhcpStats } from '../dhcp/server.ts';
+import type { TftpStats } from '../tftp/server.ts';
+import { requireBearer } from './auth.ts';
+
+export interface MetricsDeps {
+  store: Store;
+  counters?: () => HeadNodeCounters;
+  /** The API token (or a function giving the current one): scrapers send it as a bearer token. */
+  apiToken: string | (() => string);
+  /** The configured networks' names: each gets a lease gauge, zero when it holds no lease. */
+  networks: readonly string[];
+  now?: () => number;
+}
+
+/** DHCP counters that are monotonic, by the `outcome` label they get (DhcpStats). */
+const dhcpOutcomes: readonly (readonly [Exclude<keyof DhcpStats, 'sendQueued' | 'received' | 'replies' | 'reclaimed'>, string])[] = [
+  ['malformed', 'malformed'],
+  ['ignored', 'ignored'],
+  ['kernelDrops', 'kernel_dropped'],
+  ['unknownCapped', 'unknown_capped'],
+  ['poolExhausted', 'pool_exhausted'],
+];
+
+/** TFTP transfer outcomes (TftpStats). */
+const tftpOutcomes: readonly (readonly [keyof TftpStats, string])[] = [
+  ['served', 'served'],
+  ['aborted', 'aborted'],
+  ['timedOut', 'timed_out'],
+  ['failed', 'failed'],
+  ['lifetimeExceeded', 'lifetime_exceeded'],
+];
+
+/** TFTP requests answered with an error before any transfer (TftpStats), besides `refused` by reason. */
+const tftpRejections: readonly (readonly [keyof TftpStats, string])[] = [
+  ['notFound', 'not_found'],
+  ['busy', 'busy'],
+  ['addressLimited', 'address_limited'],
+  ['malformed', 'malformed'],
+];
+
+/** Rollouts not over yet: their steps are the progress an operator watches. */
+const activeRolloutStates: ReadonlySet<RolloutState> = new Set(['running', 'waiting_promote', 'paused']);
+
+/** Bucket bounds (seconds) for reboot-to-verified: a ramdisk boot takes seconds to minutes. */
+const bootBuckets = [5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 1200];
+
+/** A Registry (not prom-client's global one) whose values come from the head node at collect time. */
+export function metricsRegistry(deps: MetricsDeps): Registry {
+  const registry = new Registry();
+  const now = deps.now ?? Date.now;
+  const counters = (): HeadNodeCounters | null => (deps.counters ? deps.counters() : null);
+  // One unlabelled counter or gauge holding a value the head node keeps; 0 when the service is off.
+  const counterOf = (name: string, help: string, read: (c: HeadNodeCounters) => number | undefined): void => {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const c = counters();
+        this.inc((c && read(c)) ?? 0);
+      },
+    });
+  };
+  // One counter with one label, a value per label value (each read as 0 when the service is off).
+  const countsOf = (name: string, help: string, label: string, read: (c: HeadNodeCounters) => [string, number][]): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const c = counters();
+        if (c) for (const [value, n] of read(c)) this.inc({ [label]: value }, n);
+      },
+    });
+  };
+  const gaugeOf = (name: string, help: string, read: (c: HeadNodeCounters) => number | undefined): void => {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const c = counters();
+        this.set((c && read(c)) ?? 0);
+      },
+    });
+  };
+
+  counterOf('fleetboot_dhcp_received_packets_total', 'DHCP datagrams received, including malformed ones and those the kernel dropped.', (c) => c.dhcp?.received);
+  countsOf('fleetboot_dhcp_unanswered_packets_total', 'DHCP datagrams left unanswered, by why.', 'outcome', (c) =>
+    dhcpOutcomes.map(([key, outcome]) => [outcome, c.dhcp?.[key] ?? 0]),
+  );
+  countsOf('fleetboot_dhcp_replies_total', 'DHCP replies sent, and replies lost (send failed for good or retry queue full).', 'outcome', (c) => [
+    ['sent', c.dhcp?.replies ?? 0],
+    ['lost', c.dhcp?.sendErrors ?? 0],
+  ]);
+  counterOf('fleetboot_dhcp_send_retries_total', 'DHCP sends that met a full socket buffer and were queued to be tried again.', (c) => c.dhcp?.sendRetries);
+  counterOf('fleetboot_dhcp_leases_reclaimed_total', 'Leases taken back from a never-booted or unregistered client for another one.', (c) => c.dhcp?.reclaimed);
+  gaugeOf('fleetboot_dhcp_send_queue_replies', 'DHCP replies waiting in the send retry queue now.', (c) => c.dhcp?.sendQueued);
+  new Gauge({
+    name: 'fleetboot_dhcp_bound_leases',
+    help: 'Unexpired bound leases per network, from the registry (offers are not written there).',
+    labelNames: ['network'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const network of deps.networks) this.set({ network }, 0);
+      const at = now();
+      for (const l of deps.store.leases.list()) {
+        if (l.state === 'bound' && l.expiresAt > at) this.inc({ network: l.network });
+      }
+    },
+  });
+
+  counterOf('fleetboot_tftp_requests_total', 'TFTP read requests received.', (c) => c.tftp?.requests);
+  countsOf('fleetboot_tftp_transfers_total', 'TFTP transfers ended, by outcome.', 'outcome', (c) =>
+    tftpOutcomes.map(([key, outcome]) => [outcome, (c.tftp?.[key] as number | undefined) ?? 0]),
+  );
+  countsOf('fleetboot_tftp_rejected_requests_total', 'TFTP requests answered with an error packet instead of a transfer, by reason.', 'reason', (c) => [
+    ...tftpRejections.map(([key, reason]): [string, number] => [reason, (c.tftp?.[key] as number | undefined) ?? 0]),
+    ...Object.entries(c.tftp?.refused ?? {}).map(([reason, n]): [string, number] => [`refused_${reason}`, n]),
+  ]);
+  counterOf('fleetboot_tftp_sent_bytes_total', 'File bytes sent by finished TFTP transfers.', (c) => c.tftp?.bytesServed);
+  counterOf('fleetboot_tftp_retransmits_total', 'TFTP DATA packets sent again after a timeout (RFC 1350 section 6).', (c) => c.tftp?.retransmits);
+  gaugeOf('fleetboot_tftp_active_transfers', 'TFTP transfers in progress now.', (c) => c.tftp?.active);
+
+  new Gauge({
+    name: 'fleetboot_nodes',
+    help: 'Registered nodes by state.',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const state of nodeStates) this.set({ state }, 0);
+      for (const n of deps.store.nodes.list()) this.inc({ state: n.state });
+    },
+  });
+  new Gauge({
+    name: 'fleetboot_boots_in_flight',
+    help: 'Nodes on their way up now (state setting_up or rebooting).',
+    registers: [registry],
+    collect() {
+      this.set(deps.store.nodes.list().filter((n) => n.state === 'setting_up' || n.state === 'rebooting').length);
+    },
+  });
+  // The same measure the rollout planner estimates from (rollout/verbs.ts typicalBootSeconds):
+  // a verified step's power cycle to the check-in that verified it.
+  new Histogram({
+    name: 'fleetboot_rollout_boot_duration_seconds',
+    help: 'Reboot-to-verified time of rollout steps, from the rollout journal.',
+    buckets: bootBuckets,
+    registers: [registry],
+    collect() {
+      this.reset();
+      // reset() drops the series; zero() puts it back, so an empty history reads as count 0.
+      this.zero({});
+      for (const r of deps.store.rollouts.list()) {
+        for (const s of deps.store.rollouts.steps(r.id)) {
+          if (s.state === 'verified' && s.rebootAt !== null && s.finishedAt !== null) this.observe((s.finishedAt - s.rebootAt) / 1000);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'fleetboot_rollout_steps',
+    help: 'Steps of rollouts not yet over (running, waiting for promote, paused), by step state.',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const state of stepStates) this.set({ state }, 0);
+      for (const r of deps.store.rollouts.list()) {
+        if (!activeRolloutStates.has(r.state)) continue;
+        for (const s of deps.store.rollouts.steps(r.id)) this.inc({ state: s.state });
+      }
+    },
+  });
+  new Gauge({
+    name: 'fleetboot_rollout_progress_ratio',
+    help: 'Of the steps of rollouts not yet over (running, waiting for promote, paused), the share that is over.',
+    registers: [registry],
+    collect() {
+      let total = 0;
+      let done = 0;
+      for (const r of deps.store.rollouts.list()) {
+        if (!activeRolloutStates.has(r.state)) continue;
+        for (const s of deps.store.rollouts.steps(r.id)) {
+          total++;
+          if (finishedStepStates.has(s.state)) done++;
+        }
+      }
+      this.set(total === 0 ? 0 : done / total);
+    },
+  });
+
+  new Gauge({
+    name: 'fleetboot_store_wal_bytes',
+    help: 'Size of the registry write-ahead log file now (SQLite wal.html).',
+    registers: [registry],
+    collect() {
+      try {
+        this.set(statSync(`${deps.store.db.name}-wal`).size);
+      } catch {
+        // No -wal file: SQLite removed it at the last close or never made one.
+        this.set(0);
+      }
+    },
+  });
+  counterOf('fleetboot_store_checkpointed_frames_total', 'WAL frames copied back into the database by checkpoints.', (c) => c.store.checkpointedFrames);
+  counterOf('fleetboot_store_wal_restarts_total', 'Checkpoints that restarted the WAL from its beginning.', (c) => c.store.walRestarts);
+  counterOf('fleetboot_store_indexed_boot_events_total', 'Boot events moved into the per-node index.', (c) => c.store.indexedEvents);
+  counterOf('fleetboot_store_pruned_boot_events_total', 'Boot events deleted by retention.', (c) => c.store.prunedEvents);
+  new Gauge({
+    name: 'fleetboot_start_time_seconds',
+    help: 'When the head node started, in seconds since the Unix epoch.',
+    registers: [registry],
+    collect() {
+      const c = counters();
+      if (c) this.set(Date.parse(c.startedAt) / 1000);
+    },
+  });
+  return registry;
+}
+
+/** GET /metrics behind the API token as `Authorization: Bearer` (Prometheus scrape_config `authorization`). */
+export function metricsRoutes(deps: MetricsDeps): Router {
+  const registry = metricsRegistry(deps);
+  const r = Router();
+  r.get('/metrics', requireBearer(deps.apiToken), (_req, res, next) => {
+    registry.metrics().then(
+      (text) => {
+        res.set('Content-Type', registry.contentType).send(text);
+      },
+      (err: unknown) => next(err),
+    );
+  });
+  return r;
+}
