@@ -65,6 +65,7 @@ test('DHCP, TFTP, a platform download and a check-in move the metrics, and promt
   assert.equal(sample(before, 'fleetboot_dhcp_received_packets_total'), 0);
   assert.equal(sample(before, 'fleetboot_dhcp_bound_leases{network="rack"}'), 0);
   assert.equal(sample(before, 'fleetboot_tftp_sent_bytes_total'), 0);
+  assert.equal(sample(before, 'fleetboot_http_platform_sent_bytes_total{platform="20240101T000000Z"}'), null);
 
   // DORA for one machine, and one packet that is not DHCP at all.
   const port = h.head.dhcp!.ports().dhcp;
@@ -85,7 +86,7 @@ test('DHCP, TFTP, a platform download and a check-in move the metrics, and promt
   await importSmartosTarball(writeSmartosTarball(dir), { store: h.head.store, platformImagesDir: h.head.config.platformImagesDir });
   const os = await fetch(`${h.url}/os/20240101T000000Z/platform/i86pc/amd64/boot_archive`);
   assert.equal(os.status, 200);
-  await os.arrayBuffer();
+  const archive = Buffer.from(await os.arrayBuffer());
   const checkin = await fetch(`${h.url}/api/v1/nodes/checkin`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -111,6 +112,7 @@ test('DHCP, TFTP, a platform download and a check-in move the metrics, and promt
   assert.equal(sample(after, 'fleetboot_tftp_requests_total'), 1);
   assert.equal(sample(after, 'fleetboot_tftp_transfers_total{outcome="served"}'), 1);
   assert.equal(sample(after, 'fleetboot_tftp_sent_bytes_total'), file.length);
+  assert.equal(sample(after, 'fleetboot_http_platform_sent_bytes_total{platform="20240101T000000Z"}'), archive.length);
   // The two DHCP clients and the one that checked in, all new to the registry.
   assert.equal(sample(after, 'fleetboot_nodes{state="discovered"}'), 3);
   assert.equal(sample(after, 'fleetboot_rollout_boot_duration_seconds_count'), 0);

@@ -54,9 +54,11 @@ export function createApp(deps: HttpDeps): Express {
   );
   app.use(bootRoutes(deps));
   app.use(nodeScriptRoutes({ ...deps, nodeContribution: deps.nodeContribution ?? noContribution }));
-  app.use(platformFileRoutes(deps));
+  // Counted once per response, read by GET /metrics.
+  const platformSentBytes = new Map<string, number>();
+  app.use(platformFileRoutes({ ...deps, sentBytes: platformSentBytes }));
   app.use(ipxeRoutes(deps));
-  app.use(metricsRoutes({ store: deps.store, apiToken: deps.apiToken, networks: deps.config.networks.map((n) => n.name), ...(deps.counters ? { counters: deps.counters } : {}) }));
+  app.use(metricsRoutes({ store: deps.store, platformSentBytes, apiToken: deps.apiToken, networks: deps.config.networks.map((n) => n.name), ...(deps.counters ? { counters: deps.counters } : {}) }));
   // Node-facing routes (agent, config modules, check-in) before the bearer-token admin API.
   const nodeKeys = nodeKeysIn(deps.config.dataDir);
   app.use(nodeRoutes(deps, nodeKeys));

@@ -21,6 +21,8 @@ export interface MetricsDeps {
   counters?: () => HeadNodeCounters;
   /** The API token (or a function giving the current one): scrapers send it as a bearer token. */
   apiToken: string | (() => string);
+  /** Bytes of /os responses sent whole, by platform stamp (platforms/file-routes.ts). */
+  platformSentBytes?: ReadonlyMap<string, number>;
   /** The configured networks' names: each gets a lease gauge, zero when it holds no lease. */
   networks: readonly string[];
   now?: () => number;
@@ -139,6 +141,17 @@ export function metricsRegistry(deps: MetricsDeps): Registry {
   counterOf('fleetboot_tftp_sent_bytes_total', 'File bytes sent by finished TFTP transfers.', (c) => c.tftp?.bytesServed);
   counterOf('fleetboot_tftp_retransmits_total', 'TFTP DATA packets sent again after a timeout (RFC 1350 section 6).', (c) => c.tftp?.retransmits);
   gaugeOf('fleetboot_tftp_active_transfers', 'TFTP transfers in progress now.', (c) => c.tftp?.active);
+
+  new Counter({
+    name: 'fleetboot_http_platform_sent_bytes_total',
+    help: 'Bytes of platform files (/os/...) sent in responses that finished, by platform stamp.',
+    labelNames: ['platform'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [platform, n] of deps.platformSentBytes ?? []) this.inc({ platform }, n);
+    },
+  });
 
   new Gauge({
     name: 'fleetboot_nodes',

@@ -156,6 +156,8 @@ export interface PlatformFileDeps {
   fileCache?: PlatformFileCache;
   /** false: never use sendfile(2), write from the file cache (tests of that path). */
   zeroCopy?: boolean;
+  /** Bytes of whole responses sent, by platform stamp (GET /metrics reads it, http/metrics.ts). */
+  sentBytes?: Map<string, number>;
 }
 
 export function platformFileRoutes(deps: PlatformFileDeps): Router {
@@ -241,6 +243,7 @@ export function platformFileRoutes(deps: PlatformFileDeps): Router {
           else await pipeline(createReadStream(full, { start, end, highWaterMark: 1 << 20 }), res);
         });
       }
+      deps.sentBytes?.set(stamp, (deps.sentBytes.get(stamp) ?? 0) + length);
     } catch (err) {
       // A client that hangs up mid-download is normal (iPXE retries, firmware resets).
       const code = (err as NodeJS.ErrnoException).code;
