@@ -105,6 +105,12 @@ const ports: RolloutPorts = {
   },
 };
 
+// FLEETBOOT_TEST_BREAK=journal-uncommitted (test/crash-harness-breaks.test.ts only): the
+// journal's writes stay in one open SQLite transaction until the rollout ends, as if the
+// orchestrator acted before its journal entry was durable; a clean run still passes, a kill
+// mid-rollout must show up as nodes power-cycled twice.
+const breakJournal = process.env.FLEETBOOT_TEST_BREAK === 'journal-uncommitted';
+if (breakJournal) store.db.exec('BEGIN');
 if (journal.list().length === 0) {
   startRollout(journal, planRollout(parseRolloutSpec(rolloutSpec), fleet.records(), platforms), clock.t);
 }
@@ -121,5 +127,6 @@ for (let i = 0; ; i++) {
   persist();
   await sleep(paceMs);
 }
+if (breakJournal) store.db.exec('COMMIT');
 persist(true);
 store.close();
