@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { findVm, labDown } from '../../src/lab/lab.ts';
+import { findVm, labDown, type LabUpOptions } from '../../src/lab/lab.ts';
 import { isAlive } from '../../src/lab/process.ts';
 import { readLabState, type LabState, type LabVm } from '../../src/lab/state.ts';
 import { cliPath, repoRoot } from '../fixtures.ts';
@@ -81,4 +81,26 @@ export async function removeLab(dir: string | undefined, ns: string): Promise<vo
   }
   const left = await execa('ip', ['netns', 'list'], { reject: false });
   assert.ok(!left.stdout.includes(ns), `namespace ${ns} left behind`);
+}
+
+/**
+ * What an e2e lab runs with unless a test says otherwise: one BIOS VM with its iPXE ROM on the
+ * lab's usual subnet and port, quiet progress. `overrides` wins field by field.
+ */
+export function labOptions(dir: string, namespace: string, overrides: Partial<LabUpOptions> = {}): LabUpOptions {
+  return {
+    dir,
+    namespace,
+    nodes: 1,
+    firmware: 'bios',
+    chainload: false,
+    subnet: '10.99.0.0/24',
+    httpPort: 8080,
+    memoryMiB: 512,
+    diskMiB: 1024,
+    vmTimeoutSeconds: 400,
+    logLevel: 'info',
+    progress: () => undefined,
+    ...overrides,
+  };
 }

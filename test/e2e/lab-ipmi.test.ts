@@ -18,7 +18,7 @@ import type { NodeRecord } from '../../src/store/nodes.ts';
 import { Store } from '../../src/store/store.ts';
 import { cliPath, testNamespace } from '../fixtures.ts';
 import { labBootNeeds, requires } from '../requires.ts';
-import { waitFor } from './lab-fixtures.ts';
+import { labOptions, waitFor } from './lab-fixtures.ts';
 
 const skip = requires({ ...labBootNeeds, commands: [...(labBootNeeds.commands ?? []), 'ipmi_sim', 'ipmitool'] });
 
@@ -56,21 +56,7 @@ describe('e2e: a lab VM powered through its simulated BMC (ipmi_sim + ipmitool)'
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fleetboot-e2e-ipmi-'));
-    lab = await labUp({
-      dir,
-      namespace: ns,
-      nodes: 1,
-      firmware: 'bios',
-      chainload: false,
-      subnet: '10.99.0.0/24',
-      httpPort: 8080,
-      memoryMiB: 512,
-      diskMiB: 1024,
-      vmTimeoutSeconds: 400,
-      logLevel: 'info',
-      bmc: 'ipmi',
-      progress: () => undefined,
-    });
+    lab = await labUp(labOptions(dir, ns, { bmc: 'ipmi' }));
     vm = lab.vms[0]!;
     bmc = vm.bmc!;
     store = Store.open(Store.fileIn(join(dir, 'var')));

@@ -17,7 +17,7 @@ import { Store } from '../../src/store/store.ts';
 import { testNamespace } from '../fixtures.ts';
 import { QmpMachine, RedfishBmc, makeCertificate } from '../redfish-bmc.ts';
 import { labBootNeeds, requires } from '../requires.ts';
-import { labCli, labDiagnosis, plainConsole, waitFor } from './lab-fixtures.ts';
+import { labCli, labDiagnosis, labOptions, plainConsole, waitFor } from './lab-fixtures.ts';
 
 const skip = requires({ ...labBootNeeds, commands: [...(labBootNeeds.commands ?? []), 'openssl'] });
 
@@ -43,20 +43,7 @@ describe('e2e: a lab VM powered through a Redfish BMC (the emulator over its QMP
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fleetboot-e2e-redfish-'));
-    lab = await labUp({
-      dir,
-      namespace: ns,
-      nodes: 1,
-      firmware: 'bios',
-      chainload: false,
-      subnet: '10.99.0.0/24',
-      httpPort: 8080,
-      memoryMiB: 512,
-      diskMiB: 1024,
-      vmTimeoutSeconds: 400,
-      logLevel: 'info',
-      progress: () => undefined,
-    });
+    lab = await labUp(labOptions(dir, ns));
     vm = lab.vms[0]!;
     store = Store.open(Store.fileIn(join(dir, 'var')));
     bmc = new RedfishBmc(await makeCertificate(dir, 'bmc'), { backend: new QmpMachine(labPowerDriver(dir, vm.name)) });

@@ -19,7 +19,7 @@ import type { NodeRecord } from '../../src/store/nodes.ts';
 import { Store } from '../../src/store/store.ts';
 import { cliPath, testNamespace } from '../fixtures.ts';
 import { labBootNeeds, requires } from '../requires.ts';
-import { buildPlatform, labDiagnosis, plainConsole, waitFor } from './lab-fixtures.ts';
+import { buildPlatform, labDiagnosis, labOptions, plainConsole, waitFor } from './lab-fixtures.ts';
 
 const skip = requires({ ...labBootNeeds, commands: [...(labBootNeeds.commands ?? []), 'ipmi_sim', 'ssh', 'ssh-keygen', 'dropbear', 'dropbearkey'] });
 
@@ -43,22 +43,7 @@ describe('e2e: a lab VM rebooted through the ssh power driver (dropbear in the t
     key = join(dir, 'id_ed25519');
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'fleetboot-e2e', '-f', key]);
     const platform = await buildPlatform('SSH', ['--ssh-authorized-key', `${key}.pub`, '--ssh-host-key', join(dir, 'ssh_host_ed25519_key')]);
-    lab = await labUp({
-      dir,
-      namespace: ns,
-      nodes: 1,
-      firmware: 'bios',
-      chainload: false,
-      subnet: '10.99.0.0/24',
-      httpPort: 8080,
-      memoryMiB: 512,
-      diskMiB: 1024,
-      vmTimeoutSeconds: 450,
-      logLevel: 'info',
-      bmc: 'ipmi',
-      platforms: [platform],
-      progress: () => undefined,
-    });
+    lab = await labUp(labOptions(dir, ns, { vmTimeoutSeconds: 450, bmc: 'ipmi', platforms: [platform] }));
     vm = lab.vms[0]!;
     store = Store.open(Store.fileIn(join(dir, 'var')));
   });
