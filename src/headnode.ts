@@ -7,6 +7,7 @@ import { followTokenFile } from './config/token.ts';
 import { DhcpServer } from './dhcp/server.ts';
 import type { HeadNodeCounters } from './http/admin-api.ts';
 import { HttpServer } from './http/server.ts';
+import { LiveFeed } from './http/dashboard/live.ts';
 import { nodeConfigProvider } from './nodeconfig/boot-modules.ts';
 import { nodeKeysIn, rootPassword, settleNodeKey } from './nodeconfig/secrets.ts';
 import { sweepPlatformFolders } from './platforms/layout.ts';
@@ -40,6 +41,8 @@ export class HeadNode {
   readonly store: Store;
   readonly templates: BootTemplates;
   readonly http: HttpServer;
+  /** The dashboard's live feed (SSE), started and stopped with HTTP. */
+  readonly live: LiveFeed;
   /** Always built so modules can register TFTP providers; started only when config.tftp.enabled. */
   readonly tftp: TftpServer;
   /** The API token file as it is now (`fleetboot token rotate` replaces it). */
@@ -77,8 +80,11 @@ export class HeadNode {
       log: options.log,
     });
     this.rollouts = new RolloutService(this.store, options.log, { ports, ...(options.rolloutPollMs !== undefined ? { pollMs: options.rolloutPollMs } : {}) });
+    this.live = new LiveFeed({ store: this.store, log: options.log, counters: () => this.counters() });
     this.http = new HttpServer({
       config,
+      live: this.live,
+      ...(options.powerDriverFor ? { powerDriverFor: options.powerDriverFor } : {}),
       store: this.store,
       templates: this.templates,
       log: options.log,
@@ -92,7 +98,19 @@ export class HeadNode {
     // First in, last out: checkpoints and the boot-event index run off the event loop while the servers write.
     this.storeWorker = new StoreWorker(this.store.db, options.log, { bootEventDays: config.store.bootEventDays, bootEventsPerNode: config.store.bootEventsPerNode });
     this.services.push(this.storeWorker);
-    this.services.push({ name: 'http', start: () => this.http.start(), stop: () => this.http.stop() });
+    this.services.push({
+      name: 'http',
+      start: async () => {
+        const addr = await this.http.start();
+        this.live.start();
+        return addr;
+      },
+      // The live streams end first: an open SSE response would hold the HTTP stop to its grace.
+      stop: async () => {
+        this.live.stop();
+        await this.http.stop();
+      },
+    });
     this.tftp = new TftpServer({
       listen: config.tftp.listen,
       port: config.tftp.port,

@@ -18,6 +18,10 @@ import { nodeAdminRoutes, nodeRoutes } from './node-api.ts';
 import { rateLimit } from './rate-limit.ts';
 import { rolloutRoutes } from './rollout-api.ts';
 import { nodeKeysIn } from '../nodeconfig/secrets.ts';
+import type { DriverFactory } from '../rollout/node-power.ts';
+import { dashboardRoutes } from './dashboard/index.ts';
+import type { LiveFeed } from './dashboard/live.ts';
+import { defaultSessionLimits, SessionStore } from './dashboard/session.ts';
 
 export interface HttpDeps {
   config: FleetbootConfig;
@@ -34,6 +38,10 @@ export interface HttpDeps {
   onCheckin?: (nodeId: number) => void;
   /** Told after a rollout verb wrote the journal, so the rollout service acts on it now. */
   onRolloutChange?: () => void;
+  /** The dashboard's live feed; the dashboard is served at `/` when given. */
+  live?: LiveFeed;
+  /** Builds a node's power driver for dashboard actions (tests: fakes). */
+  powerDriverFor?: DriverFactory;
 }
 
 export function createApp(deps: HttpDeps): Express {
@@ -70,6 +78,29 @@ export function createApp(deps: HttpDeps): Express {
     nodeAdminRoutes(deps, nodeKeys),
     rolloutRoutes({ store: deps.store, log: deps.log, ...(deps.onRolloutChange ? { onChange: deps.onRolloutChange } : {}) }),
   );
+  if (deps.live) {
+    const apiToken = typeof deps.apiToken === 'string' ? ((t: string) => () => t)(deps.apiToken) : deps.apiToken;
+    const sessions = new SessionStore(apiToken, defaultSessionLimits, deps.store.now);
+    // `fleetboot dashboard-url`: a one-time login link, asked for with the bearer token.
+    app.post('/api/v1/dashboard/login-links', requireBearer(deps.apiToken), (_req, res) => {
+      const link = sessions.createLoginLink();
+      deps.log.info({ event: 'dashboard_login_link' }, 'one-time dashboard login link issued');
+      res.status(201).json({ path: `/ui/login/${link.token}`, expiresAt: new Date(link.expiresAt).toISOString() });
+    });
+    app.use(
+      dashboardRoutes({
+        config: deps.config,
+        store: deps.store,
+        log: deps.log,
+        apiToken,
+        live: deps.live,
+        sessions,
+        ...(deps.counters ? { counters: deps.counters } : {}),
+        ...(deps.onRolloutChange ? { onRolloutChange: deps.onRolloutChange } : {}),
+        ...(deps.powerDriverFor ? { powerDriverFor: deps.powerDriverFor } : {}),
+      }),
+    );
+  }
   app.use((req, res) => sendError(res, 404, 'not_found', `no route for ${req.method} ${req.path}`));
   app.use(errorHandler(deps.log));
   return app;

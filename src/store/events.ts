@@ -69,6 +69,8 @@ export class BootEventRepo {
   private readonly deleteIndexedOf;
   private readonly deleteTailOf;
   private readonly deleteEntriesOf;
+  private readonly afterId;
+  private readonly lastIdQuery;
 
   constructor(
     db: Db,
@@ -98,6 +100,9 @@ export class BootEventRepo {
     this.deleteIndexedOf = db.prepare<[number]>('DELETE FROM boot_events WHERE id IN (SELECT id FROM boot_events_by_node WHERE node_id = ?)');
     this.deleteTailOf = db.prepare<[number, number]>('DELETE FROM boot_events WHERE id > ? AND node_id = ?');
     this.deleteEntriesOf = db.prepare<[number]>('DELETE FROM boot_events_by_node WHERE node_id = ?');
+    // The live feed's tail read: a rowid range scan from `id`, never the whole journal.
+    this.afterId = db.prepare<[number, number], EventRow>('SELECT * FROM boot_events WHERE id > ? ORDER BY id LIMIT ?');
+    this.lastIdQuery = db.prepare<[], number | null>('SELECT max(id) FROM boot_events').pluck();
     // One read transaction: both halves come from the same snapshot of upto and the journal.
     this.readTimeline = db.transaction((nodeId: number, limit: number): EventRow[] => {
       const upto = this.indexedUpto.get() ?? 0;
@@ -146,6 +151,16 @@ export class BootEventRepo {
 
   private nodeFor(e: { nodeId?: number | null; mac?: Mac | null }): number | null {
     return e.nodeId ?? (e.mac ? this.nodeOfMac(e.mac) : null);
+  }
+
+  /** Up to `limit` events recorded after event `id`, oldest first (the dashboard's live feed). */
+  after(id: number, limit: number): BootEvent[] {
+    return this.afterId.all(id, limit).map(fromRow);
+  }
+
+  /** The newest event's id, 0 for an empty journal. */
+  lastId(): number {
+    return this.lastIdQuery.get() ?? 0;
   }
 
   /** The node's most recent `limit` events, oldest first. */

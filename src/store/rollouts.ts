@@ -101,6 +101,8 @@ export class RolloutRepo implements RolloutJournal {
   private readonly stepsOf;
   private readonly casStep;
   private readonly casRollout;
+  private readonly changeStampQuery;
+  private readonly changedSinceQuery;
 
   constructor(private readonly db: Db) {
     this.insertRollout = db.prepare<[string, string, number, string | null, number | null, number, number], { id: number }>(
@@ -124,6 +126,16 @@ export class RolloutRepo implements RolloutJournal {
          started_at = CASE WHEN @set_startedAt THEN @startedAt ELSE started_at END,
          finished_at = CASE WHEN @set_finishedAt THEN @finishedAt ELSE finished_at END
        WHERE rollout_id = @rolloutId AND node_id = @nodeId AND state = @from`,
+    );
+    // The dashboard's live feed polls this: two aggregates, no rows.
+    this.changeStampQuery = db.prepare<[], string>(
+      `SELECT (SELECT coalesce(max(updated_at), 0) || ':' || count(*) FROM rollouts) || '/' ||
+              (SELECT coalesce(max(updated_at), 0) || ':' || count(*) FROM rollout_steps)`,
+    ).pluck();
+    this.changedSinceQuery = db.prepare<[number, number], { id: number; state: string }>(
+      `SELECT r.id, r.state FROM rollouts r
+       WHERE r.updated_at >= ? OR EXISTS (SELECT 1 FROM rollout_steps s WHERE s.rollout_id = r.id AND s.updated_at >= ?)
+       ORDER BY r.id`,
     );
     this.casRollout = db.prepare(
       `UPDATE rollouts SET state = @state, updated_at = @at,
@@ -149,6 +161,16 @@ export class RolloutRepo implements RolloutJournal {
       input.steps.forEach((s, seq) => this.insertStep.run(id, s.nodeId, seq, s.label, s.wave, s.canary ? 1 : 0, s.domain, input.createdAt));
       return rolloutFromRow(this.byId.get(id)!);
     })();
+  }
+
+  /** Changes whenever a rollout or a step is added or written (updated_at and counts). */
+  changeStamp(): string {
+    return this.changeStampQuery.get() ?? '';
+  }
+
+  /** Rollouts written, or with a step written, at or after `since` (ms). */
+  changedSince(since: number): { id: number; state: string }[] {
+    return this.changedSinceQuery.all(since, since);
   }
 
   get(id: number): RolloutRecord | undefined {
