@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { writeTokenFile } from '../src/config/token.ts';
 import { parseMac } from '../src/mac.ts';
-import { startHeadNode, tempDir } from './fixtures.ts';
+import { runCli, startHeadNode, tempDir } from './fixtures.ts';
 
 /** Logs in with the API token; returns the cookie pair and the page's CSRF token. */
 async function login(url: string, token: string): Promise<{ cookie: string; csrf: string; setCookie: string }> {
@@ -117,4 +119,23 @@ test('logging out and rotating the API token both end the session', async (t) =>
   assert.notEqual(head.apiToken, token);
   assert.equal((await fetch(`${url}/`, { headers: { cookie: b.cookie } })).status, 401);
   await login(url, head.apiToken);
+});
+
+test('fleetboot dashboard-url asks the running head node for a one-time link that logs in', async (t) => {
+  const dir = tempDir(t);
+  const { head } = await startHeadNode(t, dir);
+  const port = head.http.address()!.port;
+  writeFileSync(join(dir, 'fleetboot.json'), JSON.stringify({ http: { listen: '127.0.0.1', port } }));
+  const r = await runCli(['dashboard-url'], dir);
+  assert.equal(r.exitCode, 0, String(r.stderr));
+  const url = /^(http:\/\/127\.0\.0\.1:\d+\/ui\/login\/[A-Za-z0-9_-]{43})$/m.exec(String(r.stdout))?.[1];
+  assert.ok(url, String(r.stdout));
+  const res = await fetch(url, { redirect: 'manual' });
+  assert.equal(res.status, 303);
+  assert.match(res.headers.get('set-cookie') ?? '', /^fleetboot_session=/);
+  assert.equal((await fetch(url, { redirect: 'manual' })).status, 401);
+  await head.stop();
+  const down = await runCli(['dashboard-url'], dir);
+  assert.equal(down.exitCode, 1);
+  assert.match(String(down.stderr), /does not answer/);
 });

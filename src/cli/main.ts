@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { UsageError } from './errors.ts';
 import { PowerError } from '../rollout/power.ts';
+import { registerDashboardUrl } from './dashboard-url.ts';
 import { registerInit } from './init.ts';
 import { registerLab } from './lab.ts';
 import { registerNode } from './node.ts';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerInit(program);
   registerServe(program);
   registerStatus(program);
+  registerDashboardUrl(program);
   registerLab(program);
   registerNode(program);
   registerNodePlatform(program);
