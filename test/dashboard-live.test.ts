@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseMac } from '../src/mac.ts';
+import { startHeadNode, tempDir } from './fixtures.ts';
+
+async function login(url: string, token: string): Promise<string> {
+  const res = await fetch(`${url}/ui/login`, { method: 'POST', body: new URLSearchParams({ token }), redirect: 'manual' });
+  assert.equal(res.status, 303);
+  return (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+}
+
+interface SseMessage {
+  id?: string;
+  event: string;
+  data: unknown;
+}
+
+/** An SSE reader over fetch (HTML Living Standard §9.2.6 event stream interpretation, the subset the feed sends). */
+class SseReader {
+  private buffer = '';
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly decoder = new TextDecoder();
+
+  constructor(
+    body: ReadableStream<Uint8Array>,
+    private readonly abort: AbortController,
+  ) {
+    this.reader = body.getReader();
+  }
+
+  /** Reads messages until `pick` accepts one (or 10 s pass). */
+  async until(pick: (m: SseMessage) => boolean): Promise<SseMessage> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      let end: number;
+      while ((end = this.buffer.indexOf('\n\n')) >= 0) {
+        const block = this.buffer.slice(0, end);
+        this.buffer = this.buffer.slice(end + 2);
+        const m: SseMessage = { event: 'message', data: null };
+        let data: string | null = null;
+        for (const line of block.split('\n')) {
+          if (line.startsWith('id: ')) m.id = line.slice(4);
+          else if (line.startsWith('event: ')) m.event = line.slice(7);
+          else if (line.startsWith('data: ')) data = line.slice(6);
+        }
+        if (data === null) continue;
+        m.data = JSON.parse(data);
+        if (pick(m)) return m;
+      }
+      assert.ok(Date.now() < deadline, 'no matching SSE message within 10 s');
+      const { value, done } = await this.reader.read();
+      assert.ok(!done, 'the stream ended');
+      this.buffer += this.decoder.decode(value, { stream: true });
+    }
+  }
+
+  close(): void {
+    this.abort.abort();
+  }
+}
+
+async function open(url: string, cookie: string, lastEventId?: string): Promise<SseReader> {
+  const abort = new AbortController();
+  const res = await fetch(`${url}/ui/events`, { headers: { cookie, accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) }, signal: abort.signal });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+  return new SseReader(res.body!, abort);
+}
+
+test('the SSE stream delivers a boot event recorded after connecting, and the node row it changed', async (t) => {
+  const { url, token, head } = await startHeadNode(t, tempDir(t));
+  const mac = parseMac('52:54:00:aa:00:01')!;
+  const { node } = head.store.nodes.discover({ mac });
+  const cookie = await login(url, token);
+  const sse = await open(url, cookie);
+  t.after(() => sse.close());
+  await new Promise((r) => setTimeout(r, 50));
+  head.store.events.record({ event: 'dhcp_discover', mac, detail: { xid: 1 } });
+  const boot = await sse.until((m) => m.event === 'boot');
+  const data = boot.data as { id: number; nodeId: number; mac: string; event: string; at: string };
+  assert.equal(data.event, 'dhcp_discover');
+  assert.equal(data.mac, mac);
+  assert.equal(data.nodeId, node.id);
+  assert.equal(boot.id, String(data.id));
+  head.store.nodes.update(node.id, { state: 'running', hostname: 'web-1' });
+  head.store.events.record({ event: 'state', nodeId: node.id, detail: { from: 'discovered', to: 'running' } });
+  const row = await sse.until((m) => m.event === 'node');
+  assert.deepEqual([(row.data as { id: number }).id, (row.data as { state: string }).state, (row.data as { hostname: string }).hostname], [node.id, 'running', 'web-1']);
+  assert.equal(head.live.clientCount, 1);
+});
+
+test('a client reconnecting with Last-Event-ID gets the events it missed', async (t) => {
+  const { url, token, head } = await startHeadNode(t, tempDir(t));
+  const mac = parseMac('52:54:00:aa:00:02')!;
+  head.store.nodes.discover({ mac });
+  const cookie = await login(url, token);
+  const first = await open(url, cookie);
+  await new Promise((r) => setTimeout(r, 50));
+  head.store.events.record({ event: 'dhcp_discover', mac });
+  const seen = await first.until((m) => m.event === 'boot');
+  first.close();
+  const deadline = Date.now() + 5000;
+  while (head.live.clientCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  head.store.events.record({ event: 'dhcp_offer', mac });
+  head.store.events.record({ event: 'dhcp_request', mac });
+  // Let a tick read them while nobody is connected.
+  await new Promise((r) => setTimeout(r, 700));
+  const again = await open(url, cookie, seen.id);
+  t.after(() => again.close());
+  const a = await again.until((m) => m.event === 'boot');
+  const b = await again.until((m) => m.event === 'boot');
+  assert.deepEqual([(a.data as { event: string }).event, (b.data as { event: string }).event], ['dhcp_offer', 'dhcp_request']);
+  assert.equal(Number(a.id), Number(seen.id) + 1);
+});
+
+test('the live feed refuses clients past its cap and is closed with the head node', async (t) => {
+  const { url, token, head } = await startHeadNode(t, tempDir(t));
+  const cookie = await login(url, token);
+  const readers: SseReader[] = [];
+  t.after(() => readers.forEach((r) => r.close()));
+  for (let i = 0; i < 64; i++) readers.push(await open(url, cookie));
+  const over = await fetch(`${url}/ui/events`, { headers: { cookie } });
+  assert.equal(over.status, 503);
+  assert.equal(head.live.clientCount, 64);
+  const started = Date.now();
+  await head.stop();
+  assert.ok(Date.now() - started < 3000, 'open streams do not hold the stop');
+  assert.equal(head.live.clientCount, 0);
+});
