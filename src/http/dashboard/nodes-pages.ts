@@ -76,6 +76,9 @@ function nodesList(deps: DashboardDeps, req: Request, res: Response): void {
   const counts = deps.store.nodes.countByState();
   let nodes = deps.store.nodes.list();
   const total = nodes.length;
+  // The newest node listed anywhere: a live event for a higher id is a node this list lacks.
+  let maxId = 0;
+  for (const n of nodes) if (n.id > maxId) maxId = n.id;
   if (state) nodes = nodes.filter((n) => n.state === state);
   if (q) nodes = nodes.filter((n) => matches(n, q));
   nodes.sort(compare(sort));
@@ -99,9 +102,9 @@ ${nodeStates.map((s) => html` <a href="${link({ state: s, page: 1 })}" class="${
 <button type="submit">Filter</button>
 </form>
 <p id="new-nodes" class="hint" hidden><a href="${link({})}">new nodes: refresh the list</a></p>
-<table class="nodes" data-max-id="${total ? Math.max(...deps.store.nodes.list().slice(-1).map((n) => n.id)) : 0}">
+<table class="nodes" data-max-id="${maxId}">
 <thead><tr><th>Node</th><th>State</th><th>Power</th><th>Platform</th><th>Last seen</th><th>Rack</th><th>Traits</th><th>MAC / IP</th></tr></thead>
-<tbody>${shown.map((n) => nodeRow(n, now))}</tbody>
+<tbody>${shown.length ? shown.map((n) => nodeRow(n, now)) : html`<tr><td colspan="8" class="hint">no node matches</td></tr>`}</tbody>
 </table>
 <p class="pager">${nodes.length} nodes · page ${pageNo} of ${pages}
 ${pageNo > 1 ? html` <a href="${link({ page: pageNo - 1 })}">← previous</a>` : null}
@@ -144,7 +147,9 @@ ${message ? html`<p class="message">${message}</p>` : null}
 <section class="actions" data-node="${n.id}">
 <form method="post" action="/ui/nodes/${n.id}/power" data-confirm="Power-cycle this node?"><input type="hidden" name="_csrf" value="${csrf}"><input type="hidden" name="action" value="cycle"><button>Power cycle</button></form>
 <form method="post" action="/ui/nodes/${n.id}/platform" data-confirm="Assign this platform? The node boots it next time."><input type="hidden" name="_csrf" value="${csrf}">
-<select name="stamp">${platforms.map((p) => html`<option value="${p.stamp}"${p.stamp === n.bootPlatform ? html` selected` : null}>${p.stamp}</option>`)}</select><button>Set platform</button></form>
+${platforms.length
+  ? html`<select name="stamp">${platforms.map((p) => html`<option value="${p.stamp}"${p.stamp === n.bootPlatform ? html` selected` : null}>${p.stamp}</option>`)}</select><button>Set platform</button>`
+  : html`<select disabled><option>no platform imported</option></select><button disabled>Set platform</button>`}</form>
 <form method="post" action="/ui/nodes/${n.id}/retire" data-confirm="Retire this node? It will boot nothing."><input type="hidden" name="_csrf" value="${csrf}"><button class="danger">Retire</button></form>
 </section>
 <dl class="facts"><dt>UUID</dt><dd>${n.uuid ?? '—'}</dd><dt>Platform</dt><dd>${n.bootPlatform ?? '—'} (running ${n.currentPlatform ?? '—'})</dd>
@@ -157,7 +162,7 @@ ${message ? html`<p class="message">${message}</p>` : null}
 <h2>Zpool plan</h2>${json(n.zpoolConfig)}
 <h2>Rollout steps</h2>
 <table><thead><tr><th>Rollout</th><th>Step</th><th>State</th></tr></thead>
-<tbody>${steps.map((s) => html`<tr><td><a href="/ui/rollouts/${s.rollout}">${s.rollout}</a></td><td>${s.label}</td><td>${badge(s.state)}</td></tr>`)}</tbody></table>
+<tbody>${steps.length ? steps.map((s) => html`<tr><td><a href="/ui/rollouts/${s.rollout}">${s.rollout}</a></td><td>${s.label}</td><td>${badge(s.state)}</td></tr>`) : html`<tr><td colspan="3" class="hint">in no rollout</td></tr>`}</tbody></table>
 <h2>Boot timeline</h2>
 <table class="timeline" data-node="${n.id}"><thead><tr><th>At</th><th>Event</th><th>MAC</th><th>Detail</th></tr></thead>
 <tbody>${events.map((e) => html`<tr data-event="${e.id}"><td>${new Date(e.at).toISOString()}</td><td>${e.event}</td><td><code>${e.mac ?? ''}</code></td><td><code>${JSON.stringify(e.detail)}</code></td></tr>`)}</tbody></table>`;
