@@ -1,5 +1,11 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { test } from 'node:test';
+import express from 'express';
+import { LiveFeed } from '../src/http/dashboard/live.ts';
+import { silentLogger } from '../src/log.ts';
+import { Store } from '../src/store/store.ts';
 import { parseMac } from '../src/mac.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
 
@@ -126,4 +132,37 @@ test('the live feed refuses clients past its cap and is closed with the head nod
   await head.stop();
   assert.ok(Date.now() - started < 3000, 'open streams do not hold the stop');
   assert.equal(head.live.clientCount, 0);
+});
+
+test('a client that stops reading is dropped once its socket buffer is full', async (t) => {
+  const store = Store.open(':memory:');
+  t.after(() => store.close());
+  const feed = new LiveFeed({ store, log: silentLogger, pollMs: 20, batch: 200, maxBufferedBytes: 64 * 1024 });
+  const app = express();
+  app.get('/ui/events', feed.handler());
+  const server = createServer(app).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  feed.start();
+  t.after(() => {
+    feed.stop();
+    server.closeAllConnections();
+    server.close();
+  });
+  const port = (server.address() as { port: number }).port;
+  const sock = connect(port, '127.0.0.1');
+  t.after(() => sock.destroy());
+  sock.write('GET /ui/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n');
+  sock.pause();
+  const deadline = Date.now() + 5000;
+  while (feed.clientCount === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(feed.clientCount, 1);
+  const detail = { pad: 'x'.repeat(4000) };
+  while (feed.dropped === 0 && Date.now() < deadline + 20_000) {
+    store.db.transaction(() => {
+      for (let i = 0; i < 200; i++) store.events.record({ event: 'file', detail });
+    })();
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.equal(feed.dropped, 1);
+  assert.equal(feed.clientCount, 0);
 });
