@@ -12,6 +12,7 @@ import { registerNodePlatform } from './node-platform.ts';
 import { registerPlatform } from './platform.ts';
 import { registerRollout } from './rollout.ts';
 import { registerServe } from './serve.ts';
+import { registerService } from './service.ts';
 import { registerStatus } from './status.ts';
 import { registerToken } from './token.ts';
 import { registerUsbImage } from './usb-image.ts';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerInit(program);
   registerServe(program);
+  registerService(program);
   registerStatus(program);
   registerDashboardUrl(program);
   registerLab(program);
