@@ -22,6 +22,7 @@ import type { DriverFactory } from '../rollout/node-power.ts';
 import { dashboardRoutes } from './dashboard/index.ts';
 import type { LiveFeed } from './dashboard/live.ts';
 import { defaultSessionLimits, SessionStore } from './dashboard/session.ts';
+import { openApiDocument } from './openapi.ts';
 
 export interface HttpDeps {
   config: FleetbootConfig;
@@ -70,6 +71,11 @@ export function createApp(deps: HttpDeps): Express {
   // Node-facing routes (agent, config modules, check-in) before the bearer-token admin API.
   const nodeKeys = nodeKeysIn(deps.config.dataDir);
   app.use(nodeRoutes(deps, nodeKeys));
+  // The API description is no secret and tooling fetches it before it has a token: no bearer.
+  const apiDocument = openApiDocument('1');
+  app.get('/api/v1/openapi.json', (_req, res) => {
+    res.json(apiDocument);
+  });
   app.use(
     '/api/v1',
     express.json({ limit: '1mb' }),

@@ -17,7 +17,7 @@ import { configModuleNames, defaultNtpHost, renderConfigModule, zpoolPlanOf, typ
 import { nodeKeysIn, rootPassword, type NodeKeys } from '../nodeconfig/secrets.ts';
 import { checkinSchema } from '../nodeconfig/sysinfo.ts';
 import { parseZpoolLayout, parseZpoolSpec } from '../nodeconfig/zpool.ts';
-import { powerActions, powerNode, type PowerAction } from '../rollout/node-power.ts';
+import { powerNode } from '../rollout/node-power.ts';
 import { PowerError } from '../rollout/power.ts';
 import { powerDriverFor, powerLogging } from '../rollout/power-drivers.ts';
 import type { NodeRecord } from '../store/nodes.ts';
@@ -26,6 +26,7 @@ import { nodeView } from './admin-api.ts';
 import { bearerToken, sourceAddress } from './auth.ts';
 import { baseUrlFor } from './boot-routes.ts';
 import { HttpError } from './errors.ts';
+import { bodies, validBody } from './api-routes.ts';
 
 export interface NodeApiDeps {
   config: FleetbootConfig;
@@ -141,17 +142,14 @@ export function nodeAdminRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(d
 
   r.post('/nodes/:id/set', (req, res) => {
     const node = nodeOr404(req.params.id);
-    const set = (req.body as { set?: unknown } | undefined)?.set;
-    if (!Array.isArray(set) || !set.every((s): s is string => typeof s === 'string')) throw new HttpError(400, 'bad_request', 'set: expected an array of "key=value" strings');
+    const { set } = validBody(bodies.set, req.body);
     res.json({ node: nodeView(refused(() => setNodeFields(store, node, set))) });
   });
 
   r.post('/nodes/:id/platform', (req, res) => {
     const node = nodeOr404(req.params.id);
-    const body = (req.body ?? {}) as { stamp?: unknown; force?: unknown };
+    const body = validBody(bodies.platform, req.body);
     const stamp = body.stamp;
-    if (typeof stamp !== 'string' || stamp === '') throw new HttpError(400, 'bad_request', 'stamp: expected the stamp of an imported platform');
-    if (body.force !== undefined && typeof body.force !== 'boolean') throw new HttpError(400, 'bad_request', 'force: expected true or false');
     const force = body.force === true;
     let changed = false;
     const updated = refused(() => {
@@ -171,14 +169,11 @@ export function nodeAdminRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(d
 
   r.post('/nodes/:id/power', async (req, res) => {
     const node = nodeOr404(req.params.id);
-    const action = (req.body as { action?: unknown } | undefined)?.action;
-    if (typeof action !== 'string' || !(powerActions as readonly string[]).includes(action)) {
-      throw new HttpError(400, 'bad_request', `action: expected one of ${powerActions.join(', ')}`);
-    }
+    const { action } = validBody(bodies.power, req.body);
     try {
       // A manual node: the instructions are logged (warn) and returned with 202 at once; an
       // HTTP request cannot wait the half hour an operator may take (RFC 9110 §15.3.3 202 Accepted).
-      const result = await powerNode(store, node, action as PowerAction, (spec) => powerDriverFor(spec, powerLogging(log.child({ node: node.id, ...(node.nics[0] ? { mac: node.nics[0].mac } : {}) }))));
+      const result = await powerNode(store, node, action, (spec) => powerDriverFor(spec, powerLogging(log.child({ node: node.id, ...(node.nics[0] ? { mac: node.nics[0].mac } : {}) }))));
       log.info({ event: 'power', node: node.id, mac: node.nics[0]?.mac, ...result }, 'node powered');
       res.status(result.instructions !== undefined ? 202 : 200).json({ node: node.id, ...result });
     } catch (err) {
