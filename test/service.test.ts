@@ -1,0 +1,186 @@
+// `fleetboot service install` and the unit it writes, run under a real systemd: systemd
+// boots as PID 1 of a systemd-nspawn container (--volatile=yes: a tmpfs root with the host's
+// /usr, so nothing of the host changes) on a private network, the generated unit bound in,
+// and the test drives it with systemctl inside the container (nsenter into its namespaces).
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { planUnit, renderPlanned, userExists, writeUnit } from '../src/service/install.ts';
+
+const repo = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
+const cli = join(repo, 'bin/fleetboot.js');
+const testUser = 'fbsvctest';
+
+function fleetboot(args: string[]): { code: number; stdout: string; stderr: string } {
+  try {
+    const stdout = execFileSync(process.execPath, [cli, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return { code: 0, stdout, stderr: '' };
+  } catch (err) {
+    const e = err as { status: number; stdout: string; stderr: string };
+    return { code: e.status, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('fleetboot service install', () => {
+  test('--print writes a unit with the absolute node and bin/fleetboot.js, serve, and the state dir as working dir', () => {
+    const r = fleetboot(['service', 'install', '--print', '--user', 'root']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^ExecStart=${process.execPath} ${cli} serve$`, 'm'));
+    for (const line of ['Type=exec', 'User=root', 'StateDirectory=fleetboot', 'StateDirectoryMode=0750', 'WorkingDirectory=/var/lib/fleetboot', 'Restart=on-failure', 'KillSignal=SIGTERM', 'TimeoutStopSec=13s', 'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_RAW', 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_RAW', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/fleetboot', 'StandardOutput=journal']) {
+      assert.ok(r.stdout.split('\n').includes(line), `missing ${line}`);
+    }
+  });
+
+  test('refuses a relative state dir, a missing unit dir and a missing user, naming the fix', () => {
+    const rel = fleetboot(['service', 'install', '--print', '--state-dir', 'var/lib/fleetboot']);
+    assert.equal(rel.code, 2);
+    assert.match(rel.stderr, /--state-dir "var\/lib\/fleetboot" is a relative path/);
+    const noDir = fleetboot(['service', 'install', '--user', 'root', '--unit-dir', '/nonexistent/systemd']);
+    assert.equal(noDir.code, 2);
+    assert.match(noDir.stderr, /--unit-dir \/nonexistent\/systemd does not exist/);
+    const noUser = fleetboot(['service', 'install', '--user', 'fbnosuchuser', '--unit-dir', '/tmp']);
+    assert.equal(noUser.code, 2);
+    assert.match(noUser.stderr, /user fbnosuchuser does not exist: create it with `useradd --system --home-dir \/var\/lib\/fleetboot --shell \/usr\/sbin\/nologin --user-group fbnosuchuser`/);
+    const badState = fleetboot(['service', 'install', '--print', '--state-dir', '/srv/fleetboot']);
+    assert.equal(badState.code, 2);
+    assert.match(badState.stderr, /not under \/var\/lib\//);
+  });
+
+  test('a config whose paths leave the state dir gets them in ReadWritePaths=; TimeoutStopSec= follows http.stopGraceSeconds', () => {
+    const dir = mkdtempSync('/tmp/fbsvc-cfg-');
+    try {
+      const cfg = join(dir, 'fleetboot.json');
+      writeFileSync(cfg, JSON.stringify({ platformImagesDir: '/srv/images', http: { stopGraceSeconds: 30 } }));
+      const plan = planUnit({ unitDir: dir, user: 'root', stateDir: '/var/lib/fleetboot', configFile: cfg, createUser: false });
+      assert.deepEqual(plan.extraWritePaths, ['/var/lib/fleetboot', join(dir, 'var'), '/srv/images']);
+      const text = renderPlanned({ unitDir: dir, user: 'root', stateDir: '/var/lib/fleetboot', configFile: cfg, createUser: false });
+      assert.match(text, /^TimeoutStopSec=40s$/m);
+      assert.match(text, new RegExp(`^ExecStart=.* --config ${cfg} serve$`, 'm'));
+      const path = writeUnit(dir, text);
+      assert.equal(readFileSync(path, 'utf8'), text);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the generated unit under systemd (systemd-nspawn, systemd as PID 1)', () => {
+  let work = '';
+  let nspawn: ChildProcess | null = null;
+  let pid1 = 0;
+  let createdUser = false;
+  const inside = (args: string[], timeout = 20_000): string =>
+    execFileSync('nsenter', ['-t', String(pid1), '-a', ...args], { encoding: 'utf8', timeout, stdio: ['ignore', 'pipe', 'pipe'] });
+  const tryInside = (args: string[]): string | null => {
+    try {
+      return inside(args);
+    } catch {
+      return null;
+    }
+  };
+  const mainPid = (): number => Number(inside(['systemctl', 'show', '-p', 'MainPID', '--value', 'fleetboot']).trim());
+
+  before(async () => {
+    // The run dir must be visible inside the container (PrivateTmp= hides /tmp from the unit), so under /run.
+    work = mkdtempSync('/run/fbsvctest-');
+    chmodSync(work, 0o755); // the service user reads the config in it
+    const units = join(work, 'units');
+    mkdirSync(units);
+    const cfg = join(work, 'fleetboot.json');
+    writeFileSync(cfg, JSON.stringify({
+      dataDir: '/var/lib/fleetboot/var', platformImagesDir: '/var/lib/fleetboot/platform-images', apiTokenFile: '/var/lib/fleetboot/var/api-token',
+      http: { listen: '0.0.0.0', port: 80 }, tftp: { enabled: true },
+    }));
+    assert.ok(!userExists(testUser), `test user ${testUser} already exists: a run before this one left it`);
+    const r = fleetboot(['--config', cfg, 'service', 'install', '--user', testUser, '--create-user', '--unit-dir', units]);
+    assert.equal(r.code, 0, r.stderr);
+    createdUser = true;
+    assert.match(r.stdout, /systemctl daemon-reload\n.*systemctl enable --now fleetboot/);
+    execFileSync('systemd-analyze', ['verify', join(units, 'fleetboot.service')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    nspawn = spawn('systemd-nspawn', [
+      '--directory=/', '--volatile=yes', '--register=no', '--keep-unit', '--private-network', `--machine=fbsvctest${process.pid}`,
+      `--bind-ro=${repo}`, `--bind-ro=${work}`, '--bind-ro=/etc/passwd', '--bind-ro=/etc/group',
+      `--bind-ro=${join(units, 'fleetboot.service')}:/etc/systemd/system/fleetboot.service`,
+      '-b', 'systemd.firstboot=off', 'systemd.mask=systemd-networkd-wait-online.service',
+    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    nspawn.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
+    for (let i = 0; i < 300 && pid1 === 0; i++) {
+      await sleep(100);
+      const kids = tryRead(`/proc/${nspawn.pid}/task/${nspawn.pid}/children`)?.trim();
+      if (kids) pid1 = Number(kids.split(' ')[0]);
+    }
+    assert.ok(pid1 > 0, `systemd-nspawn did not start a PID 1: ${err}`);
+    for (let i = 0; i < 300; i++) {
+      // is-system-running exits 1 for "degraded" (systemctl(1)): read its output, not its exit code.
+      const state = spawnSync('nsenter', ['-t', String(pid1), '-a', 'systemctl', 'is-system-running'], { encoding: 'utf8' }).stdout?.trim();
+      if (state === 'running' || state === 'degraded' || state === 'starting') return;
+      await sleep(200);
+    }
+    assert.fail(`systemd in the container did not finish booting: ${err}`);
+  });
+
+  after(() => {
+    if (nspawn?.pid !== undefined && nspawn.exitCode === null) {
+      // SIGTERM to systemd-nspawn powers the container off (systemd-nspawn(1)); then make sure.
+      nspawn.kill('SIGTERM');
+      try { execFileSync('sh', ['-c', `for i in $(seq 100); do kill -0 ${nspawn.pid} 2>/dev/null || exit 0; sleep 0.1; done; kill -9 ${nspawn.pid}`]); } catch { /* gone */ }
+    }
+    if (createdUser) execFileSync('userdel', [testUser]);
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  test('starts as the service user with the ambient caps, listens on 80 and 69, logs pino JSON to the journal, restarts after kill -9, stops in time', async () => {
+    inside(['systemctl', 'start', 'fleetboot']);
+    let health = '';
+    for (let i = 0; i < 100 && health === ''; i++) {
+      await sleep(200);
+      health = tryInside(['curl', '-sf', 'http://127.0.0.1:80/healthz']) ?? '';
+    }
+    assert.ok(health !== '', `no /healthz on port 80: ${tryInside(['journalctl', '-u', 'fleetboot', '--no-pager']) ?? ''}`);
+    const pid = mainPid();
+    const status = inside(['cat', `/proc/${pid}/status`]);
+    const uid = execFileSync('id', ['-u', testUser], { encoding: 'utf8' }).trim();
+    assert.match(status, new RegExp(`^Uid:\\t${uid}\\t${uid}\\t`, 'm'));
+    // capabilities(7): CAP_NET_BIND_SERVICE is bit 10, CAP_NET_RAW bit 13.
+    const amb = /^CapAmb:\t([0-9a-f]+)$/m.exec(status)?.[1];
+    assert.equal(BigInt(`0x${amb}`), (1n << 10n) | (1n << 13n));
+    const socks = inside(['ss', '-lntupH']);
+    assert.match(socks, /0\.0\.0\.0:80 /);
+    assert.match(socks, /0\.0\.0\.0:69 /);
+    const journal = inside(['journalctl', '-u', 'fleetboot', '-o', 'json', '--no-pager'])
+      .trim().split('\n').map((l) => JSON.parse(l) as { MESSAGE?: string | number[] });
+    const pino = journal.map((e) => (typeof e.MESSAGE === 'string' ? e.MESSAGE : '')).filter((m) => m.startsWith('{'))
+      .map((m) => JSON.parse(m) as { event?: string; level?: number });
+    assert.ok(pino.some((m) => m.event === 'config'), 'no pino "config" line in the journal');
+
+    inside(['kill', '-9', String(pid)]);
+    let again = 0;
+    for (let i = 0; i < 100; i++) {
+      await sleep(200);
+      const p = mainPid();
+      if (p !== 0 && p !== pid && tryInside(['curl', '-sf', 'http://127.0.0.1:80/healthz']) !== null) { again = p; break; }
+    }
+    assert.ok(again > 0, 'systemd did not restart fleetboot after kill -9 (Restart=on-failure)');
+    assert.ok(Number(inside(['systemctl', 'show', '-p', 'NRestarts', '--value', 'fleetboot']).trim()) >= 1);
+
+    const t0 = Date.now();
+    inside(['systemctl', 'stop', 'fleetboot'], 30_000);
+    const took = Date.now() - t0;
+    assert.ok(took < 13_000, `stop took ${took} ms, past TimeoutStopSec=13s`);
+    assert.equal(inside(['systemctl', 'show', '-p', 'Result', '--value', 'fleetboot']).trim(), 'success');
+    assert.equal((tryInside(['systemctl', 'is-active', 'fleetboot']) ?? 'inactive\n').trim(), 'inactive');
+  });
+});
+
+function tryRead(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
