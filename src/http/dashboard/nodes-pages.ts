@@ -10,6 +10,8 @@ import type { DashboardDeps } from './deps.ts';
 import { html, type Html } from './html.ts';
 import { page } from './layout.ts';
 import { sessionOf } from './session.ts';
+import { waterfallSection } from './waterfall-view.ts';
+import { waterfalls } from '../../boot/waterfall.ts';
 
 export const PAGE_SIZE = 100;
 const SORTS = ['id', 'hostname', 'state', 'lastSeen'] as const;
@@ -163,10 +165,19 @@ ${platforms.length
 <h2>Rollout steps</h2>
 <table><thead><tr><th>Rollout</th><th>Step</th><th>State</th></tr></thead>
 <tbody>${steps.length ? steps.map((s) => html`<tr><td><a href="/ui/rollouts/${s.rollout}">${s.rollout}</a></td><td>${s.label}</td><td>${badge(s.state)}</td></tr>`) : html`<tr><td colspan="3" class="hint">in no rollout</td></tr>`}</tbody></table>
+<h2>Boot waterfall</h2>
+<section id="waterfall" data-node="${n.id}">${waterfallSection(waterfalls(events), store.now())}</section>
 <h2>Boot timeline</h2>
 <table class="timeline" data-node="${n.id}"><thead><tr><th>At</th><th>Event</th><th>MAC</th><th>Detail</th></tr></thead>
 <tbody>${events.map((e) => html`<tr data-event="${e.id}"><td>${new Date(e.at).toISOString()}</td><td>${e.event}</td><td><code>${e.mac ?? ''}</code></td><td><code>${JSON.stringify(e.detail)}</code></td></tr>`)}</tbody></table>`;
     res.type('html').send(page({ title: n.hostname ?? `node ${n.id}`, section: 'nodes', csrfToken: csrf, script: 'node.js' }, body));
+  });
+
+  // The waterfall alone, re-fetched by node.js when a boot event of this node arrives.
+  r.get('/ui/nodes/:id/waterfall', (req, res) => {
+    const n = nodeOf(req, res);
+    if (!n) return;
+    res.type('html').send(waterfallSection(waterfalls(store.events.timeline(n.id, 200)), store.now()).toString());
   });
 
   r.post('/ui/nodes/:id/power', async (req, res) => {

@@ -20,6 +20,21 @@
     tbody.appendChild(tr);
     document.dispatchEvent(new CustomEvent('fb:timeline', { detail: b }));
   });
+  // The waterfall is drawn on the server (waterfall-view.ts): re-fetch it when this node's
+  // timeline grows, at most every 300 ms while a boot streams in events.
+  const waterfall = document.getElementById('waterfall');
+  let pending = null;
+  document.addEventListener('fb:timeline', () => {
+    if (!waterfall || pending) return;
+    pending = setTimeout(async () => {
+      try {
+        const res = await fetch('/ui/nodes/' + nodeId + '/waterfall', { credentials: 'same-origin' });
+        if (res.ok) waterfall.innerHTML = await res.text();
+      } finally {
+        pending = null;
+      }
+    }, 300);
+  });
   document.addEventListener('fb:node', (e) => {
     const n = e.detail;
     if (n.id !== nodeId) return;
