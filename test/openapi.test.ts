@@ -105,10 +105,10 @@ test('real responses validate against the documented schemas; a bad body is a 40
   const { head, url, token } = await startHeadNode(t, tempDir(t));
   const mac = parseMac('52:54:00:12:34:57')!;
   const { node } = head.store.nodes.discover({ mac, uuid: '6b4a3e5c-0d3f-4f0e-9d7a-2f6c1b2a3c4e' });
-  const call = async (method: ApiRoute['method'], path: string, concrete: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
+  const call = async (method: ApiRoute['method'], path: string, concrete: string, body?: unknown, auth = true): Promise<{ status: number; json: unknown }> => {
     const res = await fetch(`${url}/api/v1${concrete}`, {
       method: method.toUpperCase(),
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: { ...(auth ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const json: unknown = await res.json();
@@ -128,6 +128,24 @@ test('real responses validate against the documented schemas; a bad body is a 40
   assert.equal((await call('get', '/rollouts', '/rollouts')).status, 200);
   assert.equal((await call('get', '/rollouts/:id', '/rollouts/99')).status, 404);
   assert.equal((await call('post', '/rollouts/:id/:verb', '/rollouts/99/pause')).status, 404);
+  assert.equal((await call('post', '/nodes/:id/setup', `/nodes/${id}/setup`, { network: { hostname: 'cn9', nics: [{ mac, tags: ['admin'] }], interfaces: [] } })).status, 200);
+  assert.equal((await call('post', '/nodes/:id/setup', `/nodes/${id}/setup`, { network: { nics: 'x' } })).status, 400);
+  assert.equal((await call('post', '/rollouts/plan', '/rollouts/plan', {})).status, 400);
+  assert.equal((await call('post', '/rollouts', '/rollouts', {})).status, 400);
+  assert.equal((await call('post', '/dashboard/login-links', '/dashboard/login-links')).status, 201);
+  const checkin = {
+    uuid: null,
+    hostname: null,
+    nics: [{ mac: parseMac('52:54:00:12:34:58')!, name: 'eth0', ip: null }],
+    cpu: { model: 'QEMU Virtual CPU', count: 2 },
+    ramBytes: 536870912,
+    disks: [{ name: 'vda', sizeBytes: 10737418240, ssd: false, removable: false }],
+    platform: 'linux-test',
+    bootTime: 1_790_000_000,
+    modules: {},
+  };
+  assert.equal((await call('post', '/nodes/checkin', '/nodes/checkin', checkin, false)).status, 201);
+  assert.equal((await call('post', '/nodes/checkin', '/nodes/checkin', { ...checkin, cpu: 'x' }, false)).status, 400);
   assert.equal((await call('post', '/nodes/:id/retire', `/nodes/${id}/retire`)).status, 200);
 
   for (const [path, concrete, body, field] of [

@@ -67,12 +67,20 @@ export function validBody<S extends z.ZodType>(schema: S, body: unknown): z.outp
   return r.data;
 }
 
+const checkinReply = z.object({ node: z.object({ id: z.number().int(), state: z.string(), hostname: z.string().nullable() }) });
 const notFound = { 404: errorSchema };
 const badRequest = { 400: errorSchema };
 
 export const apiRoutes: readonly ApiRoute[] = [
   { method: 'get', path: '/openapi.json', summary: 'This OpenAPI 3.1 document', auth: 'none', responses: { 200: z.looseObject({ openapi: z.string() }) } },
-  { method: 'post', path: '/nodes/checkin', summary: "A node agent's check-in report", auth: 'node', body: checkinSchema, responses: { 200: z.looseObject({}), ...badRequest, 413: errorSchema } },
+  {
+    method: 'post',
+    path: '/nodes/checkin',
+    summary: "A node agent's check-in report (201 when it registers the machine)",
+    auth: 'node',
+    body: checkinSchema,
+    responses: { 200: checkinReply, 201: checkinReply, ...badRequest, 403: errorSchema, 413: errorSchema },
+  },
   {
     method: 'get',
     path: '/counters',
