@@ -7,6 +7,7 @@ import type { DashboardDeps } from './deps.ts';
 import { html } from './html.ts';
 import { barePage } from './layout.ts';
 import { nodesPages } from './nodes-pages.ts';
+import { platformsPages } from './platforms-page.ts';
 import { checkCsrf, clearSessionCookie, cookieOf, defaultSessionLimits, requireSession, sameOrigin, SESSION_COOKIE, SessionStore, setSessionCookie } from './session.ts';
 
 const ASSETS = join(dirname(fileURLToPath(import.meta.url)), 'assets');
@@ -89,6 +90,7 @@ export function dashboardRoutes(deps: DashboardDeps): Router {
     res.redirect(303, '/ui/login');
   });
   guarded.use(nodesPages(deps));
+  guarded.use(platformsPages(deps));
   // Only the dashboard's own paths are guarded: anything else falls through to the app's 404.
   r.use((req, res, next) => (req.path === '/' || req.path.startsWith('/ui/') ? guarded(req, res, next) : next()));
   return r;
