@@ -38,3 +38,18 @@ test('the platforms page: empty registry, then platforms with the nodes that boo
   assert.ok(!body.includes('<b>x</b>'));
   assert.ok(body.includes('&lt;b&gt;x&lt;/b&gt;'));
 });
+
+test('the head node page: services with counters, boots in flight with how long, WAL size', async (t) => {
+  const dir = tempDir(t);
+  const { url, token, head } = await startHeadNode(t, dir);
+  const cookie = await login(url, token);
+  const quiet = await (await fetch(`${url}/ui/headnode`, { headers: { cookie } })).text();
+  assert.match(quiet, /No node is setting up or rebooting/);
+  assert.match(quiet, /Write-ahead log: <span id="wal-bytes">\d+<\/span> bytes/);
+  assert.match(quiet, /<h2>Store <span class="badge state-running">on<\/span><\/h2>/);
+
+  const { node } = head.store.nodes.discover({ mac: parseMac('52:54:00:cc:01:01')! });
+  head.store.nodes.update(node.id, { hostname: 'booting-vm', state: 'setting_up', lastBoot: Date.now() - 12_000 });
+  const busy = await (await fetch(`${url}/ui/headnode`, { headers: { cookie } })).text();
+  assert.match(busy, /<a href="\/ui\/nodes\/\d+">booting-vm<\/a><\/td><td><span class="badge state-setting_up">setting_up<\/span><\/td>\s*<td>1[2-4] s<\/td>/);
+});

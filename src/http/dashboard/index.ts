@@ -8,6 +8,7 @@ import { html } from './html.ts';
 import { barePage } from './layout.ts';
 import { nodesPages } from './nodes-pages.ts';
 import { platformsPages } from './platforms-page.ts';
+import { headnodePages } from './headnode-page.ts';
 import { checkCsrf, clearSessionCookie, cookieOf, defaultSessionLimits, requireSession, sameOrigin, SESSION_COOKIE, SessionStore, setSessionCookie } from './session.ts';
 
 const ASSETS = join(dirname(fileURLToPath(import.meta.url)), 'assets');
@@ -91,6 +92,7 @@ export function dashboardRoutes(deps: DashboardDeps): Router {
   });
   guarded.use(nodesPages(deps));
   guarded.use(platformsPages(deps));
+  guarded.use(headnodePages(deps));
   // Only the dashboard's own paths are guarded: anything else falls through to the app's 404.
   r.use((req, res, next) => (req.path === '/' || req.path.startsWith('/ui/') ? guarded(req, res, next) : next()));
   return r;
