@@ -9,6 +9,7 @@ import { barePage } from './layout.ts';
 import { nodesPages } from './nodes-pages.ts';
 import { platformsPages } from './platforms-page.ts';
 import { headnodePages } from './headnode-page.ts';
+import { rolloutsPages } from './rollouts-page.ts';
 import { checkCsrf, clearSessionCookie, cookieOf, defaultSessionLimits, requireSession, sameOrigin, SESSION_COOKIE, SessionStore, setSessionCookie } from './session.ts';
 
 const ASSETS = join(dirname(fileURLToPath(import.meta.url)), 'assets');
@@ -93,6 +94,7 @@ export function dashboardRoutes(deps: DashboardDeps): Router {
   guarded.use(nodesPages(deps));
   guarded.use(platformsPages(deps));
   guarded.use(headnodePages(deps));
+  guarded.use(rolloutsPages(deps));
   // Only the dashboard's own paths are guarded: anything else falls through to the app's 404.
   r.use((req, res, next) => (req.path === '/' || req.path.startsWith('/ui/') ? guarded(req, res, next) : next()));
   return r;
