@@ -13,7 +13,10 @@ interface InstallFlags {
 }
 
 export function registerService(program: Command): void {
-  const service = program.command('service').description('run fleetboot as a systemd service');
+  const service = program
+    .command('service')
+    .description('run fleetboot as a systemd service')
+    .addHelpText('after', '\nExamples:\n  fleetboot service install --print\n  sudo fleetboot --config /etc/fleetboot.json service install --create-user');
   service
     .command('install')
     .description(`write ${unitName} (docs/service.md) for this install, then say what to run`)
