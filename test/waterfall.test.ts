@@ -72,3 +72,28 @@ test('events before any boot start (a renewal, a stray fetch) are left out', () 
   const ws = waterfalls([ev('kernel', 0, { path: 'vmlinuz' }), ev('checkin', 5)]);
   assert.deepEqual(ws, []);
 });
+
+test('the booted OS asking DHCP for itself stays in its boot; iPXE starting over after the kernel opens a new one', () => {
+  const t0 = 100_000;
+  const osDhcp = [
+    ...oneBoot(t0).slice(0, -1),
+    ev('dhcp_discover', t0 + 9000),
+    ev('dhcp_offer', t0 + 9005),
+    ev('dhcp_request', t0 + 9010),
+    ev('dhcp_ack', t0 + 9015),
+    ev('checkin', t0 + 12_000),
+  ];
+  const [w, ...rest] = waterfalls(osDhcp);
+  assert.equal(rest.length, 0, 'one boot');
+  assert.ok(w?.complete);
+  assert.equal(w.totalMs, 12_000);
+  assert.deepEqual([...new Set(w.segments.map((s) => s.step))], ['dhcp', 'tftp', 'script', 'kernel', 'initrd', 'checkin']);
+
+  // The kernel never checked in; iPXE ran again (its script fetched anew) and that boot checked in.
+  const again = [...oneBoot(t0).slice(0, -1), ev('dhcp_discover', t0 + 30_000), ev('dhcp_ack', t0 + 30_100), ev('script', t0 + 30_200, { stamp: 's1' }), ev('kernel', t0 + 30_300), ev('checkin', t0 + 40_000)];
+  const boots = waterfalls(again);
+  assert.equal(boots.length, 2);
+  assert.equal(boots[0]!.complete, false);
+  assert.deepEqual(boots[1]!.segments.map((s) => s.step), ['dhcp', 'dhcp', 'script', 'kernel', 'checkin'], 'the DHCP before the new script is the new boot\'s');
+  assert.equal(boots[1]!.complete, true);
+});

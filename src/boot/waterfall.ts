@@ -79,16 +79,29 @@ export function waterfalls(events: readonly BootEvent[]): BootWaterfall[] {
     if (!step) continue;
     const sawDhcp = current?.events.some((x) => x.event === 'dhcp_discover') ?? false;
     // A second DISCOVER inside a boot that has already fetched something is a retry of the
-    // whole boot (firmware reset); one before any fetch is a DHCP retransmission.
+    // whole boot (firmware reset); one before any fetch is a DHCP retransmission. Once the
+    // kernel is fetched, a DISCOVER is the booted OS bringing up its own network (the Linux
+    // initramfs's udhcpc, SmartOS's dhcpagent for an admin NIC on DHCP) and stays in the boot;
+    // the firmware or iPXE starting over shows instead as a new TFTP fetch or boot script.
     const fetched = current?.events.some((x) => stepOf[x.event] !== 'dhcp' && x.event !== 'power') ?? false;
-    const restart = current !== null && ((e.event === 'dhcp_discover' && sawDhcp && fetched) || (e.event === 'power' && startsBoot(e)));
+    const kernelFetched = current?.events.some((x) => x.event === 'kernel') ?? false;
+    const loaderAgain = kernelFetched && (e.event === 'tftp_get' || e.event === 'script');
+    const restart =
+      current !== null && ((e.event === 'dhcp_discover' && sawDhcp && fetched && !kernelFetched) || loaderAgain || (e.event === 'power' && startsBoot(e)));
+    // The DHCP exchange that came just before the loader started over was that new boot's own
+    // (its firmware or iPXE asking for an address), not the old boot's OS: it moves along.
+    let carried: BootEvent[] = [];
     if (restart && current) {
+      if (loaderAgain) {
+        const lastOther = current.events.findLastIndex((x) => stepOf[x.event] !== 'dhcp');
+        carried = current.events.splice(lastOther + 1);
+      }
       boots.push(current);
       current = null;
     }
     if (!current) {
-      if (!startsBoot(e)) continue;
-      current = { events: [], complete: false };
+      if (!startsBoot(e) && !loaderAgain) continue;
+      current = { events: carried, complete: false };
     }
     current.events.push(e);
     if (e.event === 'checkin') {
