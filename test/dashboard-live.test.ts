@@ -8,12 +8,7 @@ import { silentLogger } from '../src/log.ts';
 import { Store } from '../src/store/store.ts';
 import { parseMac } from '../src/mac.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
-
-async function login(url: string, token: string): Promise<string> {
-  const res = await fetch(`${url}/ui/login`, { method: 'POST', body: new URLSearchParams({ token }), redirect: 'manual' });
-  assert.equal(res.status, 303);
-  return (res.headers.get('set-cookie') ?? '').split(';')[0]!;
-}
+import { dashboardLogin } from './dashboard-fixtures.ts';
 
 interface SseMessage {
   id?: string;
@@ -77,7 +72,7 @@ test('the SSE stream delivers a boot event recorded after connecting, and the no
   const { url, token, head } = await startHeadNode(t, tempDir(t));
   const mac = parseMac('52:54:00:aa:00:01')!;
   const { node } = head.store.nodes.discover({ mac });
-  const cookie = await login(url, token);
+  const cookie = (await dashboardLogin(url, token)).cookie;
   const sse = await open(url, cookie);
   t.after(() => sse.close());
   await new Promise((r) => setTimeout(r, 50));
@@ -99,7 +94,7 @@ test('a client reconnecting with Last-Event-ID gets the events it missed', async
   const { url, token, head } = await startHeadNode(t, tempDir(t));
   const mac = parseMac('52:54:00:aa:00:02')!;
   head.store.nodes.discover({ mac });
-  const cookie = await login(url, token);
+  const cookie = (await dashboardLogin(url, token)).cookie;
   const first = await open(url, cookie);
   await new Promise((r) => setTimeout(r, 50));
   head.store.events.record({ event: 'dhcp_discover', mac });
@@ -121,7 +116,7 @@ test('a client reconnecting with Last-Event-ID gets the events it missed', async
 
 test('the live feed refuses clients past its cap and is closed with the head node', async (t) => {
   const { url, token, head } = await startHeadNode(t, tempDir(t));
-  const cookie = await login(url, token);
+  const cookie = (await dashboardLogin(url, token)).cookie;
   const readers: SseReader[] = [];
   t.after(() => readers.forEach((r) => r.close()));
   for (let i = 0; i < 64; i++) readers.push(await open(url, cookie));

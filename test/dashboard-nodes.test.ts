@@ -8,14 +8,7 @@ import type { DriverFactory } from '../src/rollout/node-power.ts';
 import type { PowerDriver } from '../src/rollout/power.ts';
 import { startHeadNode, tempDir, testConfig } from './fixtures.ts';
 import { writeLinuxPlatform } from './platform-fixtures.ts';
-
-async function login(url: string, token: string): Promise<{ cookie: string; csrf: string }> {
-  const res = await fetch(`${url}/ui/login`, { method: 'POST', body: new URLSearchParams({ token }), redirect: 'manual' });
-  assert.equal(res.status, 303);
-  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
-  const page = await (await fetch(`${url}/`, { headers: { cookie } })).text();
-  return { cookie, csrf: /<meta name="csrf-token" content="([^"]+)">/.exec(page)![1]! };
-}
+import { dashboardLogin } from './dashboard-fixtures.ts';
 
 const macOf = (i: number): Mac => parseMac(`52:54:01:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`)!;
 
@@ -33,7 +26,7 @@ test('the nodes page renders 5,000 nodes paged, fast, with filter, search and co
       store.nodes.update(n.id, { traits: { rack: `r${i % 40}` }, bootPlatform: 'linux-b', currentPlatform: i === 7 ? 'linux-a' : 'linux-b', lastSeen: Date.now() - 60_000 });
     }
   })();
-  const { cookie } = await login(url, token);
+  const { cookie } = await dashboardLogin(url, token);
   const started = performance.now();
   const res = await fetch(`${url}/`, { headers: { cookie } });
   const body = await res.text();
@@ -88,7 +81,7 @@ test('node page actions call the domain operations: power cycle, set platform, r
   const { node } = head.store.nodes.discover({ mac });
   head.store.nodes.update(node.id, { power: { kind: 'qemu', qmpSocket: '/fake/vm1' }, sysinfo: { 'Product': 'Lab VM' } });
   head.store.events.record({ event: 'dhcp_discover', mac });
-  const { cookie, csrf } = await login(url, head.apiToken);
+  const { cookie, csrf } = await dashboardLogin(url, head.apiToken);
   const nodePage = await (await fetch(`${url}/ui/nodes/${node.id}`, { headers: { cookie } })).text();
   assert.match(nodePage, /Lab VM/);
   assert.match(nodePage, /<option value="linux-test-b"/);

@@ -4,17 +4,12 @@ import { parseMac } from '../src/mac.ts';
 import { importLinuxPlatform, readLinuxManifest } from '../src/platforms/import.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
 import { writeLinuxPlatform } from './platform-fixtures.ts';
-
-async function login(url: string, token: string): Promise<string> {
-  const res = await fetch(`${url}/ui/login`, { method: 'POST', body: new URLSearchParams({ token }), redirect: 'manual' });
-  assert.equal(res.status, 303);
-  return (res.headers.get('set-cookie') ?? '').split(';')[0]!;
-}
+import { dashboardLogin } from './dashboard-fixtures.ts';
 
 test('the platforms page: empty registry, then platforms with the nodes that boot and run them', async (t) => {
   const dir = tempDir(t);
   const { url, token, head } = await startHeadNode(t, dir);
-  const cookie = await login(url, token);
+  const cookie = (await dashboardLogin(url, token)).cookie;
   assert.equal((await fetch(`${url}/ui/platforms`, { redirect: 'manual', headers: { accept: 'text/html' } })).status, 303);
   const empty = await (await fetch(`${url}/ui/platforms`, { headers: { cookie } })).text();
   assert.match(empty, /No platform is imported/);
@@ -42,7 +37,7 @@ test('the platforms page: empty registry, then platforms with the nodes that boo
 test('the head node page: services with counters, boots in flight with how long, WAL size', async (t) => {
   const dir = tempDir(t);
   const { url, token, head } = await startHeadNode(t, dir);
-  const cookie = await login(url, token);
+  const cookie = (await dashboardLogin(url, token)).cookie;
   const quiet = await (await fetch(`${url}/ui/headnode`, { headers: { cookie } })).text();
   assert.match(quiet, /No node is setting up or rebooting/);
   assert.match(quiet, /Write-ahead log: <span id="wal-bytes">\d+<\/span> bytes/);

@@ -6,14 +6,7 @@ import { test } from 'node:test';
 import { verbsFor } from '../src/http/dashboard/rollouts-page.ts';
 import { tempDir } from './fixtures.ts';
 import { fakeFleet, platformB } from './rollout-fleet.ts';
-
-async function login(url: string, token: string): Promise<{ cookie: string; csrf: string }> {
-  const res = await fetch(`${url}/ui/login`, { method: 'POST', body: new URLSearchParams({ token }), redirect: 'manual' });
-  assert.equal(res.status, 303);
-  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
-  const page = await (await fetch(`${url}/`, { headers: { cookie, accept: 'text/html' } })).text();
-  return { cookie, csrf: /<meta name="csrf-token" content="([^"]+)">/.exec(page)![1]! };
-}
+import { dashboardLogin } from './dashboard-fixtures.ts';
 
 const buttons = (page: string): string[] => [...page.matchAll(/<button name="verb" value="([a-z]+)"/g)].map((m) => m[1]!);
 
@@ -29,7 +22,7 @@ test('a rollout is listed, shown with its steps and the verbs its state allows, 
   // The canary never checks in: the rollout stays running with cn1 in flight.
   f.machines.get('cn1')!.silent = true;
   const url = f.h.url;
-  const { cookie, csrf } = await login(url, f.h.token);
+  const { cookie, csrf } = await dashboardLogin(url, f.h.token);
   const get = async (path: string): Promise<string> => {
     const res = await fetch(`${url}${path}`, { headers: { cookie, accept: 'text/html' } });
     assert.equal(res.status, 200, path);

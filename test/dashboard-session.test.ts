@@ -5,19 +5,9 @@ import { join } from 'node:path';
 import { writeTokenFile } from '../src/config/token.ts';
 import { parseMac } from '../src/mac.ts';
 import { runCli, startHeadNode, tempDir } from './fixtures.ts';
+import { dashboardLogin } from './dashboard-fixtures.ts';
 
 /** Logs in with the API token; returns the cookie pair and the page's CSRF token. */
-async function login(url: string, token: string): Promise<{ cookie: string; csrf: string; setCookie: string }> {
-  const res = await fetch(`${url}/ui/login`, { method: 'POST', body: new URLSearchParams({ token, next: '/' }), redirect: 'manual' });
-  assert.equal(res.status, 303);
-  const setCookie = res.headers.get('set-cookie') ?? '';
-  const cookie = setCookie.split(';')[0]!;
-  const page = await (await fetch(`${url}/`, { headers: { cookie } })).text();
-  const csrf = /<meta name="csrf-token" content="([^"]+)">/.exec(page)?.[1];
-  assert.ok(csrf, 'the page carries the CSRF token');
-  return { cookie, csrf, setCookie };
-}
-
 test('without a session a page redirects to the login form, XHR/SSE/POST get 401', async (t) => {
   const { url } = await startHeadNode(t, tempDir(t));
   const pageRes = await fetch(`${url}/`, { headers: { accept: 'text/html' }, redirect: 'manual' });
@@ -39,7 +29,7 @@ test('a wrong token is refused; the right one gives a session cookie with exactl
   const bad = await fetch(`${url}/ui/login`, { method: 'POST', body: new URLSearchParams({ token: 'not-the-token-at-all' }), redirect: 'manual' });
   assert.equal(bad.status, 401);
   assert.equal(bad.headers.get('set-cookie'), null);
-  const { setCookie } = await login(url, token);
+  const { setCookie } = await dashboardLogin(url, token);
   const attrs = setCookie.split(';').map((s) => s.trim());
   assert.match(attrs[0]!, /^fleetboot_session=[A-Za-z0-9_-]{43}$/);
   assert.ok(attrs.includes('HttpOnly'));
@@ -90,7 +80,7 @@ test('an expired login link is refused', async (t) => {
 test('a POST action needs the CSRF token and a same-site origin; with both it works', async (t) => {
   const { url, token, head } = await startHeadNode(t, tempDir(t));
   const { node } = head.store.nodes.discover({ mac: parseMac('52:54:00:00:00:01')! });
-  const { cookie, csrf } = await login(url, token);
+  const { cookie, csrf } = await dashboardLogin(url, token);
   const noToken = await fetch(`${url}/ui/nodes/${node.id}/retire`, { method: 'POST', headers: { cookie }, redirect: 'manual' });
   assert.equal(noToken.status, 403);
   const wrong = await fetch(`${url}/ui/nodes/${node.id}/retire`, { method: 'POST', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: '_csrf=nope', redirect: 'manual' });
@@ -109,8 +99,8 @@ test('a POST action needs the CSRF token and a same-site origin; with both it wo
 
 test('logging out and rotating the API token both end the session', async (t) => {
   const { url, token, head } = await startHeadNode(t, tempDir(t));
-  const a = await login(url, token);
-  const b = await login(url, token);
+  const a = await dashboardLogin(url, token);
+  const b = await dashboardLogin(url, token);
   const out = await fetch(`${url}/ui/logout`, { method: 'POST', headers: { cookie: a.cookie, 'x-csrf-token': a.csrf }, redirect: 'manual' });
   assert.equal(out.status, 303);
   assert.equal((await fetch(`${url}/`, { headers: { cookie: a.cookie } })).status, 401);
@@ -118,7 +108,7 @@ test('logging out and rotating the API token both end the session', async (t) =>
   writeTokenFile(head.config.apiTokenFile);
   assert.notEqual(head.apiToken, token);
   assert.equal((await fetch(`${url}/`, { headers: { cookie: b.cookie } })).status, 401);
-  await login(url, head.apiToken);
+  await dashboardLogin(url, head.apiToken);
 });
 
 test('fleetboot dashboard-url asks the running head node for a one-time link that logs in', async (t) => {

@@ -4,12 +4,7 @@ import { HeadNode } from '../src/headnode.ts';
 import { silentLogger } from '../src/log.ts';
 import { parseMac } from '../src/mac.ts';
 import { tempDir, testConfig } from './fixtures.ts';
-
-async function login(url: string, token: string): Promise<string> {
-  const res = await fetch(`${url}/ui/login`, { method: 'POST', body: new URLSearchParams({ token }), redirect: 'manual' });
-  assert.equal(res.status, 303);
-  return (res.headers.get('set-cookie') ?? '').split(';')[0]!;
-}
+import { dashboardLogin } from './dashboard-fixtures.ts';
 
 test('the node page draws each boot as a waterfall of timed steps, and its fragment grows as the boot goes on', async (t) => {
   const dir = tempDir(t);
@@ -27,7 +22,7 @@ test('the node page draws each boot as a waterfall of timed steps, and its fragm
   at(0, { event: 'dhcp_discover' });
   at(40, { event: 'dhcp_ack', detail: { ip: '10.0.0.20' } });
   at(1_540, { event: 'tftp_get', detail: { file: 'undionly.kpxe', size: 70_000, ms: 1_400 } });
-  const cookie = await login(url, head.apiToken);
+  const cookie = (await dashboardLogin(url, head.apiToken)).cookie;
   const fragment = async (): Promise<string> => {
     const res = await fetch(`${url}/ui/nodes/${node.id}/waterfall`, { headers: { cookie } });
     assert.equal(res.status, 200);
