@@ -6,24 +6,12 @@ import { HeadNode } from '../src/headnode.ts';
 import { createLogger } from '../src/log.ts';
 import { currentNodeToken, nodeKeysIn, rootPassword } from '../src/nodeconfig/secrets.ts';
 import { startHeadNode, tempDir, testConfig, type RunningHeadNode } from './fixtures.ts';
+import { checkinReport } from './node-fixtures.ts';
 
 const macA = parseMac('52:54:00:aa:00:01')!;
 const macB = parseMac('52:54:00:bb:00:01')!;
 
-function report(mac: Mac, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    uuid: null,
-    hostname: null,
-    nics: [{ mac, name: 'eth0', ip: null }],
-    cpu: { model: 'QEMU Virtual CPU', count: 2 },
-    ramBytes: 536870912,
-    disks: [{ name: 'vda', sizeBytes: 10737418240, ssd: false, removable: false }],
-    platform: 'linux-test',
-    bootTime: 1_790_000_000,
-    modules: {},
-    ...extra,
-  };
-}
+const report = checkinReport;
 
 const network = (mac: Mac, host: string, ip?: string): Record<string, unknown> => ({
   hostname: host,

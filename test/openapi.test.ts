@@ -9,6 +9,7 @@ import { rolloutRoutes } from '../src/http/rollout-api.ts';
 import { parseMac } from '../src/mac.ts';
 import { silentLogger } from '../src/log.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
+import { checkinReport } from './node-fixtures.ts';
 
 type Json = Record<string, unknown>;
 interface Layer {
@@ -133,17 +134,7 @@ test('real responses validate against the documented schemas; a bad body is a 40
   assert.equal((await call('post', '/rollouts/plan', '/rollouts/plan', {})).status, 400);
   assert.equal((await call('post', '/rollouts', '/rollouts', {})).status, 400);
   assert.equal((await call('post', '/dashboard/login-links', '/dashboard/login-links')).status, 201);
-  const checkin = {
-    uuid: null,
-    hostname: null,
-    nics: [{ mac: parseMac('52:54:00:12:34:58')!, name: 'eth0', ip: null }],
-    cpu: { model: 'QEMU Virtual CPU', count: 2 },
-    ramBytes: 536870912,
-    disks: [{ name: 'vda', sizeBytes: 10737418240, ssd: false, removable: false }],
-    platform: 'linux-test',
-    bootTime: 1_790_000_000,
-    modules: {},
-  };
+  const checkin = checkinReport(parseMac('52:54:00:12:34:58')!);
   assert.equal((await call('post', '/nodes/checkin', '/nodes/checkin', checkin, false)).status, 201);
   assert.equal((await call('post', '/nodes/checkin', '/nodes/checkin', { ...checkin, cpu: 'x' }, false)).status, 400);
   assert.equal((await call('post', '/nodes/:id/retire', `/nodes/${id}/retire`)).status, 200);
