@@ -96,14 +96,22 @@ describe('the generated unit under systemd (systemd-nspawn, systemd as PID 1)', 
       http: { listen: '0.0.0.0', port: 80 }, tftp: { enabled: true },
     }));
     assert.ok(!userExists(testUser), `test user ${testUser} already exists: a run before this one left it`);
-    const r = fleetboot(['--config', cfg, 'service', 'install', '--user', testUser, '--create-user', '--unit-dir', units]);
+    // The unit names the install's own bin/fleetboot.js, and PrivateTmp= hides /tmp from the
+    // service, where a clone of the repo may well sit: the install the unit is written for is the
+    // repo bind-mounted at WORK/install (a private mount namespace, so the host is untouched),
+    // and the container gets the repo at that same path.
+    const install = join(work, 'install');
+    mkdirSync(install);
+    const viaInstall = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', repo, install,
+      process.execPath, join(install, 'bin/fleetboot.js'), '--config', cfg, 'service', 'install', '--user', testUser, '--create-user', '--unit-dir', units], { encoding: 'utf8' });
+    const r = { code: viaInstall.status ?? 1, stdout: viaInstall.stdout, stderr: viaInstall.stderr };
     assert.equal(r.code, 0, r.stderr);
     createdUser = true;
     assert.match(r.stdout, /systemctl daemon-reload\n.*systemctl enable --now fleetboot/);
     execFileSync('systemd-analyze', ['verify', join(units, 'fleetboot.service')], { stdio: ['ignore', 'pipe', 'pipe'] });
     nspawn = spawn('systemd-nspawn', [
       '--directory=/', '--volatile=yes', '--register=no', '--keep-unit', '--private-network', `--machine=fbsvctest${process.pid}`,
-      `--bind-ro=${repo}`, `--bind-ro=${work}`, '--bind-ro=/etc/passwd', '--bind-ro=/etc/group',
+      `--bind-ro=${work}`, `--bind-ro=${repo}:${join(work, 'install')}`, '--bind-ro=/etc/passwd', '--bind-ro=/etc/group',
       `--bind-ro=${join(units, 'fleetboot.service')}:/etc/systemd/system/fleetboot.service`,
       '-b', 'systemd.firstboot=off', 'systemd.mask=systemd-networkd-wait-online.service',
     ], { stdio: ['ignore', 'ignore', 'pipe'] });
