@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import express from 'express';
 import { LiveFeed } from '../src/http/dashboard/live.ts';
 import { silentLogger } from '../src/log.ts';
@@ -9,6 +9,7 @@ import { Store } from '../src/store/store.ts';
 import { parseMac } from '../src/mac.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
 import { dashboardLogin } from './dashboard-fixtures.ts';
+import { sampleRollout } from './rollout-journal-contract.ts';
 
 interface SseMessage {
   id?: string;
@@ -62,7 +63,7 @@ class SseReader {
 
 async function open(url: string, cookie: string, lastEventId?: string): Promise<SseReader> {
   const abort = new AbortController();
-  const res = await fetch(`${url}/ui/events`, { headers: { cookie, accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) }, signal: abort.signal });
+  const res = await fetch(`${url}/ui/events`, { headers: { ...(cookie ? { cookie } : {}), accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) }, signal: abort.signal });
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
   return new SseReader(res.body!, abort);
@@ -160,4 +161,92 @@ test('a client that stops reading is dropped once its socket buffer is full', as
   }
   assert.equal(feed.dropped, 1);
   assert.equal(feed.clientCount, 0);
+});
+
+/** A LiveFeed alone on an express server (no head node), closed after the test. */
+async function feedServer(t: TestContext, feed: LiveFeed): Promise<string> {
+  const app = express();
+  app.get('/ui/events', feed.handler());
+  const server = createServer(app).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  feed.start();
+  t.after(() => {
+    feed.stop();
+    server.closeAllConnections();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
+test('a page carries the feed position it was rendered at, and its stream replays what came between', async (t) => {
+  const { url, token, head } = await startHeadNode(t, tempDir(t));
+  const mac = parseMac('52:54:00:aa:00:03')!;
+  const { node } = head.store.nodes.discover({ mac });
+  head.store.events.record({ event: 'dhcp_discover', nodeId: node.id, mac });
+  const cookie = (await dashboardLogin(url, token)).cookie;
+  const deadline = Date.now() + 5000;
+  while (head.live.sentUpTo < head.store.events.lastId() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const rendered = await (await fetch(`${url}/ui/nodes/${node.id}`, { headers: { cookie, accept: 'text/html' } })).text();
+  const since = /<meta name="fb-live-since" content="(\d+)">/.exec(rendered)?.[1];
+  assert.equal(since, String(head.store.events.lastId()));
+  // The node's boot goes on before the browser opens the stream; the feed sends it to nobody.
+  head.store.events.record({ event: 'dhcp_offer', nodeId: node.id, mac });
+  head.store.events.record({ event: 'dhcp_request', nodeId: node.id, mac });
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal(head.live.sentUpTo, head.store.events.lastId());
+  const abort = new AbortController();
+  const res = await fetch(`${url}/ui/events?since=${since}`, { headers: { cookie }, signal: abort.signal });
+  const sse = new SseReader(res.body!, abort);
+  t.after(() => sse.close());
+  const a = await sse.until((m) => m.event === 'boot');
+  const b = await sse.until((m) => m.event === 'boot');
+  assert.deepEqual([(a.data as { event: string }).event, (b.data as { event: string }).event], ['dhcp_offer', 'dhcp_request']);
+  for (const path of ['/', '/ui/rollouts']) {
+    const page = await (await fetch(`${url}${path}`, { headers: { cookie, accept: 'text/html' } })).text();
+    assert.match(page, /<meta name="fb-live-since" content="\d+">/, path);
+  }
+});
+
+test('a feed started on an existing journal replays from the journal, and a client too far behind is told to resync', async (t) => {
+  const store = Store.open(':memory:');
+  t.after(() => store.close());
+  store.db.transaction(() => {
+    for (let i = 0; i < 100; i++) store.events.record({ event: 'file', detail: { n: i } });
+  })();
+  const feed = new LiveFeed({ store, log: silentLogger, pollMs: 20 });
+  const url = await feedServer(t, feed);
+  // A browser that was reading the previous head node process reconnects: its events are not in this feed's buffer.
+  const near = await open(url, '', '90');
+  t.after(() => near.close());
+  const first = await near.until((m) => m.event === 'boot');
+  assert.equal(first.id, '91');
+  const last = await near.until((m) => m.id === '100');
+  assert.equal((last.data as { detail: { n: number } }).detail.n, 99);
+
+  store.db.transaction(() => {
+    for (let i = 0; i < 2100; i++) store.events.record({ event: 'file', detail: { n: i } });
+  })();
+  const deadline = Date.now() + 10_000;
+  while (feed.sentUpTo < store.events.lastId() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const far = await open(url, '', '50');
+  t.after(() => far.close());
+  const resync = await far.until((m) => m.event === 'resync' || m.event === 'boot');
+  assert.equal(resync.event, 'resync');
+  assert.deepEqual(resync.data, { from: 50, upTo: store.events.lastId() });
+});
+
+test('rollout changes reach the stream as rollout events', async (t) => {
+  const store = Store.open(':memory:');
+  t.after(() => store.close());
+  const feed = new LiveFeed({ store, log: silentLogger, pollMs: 20, rolloutPollMs: 50 });
+  const url = await feedServer(t, feed);
+  const sse = await open(url, '');
+  t.after(() => sse.close());
+  await new Promise((r) => setTimeout(r, 50));
+  const r = store.rollouts.create(sampleRollout(store.now()));
+  const created = await sse.until((m) => m.event === 'rollout');
+  assert.deepEqual(created.data, { id: r.id, state: 'running' });
+  assert.equal(store.rollouts.updateRollout(r.id, 'running', { state: 'paused', at: store.now(), reason: 'paused by an operator' }), true);
+  const paused = await sse.until((m) => m.event === 'rollout' && (m.data as { state: string }).state === 'paused');
+  assert.equal((paused.data as { id: number }).id, r.id);
 });

@@ -9,6 +9,8 @@ export interface PageContext {
   csrfToken: string;
   /** Page script under /ui/assets/ (e.g. "nodes.js"), loaded after live.js. */
   script?: string;
+  /** The live feed's position when the page was read (LiveFeed.sentUpTo): the stream replays what came after. */
+  liveSince?: number;
 }
 
 const SECTIONS: readonly { section: Section; href: string; label: string }[] = [
@@ -25,6 +27,7 @@ export function page(ctx: PageContext, body: Html): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="${ctx.csrfToken}">
+${ctx.liveSince !== undefined ? html`<meta name="fb-live-since" content="${String(ctx.liveSince)}">` : null}
 <title>${ctx.title} · fleetboot</title>
 <link rel="stylesheet" href="/ui/assets/dashboard.css">
 <script src="/ui/assets/live.js" defer></script>

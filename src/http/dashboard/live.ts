@@ -2,7 +2,10 @@
 // learnt by reading the boot_events journal past the last id seen, one range query per tick
 // shared by every client, and the rollout journal's change stamp; each client gets them as
 // `boot`, `node`, `rollout` and `counters` events. A client that cannot keep up is dropped
-// and resumes with Last-Event-ID (§9.2.4) while the id is still in the recent buffer.
+// and resumes with Last-Event-ID (§9.2.4). A page passes `?since=` the journal id it was
+// rendered at, so what happened between the render and the stream's opening is replayed too.
+// Replay comes from the recent buffer, else from the journal; past RESUME_KEEP events the
+// client gets a `resync` event instead (its page is too stale to patch).
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../../log.ts';
 import type { BootEvent, BootEventKind } from '../../store/events.ts';
@@ -58,6 +61,11 @@ export class LiveFeed {
     this.batch = options.batch ?? 500;
     this.maxClients = options.maxClients ?? 64;
     this.maxBufferedBytes = options.maxBufferedBytes ?? 1 << 20;
+  }
+
+  /** The newest journal id the feed has sent: a page rendered now is current up to it. */
+  get sentUpTo(): number {
+    return this.lastId;
   }
 
   get clientCount(): number {
@@ -137,6 +145,22 @@ export class LiveFeed {
     c.res.write(frame);
   }
 
+  /** Sends a resuming client the boot events after `from` it has not seen, up to what the feed has sent. */
+  private replay(res: Response, from: number): void {
+    if (from >= this.lastId) return;
+    const oldest = this.recent[0]?.[0];
+    if (oldest !== undefined && from >= oldest - 1) {
+      for (const [id, frame] of this.recent) if (id > from) res.write(frame);
+      return;
+    }
+    const missed = this.options.store.events.after(from, RESUME_KEEP + 1).filter((e) => e.id <= this.lastId);
+    if (missed.length > RESUME_KEEP) {
+      res.write(frameOf('resync', { from, upTo: this.lastId }));
+      return;
+    }
+    for (const e of missed) res.write(bootFrame(e));
+  }
+
   /** GET /ui/events: the SSE stream. */
   handler(): RequestHandler {
     return (req: Request, res: Response) => {
@@ -154,15 +178,22 @@ export class LiveFeed {
       // §9.2.6: `retry` sets the reconnection time.
       res.write('retry: 3000\n\n');
       const client: Client = { res };
-      const last = Number(req.get('last-event-id') ?? '');
-      if (Number.isSafeInteger(last) && last > 0 && this.recent.length && last >= this.recent[0]![0] - 1) {
-        for (const [id, frame] of this.recent) if (id > last) res.write(frame);
-      }
+      const from = resumePoint(req);
+      if (from !== null) this.replay(res, from);
       this.clients.add(client);
       req.socket.setNoDelay(true);
       res.on('close', () => this.clients.delete(client));
     };
   }
+}
+
+/** Where a client resumes: Last-Event-ID (a reconnect, §9.2.4) or else `?since=` (a page's render point). */
+function resumePoint(req: Request): number | null {
+  for (const raw of [req.get('last-event-id'), typeof req.query['since'] === 'string' ? req.query['since'] : undefined]) {
+    if (raw === undefined || !/^\d{1,15}$/.test(raw)) continue;
+    return Number(raw);
+  }
+  return null;
 }
 
 function frameOf(event: string, data: unknown, id?: number): string {

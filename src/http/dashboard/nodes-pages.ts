@@ -69,6 +69,7 @@ function nodeRow(n: NodeRecord, now: number): Html {
 }
 
 function nodesList(deps: DashboardDeps, req: Request, res: Response): void {
+  const liveSince = deps.live.sentUpTo;
   const q = typeof req.query['q'] === 'string' ? req.query['q'].trim().toLowerCase() : '';
   const stateQ = typeof req.query['state'] === 'string' ? req.query['state'] : '';
   const state = (nodeStates as readonly string[]).includes(stateQ) ? (stateQ as NodeState) : null;
@@ -111,7 +112,7 @@ ${nodeStates.map((s) => html` <a href="${link({ state: s, page: 1 })}" class="${
 <p class="pager">${nodes.length} nodes · page ${pageNo} of ${pages}
 ${pageNo > 1 ? html` <a href="${link({ page: pageNo - 1 })}">← previous</a>` : null}
 ${pageNo < pages ? html` <a href="${link({ page: pageNo + 1 })}">next →</a>` : null}</p>`;
-  res.type('html').send(page({ title: 'Nodes', section: 'nodes', csrfToken: sessionOf(res).csrfToken, script: 'nodes.js' }, body));
+  res.type('html').send(page({ title: 'Nodes', section: 'nodes', csrfToken: sessionOf(res).csrfToken, script: 'nodes.js', liveSince }, body));
 }
 
 function json(v: unknown): Html {
@@ -140,6 +141,7 @@ export function nodesPages(deps: DashboardDeps): Router {
     const n = nodeOf(req, res);
     if (!n) return;
     const csrf = sessionOf(res).csrfToken;
+    const liveSince = deps.live.sentUpTo;
     const events = store.events.timeline(n.id, 200);
     const steps = store.rollouts.list().flatMap((ro) => store.rollouts.steps(ro.id).filter((s) => s.nodeId === n.id).map((s) => ({ rollout: ro.id, ...s })));
     const platforms = store.platforms.list();
@@ -170,7 +172,7 @@ ${platforms.length
 <h2>Boot timeline</h2>
 <table class="timeline" data-node="${n.id}"><thead><tr><th>At</th><th>Event</th><th>MAC</th><th>Detail</th></tr></thead>
 <tbody>${events.map((e) => html`<tr data-event="${e.id}"><td>${new Date(e.at).toISOString()}</td><td>${e.event}</td><td><code>${e.mac ?? ''}</code></td><td><code>${JSON.stringify(e.detail)}</code></td></tr>`)}</tbody></table>`;
-    res.type('html').send(page({ title: n.hostname ?? `node ${n.id}`, section: 'nodes', csrfToken: csrf, script: 'node.js' }, body));
+    res.type('html').send(page({ title: n.hostname ?? `node ${n.id}`, section: 'nodes', csrfToken: csrf, script: 'node.js', liveSince }, body));
   });
 
   // The waterfall alone, re-fetched by node.js when a boot event of this node arrives.

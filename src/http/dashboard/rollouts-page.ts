@@ -80,6 +80,7 @@ export function rolloutsPages(deps: DashboardDeps): Router {
   const view = (rollout: RolloutRecord): RolloutView => rolloutView(rollout, store.rollouts.steps(rollout.id), store.now());
 
   r.get('/ui/rollouts', (_req, res) => {
+    const liveSince = deps.live.sentUpTo;
     const all = store.rollouts.list().map(view).reverse();
     const body = html`<h1>Rollouts</h1>
 <table class="rollouts"><thead><tr><th>Id</th><th>Target</th><th>State</th><th>Progress</th><th>Wave</th><th>Max in flight</th><th>Started</th></tr></thead>
@@ -87,12 +88,13 @@ export function rolloutsPages(deps: DashboardDeps): Router {
       ? html`<tr><td colspan="7" class="hint">No rollout yet: <code>fleetboot rollout start --target STAMP</code></td></tr>`
       : all.map((v) => html`<tr data-rollout="${v.id}"><td><a href="/ui/rollouts/${v.id}">${v.id}</a></td><td>${v.target}</td><td>${badge(v.state)}</td><td>${progress(v)}</td>
 <td>${v.summary.wave ?? '—'} of ${v.summary.waves}</td><td>${v.maxInFlight}</td><td>${v.createdAt}</td></tr>`)}</tbody></table>`;
-    res.type('html').send(page({ title: 'Rollouts', section: 'rollouts', csrfToken: sessionOf(res).csrfToken, script: 'rollouts.js' }, body));
+    res.type('html').send(page({ title: 'Rollouts', section: 'rollouts', csrfToken: sessionOf(res).csrfToken, script: 'rollouts.js', liveSince }, body));
   });
 
   r.get('/ui/rollouts/:id', (req, res) => {
     const rollout = rolloutOf(req, res);
     if (!rollout) return;
+    const liveSince = deps.live.sentUpTo;
     const v = view(rollout);
     const csrf = sessionOf(res).csrfToken;
     const spec = v.spec;
@@ -107,7 +109,7 @@ ${actions(v, csrf)}
 <dt>Soak</dt><dd>${spec.soakSeconds} s</dd><dt>Boot deadline</dt><dd>${spec.bootDeadlineSeconds} s</dd><dt>Started</dt><dd>${v.createdAt}</dd></dl>
 <h2>Steps</h2>
 <section id="steps" data-rollout="${v.id}">${stepTable(v)}</section>`;
-    res.type('html').send(page({ title: `Rollout ${v.id}`, section: 'rollouts', csrfToken: csrf, script: 'rollouts.js' }, body));
+    res.type('html').send(page({ title: `Rollout ${v.id}`, section: 'rollouts', csrfToken: csrf, script: 'rollouts.js', liveSince }, body));
   });
 
   r.get('/ui/rollouts/:id/steps', (req, res) => {

@@ -10,7 +10,11 @@
     el.textContent = text;
     el.className = 'live-status ' + cls;
   }
-  const es = new EventSource('/ui/events');
+  // The page was rendered at this journal id: the stream replays what came after it.
+  const since = document.querySelector('meta[name="fb-live-since"]')?.getAttribute('content');
+  const es = new EventSource('/ui/events' + (since ? '?since=' + encodeURIComponent(since) : ''));
+  // Too much happened since the render to patch the page: read it again.
+  es.addEventListener('resync', () => window.location.reload());
   for (const name of ['boot', 'node', 'rollout', 'counters']) {
     es.addEventListener(name, (m) => {
       let detail;
