@@ -15,6 +15,11 @@
       "sources": ["src/tftp/native/tftp_data.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"],
       "libraries": ["-lm", "-lpthread"]
+    },
+    {
+      "target_name": "fleetboot_notify",
+      "sources": ["src/service/native/notify.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]
 }

@@ -7,57 +7,67 @@ import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_pr
 import { chmodSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { planUnit, renderPlanned, userExists, writeUnit } from '../src/service/install.ts';
+import { planUnit, userExists, writeUnit } from '../src/service/install.ts';
+import { renderUnit } from '../src/service/unit.ts';
 
 const repo = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
-const cli = join(repo, 'bin/fleetboot.js');
 const testUser = 'fbsvctest';
-
-function fleetboot(args: string[]): { code: number; stdout: string; stderr: string } {
-  try {
-    const stdout = execFileSync(process.execPath, [cli, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return { code: 0, stdout, stderr: '' };
-  } catch (err) {
-    const e = err as { status: number; stdout: string; stderr: string };
-    return { code: e.status, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Runs the CLI of this repo as if installed at ROOT/fbsvc-inst-XXX/install: the repo is bind-mounted
+ * there in a private mount namespace (the host is untouched). The unit refuses an install under /tmp
+ * (PrivateTmp=), where a clone may sit, so tests that need a working unit install it under /run.
+ */
+function installedAt(root: string, args: string[]): { code: number; stdout: string; stderr: string; install: string } {
+  const dir = mkdtempSync(join(root, 'fbsvc-inst-'));
+  try {
+    const install = join(dir, 'install');
+    mkdirSync(install);
+    const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', repo, install,
+      process.execPath, join(install, 'bin/fleetboot.js'), ...args], { encoding: 'utf8' });
+    return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr, install };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+const installed = (args: string[]): ReturnType<typeof installedAt> => installedAt('/run', args);
+
 describe('fleetboot service install', () => {
   test('--print writes a unit with the absolute node and bin/fleetboot.js, serve, and the state dir as working dir', () => {
-    const r = fleetboot(['service', 'install', '--print', '--user', 'root']);
+    const r = installed(['service', 'install', '--print', '--user', 'root']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, new RegExp(`^ExecStart=${process.execPath} ${cli} serve$`, 'm'));
-    for (const line of ['Type=exec', 'User=root', 'StateDirectory=fleetboot', 'StateDirectoryMode=0750', 'WorkingDirectory=/var/lib/fleetboot', 'Restart=on-failure', 'KillSignal=SIGTERM', 'TimeoutStopSec=13s', 'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_RAW', 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_RAW', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/fleetboot', 'StandardOutput=journal']) {
+    assert.match(r.stdout, new RegExp(`^ExecStart=${process.execPath} ${r.install}/bin/fleetboot.js serve$`, 'm'));
+    for (const line of ['Type=notify', 'NotifyAccess=main', 'WatchdogSec=30s', 'ProtectHome=yes', 'PrivateTmp=yes', 'User=root', 'StateDirectory=fleetboot', 'StateDirectoryMode=0750', 'WorkingDirectory=/var/lib/fleetboot', 'Restart=on-failure', 'KillSignal=SIGTERM', 'TimeoutStopSec=13s', 'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_RAW', 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_RAW', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/fleetboot', 'StandardOutput=journal']) {
       assert.ok(r.stdout.split('\n').includes(line), `missing ${line}`);
     }
   });
 
   test('refuses a relative state dir, a missing unit dir and a missing user, naming the fix', () => {
-    const rel = fleetboot(['service', 'install', '--print', '--state-dir', 'var/lib/fleetboot']);
+    const rel = installed(['service', 'install', '--print', '--state-dir', 'var/lib/fleetboot']);
     assert.equal(rel.code, 2);
     assert.match(rel.stderr, /--state-dir "var\/lib\/fleetboot" is a relative path/);
-    const noDir = fleetboot(['service', 'install', '--user', 'root', '--unit-dir', '/nonexistent/systemd']);
+    const noDir = installed(['service', 'install', '--user', 'root', '--unit-dir', '/nonexistent/systemd']);
     assert.equal(noDir.code, 2);
     assert.match(noDir.stderr, /--unit-dir \/nonexistent\/systemd does not exist/);
-    const noUser = fleetboot(['service', 'install', '--user', 'fbnosuchuser', '--unit-dir', '/tmp']);
+    const noUser = installed(['service', 'install', '--user', 'fbnosuchuser', '--unit-dir', '/tmp']);
     assert.equal(noUser.code, 2);
     assert.match(noUser.stderr, /user fbnosuchuser does not exist: create it with `useradd --system --home-dir \/var\/lib\/fleetboot --shell \/usr\/sbin\/nologin --user-group fbnosuchuser`/);
-    const badState = fleetboot(['service', 'install', '--print', '--state-dir', '/srv/fleetboot']);
+    const badState = installed(['service', 'install', '--print', '--state-dir', '/srv/fleetboot']);
     assert.equal(badState.code, 2);
     assert.match(badState.stderr, /not under \/var\/lib\//);
   });
 
   test('a config whose paths leave the state dir gets them in ReadWritePaths=; TimeoutStopSec= follows http.stopGraceSeconds', () => {
-    const dir = mkdtempSync('/tmp/fbsvc-cfg-');
+    const dir = mkdtempSync('/run/fbsvc-cfg-');
     try {
       const cfg = join(dir, 'fleetboot.json');
       writeFileSync(cfg, JSON.stringify({ platformImagesDir: '/srv/images', http: { stopGraceSeconds: 30 } }));
       const plan = planUnit({ unitDir: dir, user: 'root', stateDir: '/var/lib/fleetboot', configFile: cfg, createUser: false });
       assert.deepEqual(plan.extraWritePaths, ['/var/lib/fleetboot', join(dir, 'var'), '/srv/images']);
-      const text = renderPlanned({ unitDir: dir, user: 'root', stateDir: '/var/lib/fleetboot', configFile: cfg, createUser: false });
+      // The unit for an install at /opt/fleetboot (this checkout may sit under /tmp, which the unit refuses).
+      const text = renderUnit({ ...plan, fleetbootJs: '/opt/fleetboot/bin/fleetboot.js' });
       assert.match(text, /^TimeoutStopSec=40s$/m);
       assert.match(text, new RegExp(`^ExecStart=.* --config ${cfg} serve$`, 'm'));
       const path = writeUnit(dir, text);
@@ -65,6 +75,30 @@ describe('fleetboot service install', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the unit and its sandbox', () => {
+  const base = { nodeBin: '/usr/bin/node', fleetbootJs: '/opt/fleetboot/bin/fleetboot.js', user: 'fleetboot', stateDir: '/var/lib/fleetboot', configFile: null, stopGraceSeconds: 3, extraWritePaths: ['/var/lib/fleetboot'] };
+
+  test('an install under /tmp is refused, naming PrivateTmp= and the path', () => {
+    const r = installedAt('/tmp', ['service', 'install', '--print', '--user', 'root']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /bin\/fleetboot\.js \/tmp\/fbsvc-inst-\w+\/install\/bin\/fleetboot\.js is under \/tmp, which the unit's PrivateTmp=yes replaces with an empty folder/);
+    assert.throws(() => renderUnit({ ...base, configFile: '/var/tmp/fleetboot.json' }), /config file \/var\/tmp\/fleetboot\.json is under \/var\/tmp/);
+    assert.throws(() => renderUnit({ ...base, extraWritePaths: ['/var/lib/fleetboot', '/tmp/images'] }), /write path \/tmp\/images is under \/tmp/);
+  });
+
+  test('an install, node or path under a home folder gets ProtectHome=read-only instead of hiding it', () => {
+    assert.match(renderUnit(base), /^ProtectHome=yes$/m);
+    for (const o of [{ fleetbootJs: '/root/fleetboot/bin/fleetboot.js' }, { nodeBin: '/home/ops/.nvm/versions/node/v20/bin/node' }, { configFile: '/home/ops/fleetboot.json' }]) {
+      const text = renderUnit({ ...base, ...o });
+      assert.match(text, /^ProtectHome=read-only$/m, JSON.stringify(o));
+      assert.doesNotMatch(text, /^ProtectHome=yes$/m);
+    }
+    const writes = renderUnit({ ...base, extraWritePaths: ['/var/lib/fleetboot', '/home/ops/images'] });
+    assert.match(writes, /^ProtectHome=read-only$/m);
+    assert.match(writes, /^ReadWritePaths=\/var\/lib\/fleetboot \/home\/ops\/images$/m);
   });
 });
 
@@ -143,13 +177,11 @@ describe('the generated unit under systemd (systemd-nspawn, systemd as PID 1)', 
   });
 
   test('starts as the service user with the ambient caps, listens on 80 and 69, logs pino JSON to the journal, restarts after kill -9, stops in time', async () => {
-    inside(['systemctl', 'start', 'fleetboot']);
-    let health = '';
-    for (let i = 0; i < 100 && health === ''; i++) {
-      await sleep(200);
-      health = tryInside(['curl', '-sf', 'http://127.0.0.1:80/healthz']) ?? '';
-    }
-    assert.ok(health !== '', `no /healthz on port 80: ${tryInside(['journalctl', '-u', 'fleetboot', '--no-pager']) ?? ''}`);
+    inside(['systemctl', 'start', 'fleetboot'], 60_000);
+    // Type=notify: `systemctl start` returns once the head node said READY=1, with every service listening.
+    const health = tryInside(['curl', '-sf', 'http://127.0.0.1:80/healthz']) ?? '';
+    assert.ok(health !== '', `/healthz did not answer on port 80 as soon as systemctl start returned: ${tryInside(['journalctl', '-u', 'fleetboot', '--no-pager']) ?? ''}`);
+    assert.match(inside(['systemctl', 'show', '-p', 'StatusText', '--value', 'fleetboot']), /^serving: DHCP off, TFTP on, HTTP port 80$/m);
     const pid = mainPid();
     const status = inside(['cat', `/proc/${pid}/status`]);
     const uid = execFileSync('id', ['-u', testUser], { encoding: 'utf8' }).trim();
@@ -182,6 +214,34 @@ describe('the generated unit under systemd (systemd-nspawn, systemd as PID 1)', 
     assert.ok(took < 13_000, `stop took ${took} ms, past TimeoutStopSec=13s`);
     assert.equal(inside(['systemctl', 'show', '-p', 'Result', '--value', 'fleetboot']).trim(), 'success');
     assert.equal((tryInside(['systemctl', 'is-active', 'fleetboot']) ?? 'inactive\n').trim(), 'inactive');
+  });
+
+  test('the head node pings the watchdog, and one that cannot listen fails `systemctl start` itself', async () => {
+    // A drop-in (in the container's /run) shortens WatchdogSec= so the pings show within seconds.
+    inside(['sh', '-c', 'mkdir -p /run/systemd/system/fleetboot.service.d && printf "[Service]\\nWatchdogSec=2s\\n" > /run/systemd/system/fleetboot.service.d/watchdog.conf && systemctl daemon-reload']);
+    inside(['systemctl', 'start', 'fleetboot'], 60_000);
+    const restarts = inside(['systemctl', 'show', '-p', 'NRestarts', '--value', 'fleetboot']).trim();
+    const pinged = (): bigint => BigInt(inside(['systemctl', 'show', '-p', 'WatchdogTimestampMonotonic', '--value', 'fleetboot']).trim() || '0');
+    await sleep(1500);
+    const first = pinged();
+    await sleep(3000);
+    const second = pinged();
+    assert.ok(first > 0n && second > first, `no watchdog pings: ${first} then ${second}`);
+    assert.equal(inside(['systemctl', 'is-active', 'fleetboot']).trim(), 'active');
+    assert.equal(inside(['systemctl', 'show', '-p', 'NRestarts', '--value', 'fleetboot']).trim(), restarts, 'the watchdog restarted a head node that was pinging');
+    inside(['systemctl', 'stop', 'fleetboot'], 30_000);
+
+    // Port 80 taken: serve exits before READY=1, so the start job fails (Type=exec would report success).
+    inside(['systemd-run', '--unit=fbsvctest-blocker', '--', 'python3', '-m', 'http.server', '--bind', '0.0.0.0', '80']);
+    try {
+      for (let i = 0; i < 100 && !/0\.0\.0\.0:80 /.test(inside(['ss', '-lntH'])); i++) await sleep(100);
+      const start = spawnSync('nsenter', ['-t', String(pid1), '-a', 'systemctl', 'start', 'fleetboot'], { encoding: 'utf8', timeout: 60_000 });
+      assert.notEqual(start.status, 0, 'systemctl start succeeded although the head node could not listen on 80');
+      assert.match(start.stderr, /fleetboot\.service/);
+    } finally {
+      tryInside(['systemctl', 'stop', 'fleetboot']);
+      tryInside(['systemctl', 'stop', 'fbsvctest-blocker']);
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { HeadNode } from '../headnode.ts';
 import { createLogger } from '../log.ts';
+import { SystemdNotifier } from '../service/notify.ts';
 import { DataDirLockedError, lockDataDir, type DataDirLock } from '../store/datadir-lock.ts';
 import { configFor } from './context.ts';
 
@@ -34,10 +35,14 @@ export function registerServe(program: Command): void {
         throw err;
       }
       log.info({ event: 'config', file: path ?? '(embedded defaults)', dhcp: config.dhcp.mode, tftp: config.tftp.enabled }, 'config loaded');
+      // Under the unit `fleetboot service install` writes (Type=notify): readiness once every
+      // service listens, then watchdog pings; a no-op from a shell.
+      const systemd = SystemdNotifier.fromEnv(log);
       let stopping: Promise<void> | null = null;
       const shutdown = (signal: NodeJS.Signals): void => {
         if (stopping) return;
         log.info({ event: 'shutdown', signal }, 'stopping');
+        systemd?.stopping();
         stopping = head.stop().then(
           () => {
             lock.release();
@@ -59,5 +64,6 @@ export function registerServe(program: Command): void {
         lock.release();
         throw err;
       }
+      systemd?.ready(`serving: DHCP ${config.dhcp.mode}, TFTP ${config.tftp.enabled ? 'on' : 'off'}, HTTP port ${head.http.address()?.port ?? config.http.port}`);
     });
 }

@@ -50,12 +50,41 @@ function listPath(p: string): string {
  * 5.7 (socket(7) SO_BINDTODEVICE). No raw or packet socket is opened (src/dhcp/native/dhcp_io.c
  * is a plain AF_INET SOCK_DGRAM socket), so nothing else is needed.
  */
+/**
+ * systemd.service(5) WatchdogSec=: the head node pings at half this (service/notify.ts); an
+ * event loop stuck this long answers no DHCP or HTTP either, and systemd restarts it.
+ */
+export const watchdogSeconds = 30;
+
 export const capabilities = ['CAP_NET_BIND_SERVICE', 'CAP_NET_RAW'] as const;
+
+/** systemd.exec(5) PrivateTmp=: the service gets its own /tmp and /var/tmp, so nothing under them is reachable. */
+const privateTmpRoots = ['/tmp', '/var/tmp'];
+/** systemd.exec(5) ProtectHome=: these are hidden (yes) or read-only (read-only). */
+const homeRoots = ['/home', '/root', '/run/user'];
+
+const under = (roots: readonly string[], p: string): string | undefined => roots.find((r) => p === r || p.startsWith(`${r}/`));
+
+/**
+ * What the unit must reach, checked against its sandbox: a path under /tmp cannot work at all
+ * (refused, naming it); one under a home folder gets ProtectHome=read-only instead of yes,
+ * so the service can read its install there and write what ReadWritePaths= lists.
+ */
+function protectHome(o: UnitOptions): 'yes' | 'read-only' {
+  const paths: [string, string][] = [['node binary', o.nodeBin], ['bin/fleetboot.js', o.fleetbootJs], ['state dir', o.stateDir], ...o.extraWritePaths.map((p): [string, string] => ['write path', p])];
+  if (o.configFile) paths.push(['config file', o.configFile]);
+  for (const [name, p] of paths) {
+    const tmp = under(privateTmpRoots, p);
+    if (tmp) throw new Error(`${name} ${p} is under ${tmp}, which the unit's PrivateTmp=yes replaces with an empty folder: install fleetboot (and its config and data) outside ${tmp}, e.g. under /opt or /var/lib`);
+  }
+  return paths.some(([, p]) => under(homeRoots, p)) ? 'read-only' : 'yes';
+}
 
 export function renderUnit(o: UnitOptions): string {
   for (const [name, p] of [['node binary', o.nodeBin], ['bin/fleetboot.js', o.fleetbootJs], ['state dir', o.stateDir]] as const) {
     if (!isAbsolute(p)) throw new Error(`${name} ${JSON.stringify(p)} is not an absolute path`);
   }
+  const home = protectHome(o);
   const stateName = o.stateDir.startsWith(`${stateRoot}/`) ? o.stateDir.slice(stateRoot.length + 1) : null;
   if (stateName === null || stateName.length === 0) throw new Error(`state dir ${o.stateDir} is not under ${stateRoot}/ (systemd.exec(5) StateDirectory=)`);
   const exec = [o.nodeBin, o.fleetbootJs, ...(o.configFile ? ['--config', o.configFile] : []), 'serve'].map(execWord).join(' ');
@@ -71,7 +100,9 @@ Wants=network-online.target
 After=network-online.target
 
 [Service]
-Type=exec
+Type=notify
+NotifyAccess=main
+WatchdogSec=${watchdogSeconds}s
 ExecStart=${exec}
 WorkingDirectory=${listPath(o.stateDir)}
 User=${o.user}
@@ -91,7 +122,7 @@ AmbientCapabilities=${caps}
 CapabilityBoundingSet=${caps}
 NoNewPrivileges=yes
 ProtectSystem=strict
-${writePaths.length > 0 ? `ReadWritePaths=${writePaths.join(' ')}\n` : ''}ProtectHome=yes
+${writePaths.length > 0 ? `ReadWritePaths=${writePaths.join(' ')}\n` : ''}ProtectHome=${home}
 PrivateTmp=yes
 PrivateDevices=yes
 ProtectKernelTunables=yes
