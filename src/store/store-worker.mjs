@@ -3,6 +3,7 @@
 // their retention (by age, and by count per node).
 // Plain JS: a worker thread does not inherit the main thread's TypeScript loader.
 import { createRequire } from 'node:module';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 
@@ -154,9 +155,22 @@ async function pruneEvents() {
 // --- WAL checkpoints ----------------------------------------------------------------------
 // https://sqlite.org/wal.html § "Checkpointing": PASSIVE checkpoints never block readers or
 // writers. The head node turns SQLite's automatic checkpoint off (store-worker.ts).
-function checkpoint() {
+// The pragma's `checkpointed` is how many frames of the WAL as it stands are in the database
+// (https://sqlite.org/pragma.html#pragma_wal_checkpoint), the same frames again at every wake
+// until a write starts the WAL over: the frames copied this time are the growth since the
+// last wake, or all of them once the WAL got shorter (it was started over).
+let lastWal = { log: 0, checkpointed: 0 };
+function checkpoint(forced) {
+  const startedAt = performance.now();
   const [result] = db.pragma('wal_checkpoint(PASSIVE)');
-  if (result && result.checkpointed > 0) parentPort.postMessage({ checkpointed: result.checkpointed });
+  const passiveMs = performance.now() - startedAt;
+  let copied = 0;
+  if (result) {
+    const restartedSince = result.log < lastWal.log || result.checkpointed < lastWal.checkpointed;
+    copied = restartedSince ? result.checkpointed : result.checkpointed - lastWal.checkpointed;
+    lastWal = { log: result.log, checkpointed: result.checkpointed };
+  }
+  let restartMs = null;
   // A PASSIVE checkpoint copies the WAL up to where it ended when the checkpoint began, and
   // SQLite starts the WAL over only when a write finds all of it copied. Under sustained
   // writes (a boot storm commits every few milliseconds) that moment never comes: the WAL
@@ -168,34 +182,50 @@ function checkpoint() {
   // meanwhile: every write is BEGIN IMMEDIATE for that reason (writeTransaction in db.ts;
   // https://sqlite.org/pragma.html#pragma_wal_checkpoint).
   if (result && result.log >= restartFrames) {
+    const restartAt = performance.now();
     const [restarted] = db.pragma('wal_checkpoint(RESTART)');
-    if (restarted && restarted.busy === 0) parentPort.postMessage({ restarted: result.log });
+    restartMs = performance.now() - restartAt;
+    if (restarted) {
+      // The WAL starts over at the next write, not now: until then the pragma reports it as it was.
+      copied += Math.max(0, restarted.checkpointed - lastWal.checkpointed);
+      lastWal = { log: restarted.log, checkpointed: restarted.checkpointed };
+      if (restarted.busy === 0) parentPort.postMessage({ restarted: result.log });
+    }
   }
+  // Every pass is reported, copying or not: the head node's metrics time them and tell
+  // when the last one ran (docs/metrics.md).
+  parentPort.postMessage({ checkpointed: Math.max(0, copied), checkpointMs: passiveMs, restartMs, checkpointAt: Date.now(), forced });
 }
 
-/** Runs one kind of upkeep; a failure is reported and the next round tries again. */
-async function attempt(what, fn) {
+/** Runs one kind of upkeep; a failure is reported (with the checkpoint requests it leaves unanswered) and the next round tries again. */
+async function attempt(what, fn, forced = []) {
   try {
     await fn();
   } catch (err) {
-    parentPort.postMessage({ error: `${what}: ${err && err.message ? err.message : String(err)}` });
+    parentPort.postMessage({ error: `${what}: ${err && err.message ? err.message : String(err)}`, forced });
   }
 }
 
-const wake = new AbortController();
+// 'stop' ends the loop; { checkpoint: id } asks for a round now, and the checkpoint's report
+// carries the ids it answers (StoreWorker.checkpointNow).
+let wake = new AbortController();
+let asked = [];
 parentPort.on('message', (m) => {
-  if (m === 'stop') {
-    stopping = true;
-    wake.abort();
-  }
+  if (m === 'stop') stopping = true;
+  else if (m && typeof m.checkpoint === 'number') asked.push(m.checkpoint);
+  else return;
+  wake.abort();
 });
 
 while (!stopping) {
   await sleep(intervalMs, undefined, { signal: wake.signal }).catch(() => {});
+  if (wake.signal.aborted) wake = new AbortController();
   if (stopping) break;
+  const forced = asked;
+  asked = [];
   await attempt('boot event index', indexEvents);
   await attempt('boot event retention', pruneEvents);
-  await attempt('WAL checkpoint', checkpoint);
+  await attempt('WAL checkpoint', () => checkpoint(forced), forced);
 }
 try {
   db.pragma('wal_checkpoint(PASSIVE)');

@@ -39,6 +39,30 @@ export interface StoreWorkerCounters {
   /** Boot events deleted by retention, and in how many write transactions. */
   prunedEvents: number;
   pruneChunks: number;
+  /** WAL checkpoint passes run (one PASSIVE checkpoint per wake, copying or not) and the seconds those took in all. */
+  checkpoints: number;
+  checkpointSeconds: number;
+  /** RESTART checkpoints run after a PASSIVE one (the WAL past restartFrames), which hold the write lock, and their seconds. */
+  restartCheckpoints: number;
+  restartCheckpointSeconds: number;
+  /** The last pass: how long it took (PASSIVE plus any RESTART) and when it ended; null before the first. */
+  lastCheckpointSeconds: number | null;
+  lastCheckpointAt: string | null;
+}
+
+/** What the worker thread posts (store-worker.mjs). */
+interface WorkerReport {
+  error?: string;
+  checkpointed?: number;
+  checkpointMs?: number;
+  restartMs?: number | null;
+  checkpointAt?: number;
+  /** The checkpointNow requests this report answers. */
+  forced?: number[];
+  restarted?: number;
+  indexed?: number;
+  pruned?: number;
+  pruneChunks?: number;
 }
 
 export class StoreWorker {
@@ -54,6 +78,10 @@ export class StoreWorker {
   /** Boot events retention deleted, and the write transactions it took. */
   prunedEvents = 0;
   pruneChunks = 0;
+  private checkpoints = { count: 0, seconds: 0, restarts: 0, restartSeconds: 0, lastSeconds: null as number | null, lastAt: null as number | null };
+  /** checkpointNow calls waiting for their pass, by request id. */
+  private readonly asked = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private nextAsk = 1;
 
   constructor(
     private readonly db: Db,
@@ -84,16 +112,61 @@ export class StoreWorker {
       indexedEvents: this.indexedEvents,
       prunedEvents: this.prunedEvents,
       pruneChunks: this.pruneChunks,
+      checkpoints: this.checkpoints.count,
+      checkpointSeconds: this.checkpoints.seconds,
+      restartCheckpoints: this.checkpoints.restarts,
+      restartCheckpointSeconds: this.checkpoints.restartSeconds,
+      lastCheckpointSeconds: this.checkpoints.lastSeconds,
+      lastCheckpointAt: this.checkpoints.lastAt === null ? null : new Date(this.checkpoints.lastAt).toISOString(),
     };
+  }
+
+  /** Has the worker run a checkpoint pass now; resolves once it has (its figures are in `counters`). */
+  checkpointNow(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return Promise.reject(new Error('the store worker is not running'));
+    const id = this.nextAsk++;
+    return new Promise<void>((resolve, reject) => {
+      this.asked.set(id, { resolve, reject });
+      worker.postMessage({ checkpoint: id });
+    });
+  }
+
+  private answer(ids: readonly number[] | undefined, err?: Error): void {
+    for (const id of ids ?? []) {
+      const a = this.asked.get(id);
+      this.asked.delete(id);
+      if (err) a?.reject(err);
+      else a?.resolve();
+    }
+  }
+
+  private onCheckpoint(passiveMs: number, restartMs: number | null, at: number): void {
+    const c = this.checkpoints;
+    c.count++;
+    c.seconds += passiveMs / 1000;
+    if (restartMs !== null) {
+      c.restarts++;
+      c.restartSeconds += restartMs / 1000;
+    }
+    c.lastSeconds = (passiveMs + (restartMs ?? 0)) / 1000;
+    c.lastAt = at;
   }
 
   async start(): Promise<void> {
     const worker = new Worker(new URL('./store-worker.mjs', import.meta.url), {
       workerData: { file: this.db.name, ...this.options },
     });
-    worker.on('message', (m: { error?: string; checkpointed?: number; restarted?: number; indexed?: number; pruned?: number; pruneChunks?: number }) => {
-      if (m.error) this.log.warn({ event: 'store_upkeep', error: m.error }, 'store upkeep failed; the worker tries again');
+    worker.on('message', (m: WorkerReport) => {
+      if (m.error) {
+        this.log.warn({ event: 'store_upkeep', error: m.error }, 'store upkeep failed; the worker tries again');
+        this.answer(m.forced, new Error(m.error));
+      }
       if (m.checkpointed) this.checkpointedFrames += m.checkpointed;
+      if (m.checkpointMs !== undefined && m.checkpointAt !== undefined) {
+        this.onCheckpoint(m.checkpointMs, m.restartMs ?? null, m.checkpointAt);
+        this.answer(m.forced);
+      }
       if (m.indexed) this.indexedEvents += m.indexed;
       if (m.pruned) {
         this.prunedEvents += m.pruned;
@@ -109,6 +182,7 @@ export class StoreWorker {
     worker.on('exit', () => {
       // Whatever ends the worker, the connection must not be left without checkpoints.
       if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
+      this.answer([...this.asked.keys()], new Error('the store worker exited before the checkpoint'));
     });
     await once(worker, 'online');
     this.db.pragma('wal_autocheckpoint = 0');
