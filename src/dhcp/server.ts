@@ -76,6 +76,42 @@ export interface DhcpStats {
   poolExhausted: number;
 }
 
+/**
+ * What a received packet was: its option 53 message type (RFC 2132 §9.6) for those a client
+ * sends, `other` for another type or a packet that is no Ethernet BOOTREQUEST with option 53,
+ * `malformed` for one read but not decodable (or longer than a receive slot), `unknown` for
+ * one the kernel dropped unread (DhcpStats.kernelDrops: the socket filter's garbage, or a full
+ * receive buffer).
+ */
+export const dhcpPacketTypes = ['discover', 'request', 'decline', 'release', 'inform', 'other', 'malformed', 'unknown'] as const;
+export type DhcpPacketType = (typeof dhcpPacketTypes)[number];
+/**
+ * What the server decided for it: replied with an OFFER, ACK or NAK; `recorded` a change and
+ * owed no reply (RELEASE, DECLINE, a REQUEST choosing another server: RFC 2131 §4.3.2-4.3.4);
+ * `ignored` it (policy, no network, no record); `capped` (dhcp.maxUnbootedDiscovered);
+ * `exhausted` (no free address); `dropped` unread or undecodable; `failed` (handling threw).
+ */
+export const dhcpPacketOutcomes = ['offered', 'acked', 'naked', 'recorded', 'ignored', 'capped', 'exhausted', 'dropped', 'failed'] as const;
+export type DhcpPacketOutcome = (typeof dhcpPacketOutcomes)[number];
+
+const PT = { discover: 0, request: 1, decline: 2, release: 3, inform: 4, other: 5, malformed: 6, unknown: 7 } as const satisfies Record<DhcpPacketType, number>;
+const PO = { offered: 0, acked: 1, naked: 2, recorded: 3, ignored: 4, capped: 5, exhausted: 6, dropped: 7, failed: 8 } as const satisfies Record<DhcpPacketOutcome, number>;
+const typeOfMessage: Record<MessageTypeName, number> = { discover: PT.discover, request: PT.request, decline: PT.decline, release: PT.release, inform: PT.inform, offer: PT.other, ack: PT.other, nak: PT.other };
+
+/** Packets by type and outcome: one cell per pair, bumped once per packet with no allocation. */
+export class DhcpPacketCounts {
+  // Float64: exact up to 2^53, where a Uint32Array would wrap after 2^32 packets (days of a boot storm).
+  private readonly cells = new Float64Array(dhcpPacketTypes.length * dhcpPacketOutcomes.length);
+
+  add(type: number, outcome: number, n = 1): void {
+    this.cells[type * dhcpPacketOutcomes.length + outcome]! += n;
+  }
+
+  get(type: DhcpPacketType, outcome: DhcpPacketOutcome): number {
+    return this.cells[PT[type] * dhcpPacketOutcomes.length + PO[outcome]]!;
+  }
+}
+
 type Port = 'dhcp' | 'proxy';
 
 interface Listener {
@@ -124,6 +160,10 @@ const QUIET_LOG_MS = 60_000;
 export class DhcpServer implements Service {
   readonly name = 'dhcp';
   readonly stats: DhcpStats = { received: 0, malformed: 0, ignored: 0, replies: 0, sendErrors: 0, sendRetries: 0, sendQueued: 0, kernelDrops: 0, writeErrors: 0, unknownCapped: 0, reclaimed: 0, poolExhausted: 0 };
+  /** Every packet received, by type and outcome (GET /metrics). */
+  readonly packets = new DhcpPacketCounts();
+  /** The outcome of the packet being handled (a PO value), counted when onMessage returns. */
+  private outcome: number = PO.ignored;
   private listeners: Listener[] = [];
   private book: LeaseBook | null = null;
   private pendingLeases = new Map<string, Lease>();
@@ -230,12 +270,14 @@ export class DhcpServer implements Service {
       onTruncated: (rinfo) => {
         this.stats.received++;
         this.stats.malformed++;
+        this.packets.add(PT.malformed, PO.dropped);
         this.log.debug({ event: 'dhcp_malformed', from: rinfo.address, reason: 'datagram longer than 4 KiB' }, 'dropped malformed DHCP packet');
       },
       // Garbage (not even a BOOTREQUEST header) is counted per batch, never decoded or logged.
       onScreened: (count) => {
         this.stats.received += count;
         this.stats.malformed += count;
+        this.packets.add(PT.malformed, PO.dropped, count);
       },
       onBatchDone: () => this.countKernelDrops(),
     });
@@ -252,6 +294,7 @@ export class DhcpServer implements Service {
     this.stats.kernelDrops = total;
     this.stats.received += delta;
     this.stats.malformed += delta;
+    this.packets.add(PT.unknown, PO.dropped, delta);
   }
 
   async stop(): Promise<void> {
@@ -276,6 +319,8 @@ export class DhcpServer implements Service {
 
   private onMessage(msg: Buffer, rinfo: RemoteInfo, l: Listener): void {
     this.stats.received++;
+    let type: number = PT.malformed;
+    this.outcome = PO.dropped;
     try {
       capture('dhcp-packet', msg);
       const decoded = decodePacket(msg);
@@ -285,20 +330,28 @@ export class DhcpServer implements Service {
         return;
       }
       const p = decoded.packet;
+      // Every path below sets this.outcome; a path that forgot reads as ignored.
+      this.outcome = PO.ignored;
       if (p.op !== BootOp.request || !p.options.messageType || p.htype !== 1 || p.hlen !== 6) {
+        type = PT.other;
         this.ignore(p, rinfo, 'not an Ethernet BOOTREQUEST with option 53');
         return;
       }
+      type = typeOfMessage[p.options.messageType];
       this.handle(p, rinfo, l);
     } catch (err) {
       // Never let one packet take the socket loop down (docs/style.md "Errors").
       this.stats.malformed++;
+      this.outcome = PO.failed;
       this.log.warn({ err, event: 'dhcp_error', from: rinfo.address }, 'DHCP packet handling failed');
+    } finally {
+      this.packets.add(type, this.outcome);
     }
   }
 
   private ignore(p: DhcpPacket | null, rinfo: RemoteInfo, reason: string, mac?: Mac): void {
     this.stats.ignored++;
+    this.outcome = PO.ignored;
     this.log.debug({ event: 'dhcp_ignored', mac, from: rinfo.address, type: p?.options.messageType, reason }, 'DHCP packet ignored');
   }
 
@@ -341,6 +394,7 @@ export class DhcpServer implements Service {
           // A flood of new MACs: counted, logged once a minute, never per packet.
           this.stats.unknownCapped++;
           this.stats.ignored++;
+          this.outcome = PO.capped;
           this.logAtMostEvery('dhcp_unknown_capped', { mac, network: net.name, reason: a.reason }, 'new machines not registered: too many discovered nodes never booted');
           return;
         }
@@ -439,6 +493,7 @@ export class DhcpServer implements Service {
     }
     if (!ip) {
       this.stats.poolExhausted++;
+      this.outcome = PO.exhausted;
       this.logAtMostEvery('dhcp_pool_exhausted', { mac, node: ctx.nodeId, network: net.name }, 'no free address to offer');
       return;
     }
@@ -462,6 +517,7 @@ export class DhcpServer implements Service {
       if (o.serverId !== net.serverAddress) {
         const mine = book.forClient(key, net.name);
         if (mine && mine.state === 'offered') this.putLease(ctx, mine.ip, 'released', now, mine, false);
+        this.outcome = PO.recorded;
         return;
       }
       const ip = o.requestedAddress ?? (p.ciaddr !== ZERO ? p.ciaddr : undefined);
@@ -494,6 +550,7 @@ export class DhcpServer implements Service {
   }
 
   private nak(ctx: Ctx, reason: string): void {
+    this.outcome = PO.naked;
     this.event(ctx, 'dhcp_nak', { reason });
     this.log.info({ event: 'dhcp_nak', mac: ctx.mac, node: ctx.nodeId, reason }, 'DHCPNAK');
     this.send(ctx, this.baseReply(ctx, 'nak', ZERO, reason), true);
@@ -502,6 +559,7 @@ export class DhcpServer implements Service {
   private onRelease(ctx: Ctx): void {
     const ip = ctx.p.ciaddr;
     const lease = this.book!.get(ip);
+    this.outcome = PO.recorded;
     this.event(ctx, 'dhcp_release', { ip });
     this.log.info({ event: 'dhcp_release', mac: ctx.mac, node: ctx.nodeId, ip }, 'DHCPRELEASE');
     // RFC 2131 §4.3.4: mark the address free, but remember the client for its next DISCOVER.
@@ -512,6 +570,7 @@ export class DhcpServer implements Service {
     const ip = ctx.p.options.requestedAddress;
     if (!ip) return this.ignore(ctx.p, ctx.rinfo, 'DECLINE without option 50', ctx.mac);
     const lease = this.book!.get(ip);
+    this.outcome = PO.recorded;
     this.event(ctx, 'dhcp_decline', { ip });
     this.log.warn({ event: 'dhcp_decline', mac: ctx.mac, node: ctx.nodeId, ip }, 'client declined an address (in use on the wire?)');
     // RFC 2131 §4.3.3: the address is marked not available for a while.
@@ -521,6 +580,7 @@ export class DhcpServer implements Service {
   }
 
   private onInform(ctx: Ctx): void {
+    this.outcome = PO.acked;
     this.event(ctx, 'dhcp_inform', { ciaddr: ctx.p.ciaddr });
     // RFC 2131 §4.3.5: DHCPACK with configuration, no lease time, no yiaddr, sent to ciaddr.
     const r = this.baseReply(ctx, 'ack', ZERO);
@@ -622,6 +682,7 @@ export class DhcpServer implements Service {
   }
 
   private reply(ctx: Ctx, type: 'offer' | 'ack', ip: string, seconds: number): void {
+    this.outcome = type === 'offer' ? PO.offered : PO.acked;
     const r = this.baseReply(ctx, type, ip);
     // RFC 2131 §4.4.5: T1 = 0.5 and T2 = 0.875 of the lease time.
     r.options.leaseSeconds = seconds;
@@ -723,6 +784,7 @@ export class DhcpServer implements Service {
     r.ciaddr = ctx.p.ciaddr;
     const boot = this.addBoot(ctx, r, 'proxy');
     if (!boot) return this.ignore(ctx.p, ctx.rinfo, 'no boot file for this client architecture', ctx.mac);
+    this.outcome = type === 'discover' ? PO.offered : PO.acked;
     if (type === 'request') this.event(ctx, 'dhcp_ack', { proxy: true, boot });
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug({ event: type === 'discover' ? 'dhcp_proxy_offer' : 'dhcp_proxy_ack', mac: ctx.mac, node: ctx.nodeId, boot }, 'ProxyDHCP reply');
