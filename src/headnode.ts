@@ -94,6 +94,8 @@ export class HeadNode {
       // A check-in may be the boot a rollout waits for: judge it now rather than at the next poll.
       onCheckin: () => this.rollouts.kick(),
       onRolloutChange: () => this.rollouts.kick(),
+      // Built below: under ProxyDHCP it knows which MAC claimed an address, as TFTP asks too.
+      proxyMacOf: (ip) => this.dhcp?.proxyAddresses.macOf(ip),
     });
     // First in, last out: checkpoints and the boot-event index run off the event loop while the servers write.
     this.storeWorker = new StoreWorker(this.store.db, options.log, { bootEventDays: config.store.bootEventDays, bootEventsPerNode: config.store.bootEventsPerNode });

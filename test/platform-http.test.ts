@@ -132,6 +132,9 @@ test('every file fetch is a boot event on the node timeline, found by the mac pa
   // No mac parameter: the node is found by its address (a static NIC address here).
   head.store.nodes.upsertNic(node.id, { mac, ip: '127.0.0.1', isAdmin: true });
   await (await fetch(`${url}${path}.hash`)).arrayBuffer();
+  // Each event is appended once its response has ended on the server, which may come just
+  // after the client has read the last byte (sendfile(2) reports from its own thread).
+  for (const end = Date.now() + 5000; head.store.events.timeline(node.id).length < 3 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
   const events = head.store.events.timeline(node.id).map((e) => [e.event, e.detail['path'], e.mac]);
   assert.deepEqual(events, [
     ['kernel', 'platform/i86pc/kernel/amd64/unix', mac],

@@ -1,11 +1,13 @@
 // GET /boot/node.ipxe?mac=..&uuid=..&serial=..&arch=..: the per-node script stage1.ipxe
 // chains to (docs/design.md "The boot path" §3-4). Asks admission whether the machine is a node
-// (registering it under `discover`), plans its boot, renders it, and records a `script` event.
+// (registering it under `discover`), plans its boot, renders it, and records a `script` event
+// when the response ends, with how long it took (docs/timeline.md).
 import { Router } from 'express';
 import { z } from 'zod';
 import type { FleetbootConfig } from '../config/schema.ts';
 import { baseUrlFor } from '../http/boot-routes.ts';
 import { sourceAddress } from '../http/auth.ts';
+import { whenResponseEnds } from '../http/step-timing.ts';
 import type { Logger } from '../log.ts';
 import { admitMachine } from '../nodeconfig/admission.ts';
 import { scriptRequestFromNode } from '../nodeconfig/lifecycle.ts';
@@ -45,11 +47,29 @@ export interface NodeScriptDeps {
   templates: BootTemplates;
   log: Logger;
   nodeContribution: NodeContributionProvider;
+  /** Under ProxyDHCP: the MAC the proxy exchange saw claim an address (dhcp/proxy-addresses.ts). */
+  proxyMacOf?: (ip: string) => Mac | undefined;
+}
+
+/**
+ * Under ProxyDHCP fleetboot trusts the MAC a script request names (it leases nothing), except
+ * where it knows the address is another node's: a static address or lease first, else the MAC
+ * the proxy exchange saw claim it. Such a request gets no secrets (scriptRequestFromNode).
+ */
+function addressOfAnotherNode(deps: NodeScriptDeps, node: NodeRecord, ip: string): boolean {
+  if (deps.config.dhcp.mode !== 'proxy') return false;
+  const held = deps.store.nodes.findByAddress(ip);
+  if (held) return held.node.id !== node.id;
+  const mac = deps.proxyMacOf?.(ip);
+  const claimant = mac ? deps.store.nodes.findByMac(mac) : undefined;
+  return claimant !== undefined && claimant.id !== node.id;
 }
 
 export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
   const r = Router();
   r.get('/boot/node.ipxe', (req, res) => {
+    const arrivedAt = deps.store.now();
+    const t0 = performance.now();
     const parsed = nodeScriptQuery.safeParse(req.query);
     if (!parsed.success) {
       const message = parsed.error.issues[0]?.message ?? 'bad query';
@@ -70,7 +90,9 @@ export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
     let contribution: NodeBootContribution | null = null;
     if (node) {
       try {
-        contribution = deps.nodeContribution(node, { fromNode: scriptRequestFromNode(deps.store, deps.config.dhcp.mode, node, sourceAddress(req)) });
+        const ip = sourceAddress(req);
+        const fromNode = scriptRequestFromNode(deps.store, deps.config.dhcp.mode, node, ip) && !addressOfAnotherNode(deps, node, ip);
+        contribution = deps.nodeContribution(node, { fromNode });
       } catch (err) {
         // The node still boots (sdc-booter's rule: a lookup failure must not strand a node);
         // it just boots without its per-node modules this time.
@@ -92,7 +114,13 @@ export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
       arch: q.arch,
       created,
     };
-    deps.store.events.record({ event: 'script', nodeId: node?.id ?? null, mac: q.mac, detail });
+    // Recorded when the response ends, dated at the request's arrival; `ms` spans the two.
+    whenResponseEnds(
+      res,
+      t0,
+      ({ ms, complete }) => deps.store.events.record({ event: 'script', nodeId: node?.id ?? null, mac: q.mac, at: arrivedAt, detail: { ...detail, bytes: Buffer.byteLength(script), ms, complete } }),
+      (err) => deps.log.error({ event: 'script', mac: q.mac, node: node?.id ?? null, err }, 'could not record the script event'),
+    );
     deps.log.info({ event: 'script', mac: q.mac, node: node?.id ?? null, ...detail, warnings: plan.warnings }, 'boot script served');
     for (const w of plan.warnings) deps.log.warn({ event: 'script', mac: q.mac, node: node?.id ?? null }, w);
     res.setHeader('Cache-Control', 'no-store');

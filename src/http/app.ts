@@ -7,6 +7,7 @@ import type { BootTemplates } from '../boot/templates.ts';
 import { platformFileRoutes } from '../platforms/file-routes.ts';
 import type { FleetbootConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
+import type { Mac } from '../mac.ts';
 import type { Store } from '../store/store.ts';
 import { adminApi, type HeadNodeCounters } from './admin-api.ts';
 import { requireBearer } from './auth.ts';
@@ -43,6 +44,11 @@ export interface HttpDeps {
   live?: LiveFeed;
   /** Builds a node's power driver for dashboard actions (tests: fakes). */
   powerDriverFor?: DriverFactory;
+  /**
+   * Under ProxyDHCP: the MAC the proxy exchange saw claim an address (dhcp/proxy-addresses.ts).
+   * HTTP boot steps attributed by source address ask it after static addresses and leases.
+   */
+  proxyMacOf?: (ip: string) => Mac | undefined;
 }
 
 export function createApp(deps: HttpDeps): Express {

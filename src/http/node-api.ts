@@ -1,7 +1,8 @@
 // Routes a node talks to (no admin token): the agent script, its own config modules under
 // /nodes/<mac>/, and check-in. A node proves who it is by its source address (a static NIC
 // address or a bound lease: store.nodes.findByAddress) or by its per-node token
-// (`Authorization: Bearer` or `?token=`); it never reads another node's config. Also the
+// (`Authorization: Bearer` or `?token=`); under ProxyDHCP, an address counts for a module only
+// when the proxy exchange saw that very MAC claim it. It never reads another node's config. Also the
 // operator routes for setup / set / retire, mounted behind the bearer token in app.ts.
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import { newcArchive } from '../boot/cpio.ts';
@@ -9,9 +10,9 @@ import type { BootTemplates } from '../boot/templates.ts';
 import type { FleetbootConfig } from '../config/schema.ts';
 import { capture } from '../capture.ts';
 import type { Logger } from '../log.ts';
-import { parseMac } from '../mac.ts';
+import { parseMac, type Mac } from '../mac.ts';
 import { nodeConfigContribution } from '../nodeconfig/boot-modules.ts';
-import { acceptCheckin, assignPlatform, NodeAccessError, NodeInRolloutError, nodeOfRequest, retireNode, setNodeFields, setupNode } from '../nodeconfig/lifecycle.ts';
+import { acceptCheckin, assignPlatform, NodeAccessError, NodeInRolloutError, nodeOfRequest, retireNode, setNodeFields, setupNode, type NodeAuth } from '../nodeconfig/lifecycle.ts';
 import { describeIssues, NodeConfigError } from '../nodeconfig/network.ts';
 import { configModuleNames, defaultNtpHost, renderConfigModule, zpoolPlanOf, type ConfigModuleName } from '../nodeconfig/render.ts';
 import { nodeKeysIn, rootPassword, type NodeKeys } from '../nodeconfig/secrets.ts';
@@ -27,6 +28,7 @@ import { bearerToken, sourceAddress } from './auth.ts';
 import { baseUrlFor } from './boot-routes.ts';
 import { HttpError } from './errors.ts';
 import { bodies, validBody } from './api-routes.ts';
+import { whenResponseEnds } from './step-timing.ts';
 
 export interface NodeApiDeps {
   config: FleetbootConfig;
@@ -35,6 +37,8 @@ export interface NodeApiDeps {
   log: Logger;
   /** Told after every accepted check-in; it decides nothing here. */
   onCheckin?: (nodeId: number) => void;
+  /** Under ProxyDHCP: the MAC the proxy exchange saw claim an address (dhcp/proxy-addresses.ts). */
+  proxyMacOf?: (ip: string) => Mac | undefined;
 }
 
 
@@ -55,13 +59,18 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
   });
 
   r.get('/nodes/:mac/:file', (req, res) => {
+    const arrivedAt = store.now();
+    const t0 = performance.now();
     const file = req.params.file;
     if (!(configModuleNames as readonly string[]).includes(file)) throw new HttpError(404, 'not_found', `no config module ${JSON.stringify(file)}`);
     const mac = parseMac(req.params.mac);
     if (!mac) throw new HttpError(400, 'bad_request', `mac: expected a MAC address, got ${JSON.stringify(req.params.mac)}`);
     const node = store.nodes.findByMac(mac);
     const ip = sourceAddress(req);
-    const auth = nodeOfRequest(store, ip, presentedToken(req), node);
+    // A static address or lease names its holder, right or wrong, before the proxy's memory is
+    // asked; and that memory opens only the module URL of the MAC it saw claim the address.
+    let auth: { node: NodeRecord; by: NodeAuth['by'] | 'proxy_address' } | null = nodeOfRequest(store, ip, presentedToken(req), node);
+    if (!auth && node && deps.proxyMacOf?.(ip) === mac) auth = { node, by: 'proxy_address' };
     // Same answer for "no such node" and "not yours": a node learns nothing about others.
     if (!node || !auth || auth.node.id !== node.id) {
       log.warn({ event: 'config_refused', mac, ip, file, requester: auth?.node.id ?? null }, 'config module refused');
@@ -69,7 +78,14 @@ export function nodeRoutes(deps: NodeApiDeps, keys: NodeKeys = nodeKeysIn(deps.c
     }
     const body = renderConfigModule(file as ConfigModuleName, node, { rootPassword: rootPassword(keys, node), ntpHost: defaultNtpHost(deps.config) });
     if (body === null) throw new HttpError(404, 'not_found', `node ${node.id} has no ${file} (state ${node.state}${node.networkConfig ? '' : ', not set up'})`);
-    store.events.record({ event: 'module', nodeId: node.id, mac, detail: { name: file, ip, auth: auth.by } });
+    const by = auth.by;
+    // Recorded when the response ends, dated at the request's arrival; `ms` spans the two.
+    whenResponseEnds(
+      res,
+      t0,
+      ({ ms, complete }) => store.events.record({ event: 'module', nodeId: node.id, mac, at: arrivedAt, detail: { name: file, ip, auth: by, ms, complete } }),
+      (err) => log.error({ event: 'config_module', node: node.id, mac, file, err }, 'could not record the module event'),
+    );
     log.info({ event: 'config_module', node: node.id, mac, file, auth: auth.by }, 'config module served');
     // ?format=newc: a UEFI Linux node's copy, wrapped so its kernel unpacks it to /<file> (boot/plan.ts linuxModules).
     if (req.query.format === 'newc') {

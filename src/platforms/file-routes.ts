@@ -4,6 +4,8 @@
 // or, for files over its budget, a stream with 1 MiB reads:
 // express.static's 64 KiB default tops out near 666 MB/s here, 1 MiB reaches the loopback
 // ceiling (docs/netboot-notes.md "Anchors"). Range and conditional requests follow RFC 9110 §13-14.
+// Each GET is one boot event (kernel, initrd, module, file), appended when the body is done or
+// the client went away, dated at the request's arrival, with `ms` and `complete` (docs/timeline.md).
 import { createReadStream, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Server } from 'node:http';
@@ -12,14 +14,15 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
 import type { Logger } from '../log.ts';
-import { parseMac } from '../mac.ts';
+import { parseMac, type Mac } from '../mac.ts';
 import type { BootEventKind } from '../store/events.ts';
 import type { PlatformFile } from '../store/platforms.ts';
 import type { Store } from '../store/store.ts';
 import { PlatformFileCache } from './file-cache.ts';
-import { sendfileToSocket, zeroCopyAvailable } from './sendfile.ts';
+import { SendfileError, sendfileToSocket, zeroCopyAvailable } from './sendfile.ts';
 import { platformsRoot } from './layout.ts';
 import { sourceAddress } from '../http/auth.ts';
+import { msSince } from '../http/step-timing.ts';
 
 const eventOfRole: Record<PlatformFile['role'], BootEventKind> = {
   kernel: 'kernel',
@@ -158,6 +161,8 @@ export interface PlatformFileDeps {
   zeroCopy?: boolean;
   /** Bytes of whole responses sent, by platform stamp (GET /metrics reads it, http/metrics.ts). */
   sentBytes?: Map<string, number>;
+  /** Under ProxyDHCP: the MAC the proxy exchange saw claim an address (dhcp/proxy-addresses.ts). */
+  proxyMacOf?: (ip: string) => Mac | undefined;
 }
 
 export function platformFileRoutes(deps: PlatformFileDeps): Router {
@@ -167,6 +172,10 @@ export function platformFileRoutes(deps: PlatformFileDeps): Router {
   const idleMs = (deps.config.http?.downloadIdleSeconds ?? DOWNLOAD_IDLE_MS / 1000) * 1000;
 
   const serve = async (req: Request, res: Response): Promise<void> => {
+    const arrivedAt = deps.store.now();
+    const t0 = performance.now();
+    // Read now: once the connection has closed, the socket no longer knows its peer.
+    const address = sourceAddress(req);
     const notFound = (): void => {
       res.status(404).type('text/plain').send('not found\n');
     };
@@ -230,30 +239,48 @@ export function platformFileRoutes(deps: PlatformFileDeps): Router {
       res.end();
       return;
     }
-    recordFetch(deps, req, { stamp, file, start, length });
+    const step = { stamp, file, start, length, arrivedAt, address };
     if (length === 0) {
       res.end();
+      recordFetch(deps, req, step, { ms: msSince(t0), complete: true, sent: 0 });
       return;
     }
+    // Body bytes handed to the connection, for a download cut short: sendfile(2) reports its
+    // own count; a write through the response is what the socket took past the headers.
+    let sent = 0;
+    let complete = false;
     try {
-      if (deps.zeroCopy === false || !(await sendZeroCopy(res, full, start, length, idleMs))) {
+      const zeroCopied = deps.zeroCopy !== false && (await sendZeroCopy(res, full, start, length, idleMs));
+      if (!zeroCopied) {
+        res.flushHeaders();
+        const socket = res.socket;
+        const headerEnd = socket?.bytesWritten ?? 0;
         const cached = cache.get(full, file.sha256, size);
-        await withIdleTimeout(res, idleMs, async () => {
-          if (cached) await sendSlices(res, await cached, start, end);
-          else await pipeline(createReadStream(full, { start, end, highWaterMark: 1 << 20 }), res);
-        });
+        try {
+          await withIdleTimeout(res, idleMs, async () => {
+            if (cached) await sendSlices(res, await cached, start, end);
+            else await pipeline(createReadStream(full, { start, end, highWaterMark: 1 << 20 }), res);
+          });
+        } finally {
+          // net.Socket#bytesWritten counts bytes still queued in the socket too (Node net docs).
+          if (socket) sent = Math.min(length, Math.max(0, (socket.bytesWritten ?? headerEnd) - socket.writableLength - headerEnd));
+        }
       }
+      sent = length;
+      complete = true;
       deps.sentBytes?.set(stamp, (deps.sentBytes.get(stamp) ?? 0) + length);
     } catch (err) {
+      if (err instanceof SendfileError) sent = Math.min(length, err.sent);
       // A client that hangs up mid-download is normal (iPXE retries, firmware resets).
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'stalled') {
-        deps.log.warn({ event: 'platform_download_stalled', stamp, path: file.path, address: sourceAddress(req), idleMs }, 'platform download dropped: the client stopped reading');
+        deps.log.warn({ event: 'platform_download_stalled', stamp, path: file.path, address, idleMs }, 'platform download dropped: the client stopped reading');
       } else if (code !== 'ERR_STREAM_PREMATURE_CLOSE' && code !== 'ECONNRESET' && code !== 'EPIPE') {
         deps.log.error({ event: 'platform_file_error', stamp, path: file.path, err }, 'platform file stream failed');
       }
       res.destroy();
     }
+    recordFetch(deps, req, step, { ms: msSince(t0), complete, sent });
   };
 
   r.get('/os/{*rest}', (req, res, next) => {
@@ -268,25 +295,47 @@ export function platformFileRoutes(deps: PlatformFileDeps): Router {
   return r;
 }
 
-/** Puts the fetch on the node's boot timeline: by the `mac` the script put in the URL, else by the client's address. */
+/**
+ * Puts the fetch on the node's boot timeline: by the `mac` the script put in the URL, else by
+ * the client's address (a static address or lease, then under ProxyDHCP the MAC the proxy
+ * exchange saw claim it). Called once the body is done or cut short; a failure to record is
+ * logged, never the download's error.
+ */
 function recordFetch(
-  deps: { store: Store; log: Logger },
+  deps: { store: Store; log: Logger; proxyMacOf?: (ip: string) => Mac | undefined },
   req: Request,
-  f: { stamp: string; file: PlatformFile; start: number; length: number },
+  f: { stamp: string; file: PlatformFile; start: number; length: number; arrivedAt: number; address: string },
+  outcome: { ms: number; complete: boolean; sent: number },
 ): void {
-  const macParam = typeof req.query['mac'] === 'string' ? parseMac(req.query['mac']) : null;
-  const address = sourceAddress(req);
-  let nodeId: number | null = null;
-  let mac = macParam;
-  if (!mac && address) {
-    const hit = deps.store.nodes.findByAddress(address);
-    if (hit) {
-      nodeId = hit.node.id;
-      mac = hit.mac;
-    }
-  }
   const event = eventOfRole[f.file.role];
-  const detail = { stamp: f.stamp, path: f.file.path, offset: f.start, bytes: f.length, address };
-  deps.store.events.record({ event, nodeId, mac, detail });
-  deps.log.info({ event, mac, node: nodeId, ...detail }, 'platform file fetched');
+  try {
+    const macParam = typeof req.query['mac'] === 'string' ? parseMac(req.query['mac']) : null;
+    const address = f.address;
+    let nodeId: number | null = null;
+    let mac = macParam;
+    if (!mac && address) {
+      const hit = deps.store.nodes.findByAddress(address);
+      if (hit) {
+        nodeId = hit.node.id;
+        mac = hit.mac;
+      } else {
+        mac = deps.proxyMacOf?.(address) ?? null;
+      }
+    }
+    // `bytes` is what the request asked for; `sent` only when the client went away first.
+    const detail = {
+      stamp: f.stamp,
+      path: f.file.path,
+      offset: f.start,
+      bytes: f.length,
+      address,
+      ms: outcome.ms,
+      complete: outcome.complete,
+      ...(outcome.complete ? {} : { sent: outcome.sent }),
+    };
+    deps.store.events.record({ event, nodeId, mac, detail, at: f.arrivedAt });
+    deps.log.info({ event, mac, node: nodeId, ...detail }, outcome.complete ? 'platform file fetched' : 'platform file fetch cut short');
+  } catch (err) {
+    deps.log.error({ event, stamp: f.stamp, path: f.file.path, err }, 'could not record the platform file fetch');
+  }
 }

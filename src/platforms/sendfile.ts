@@ -35,6 +35,8 @@ export class SendfileError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** Bytes of the body that went to the socket before the transfer stopped. */
+    readonly sent = 0,
   ) {
     super(message);
   }
@@ -71,10 +73,10 @@ export async function sendfileToSocket(socket: Socket, fileFd: number, offset: n
       handle = undefined;
       socket.off('close', onClose);
       if (errno === 0) return resolve();
-      if (errno === ETIMEDOUT) return reject(new SendfileError('stalled', `no progress for ${idleMs} ms after ${sent} of ${length} bytes`));
+      if (errno === ETIMEDOUT) return reject(new SendfileError('stalled', `no progress for ${idleMs} ms after ${sent} of ${length} bytes`, sent));
       const gone = errno === ECANCELED ? 'ECANCELED' : clientGone[errno];
       const code = gone ?? `errno ${errno}`;
-      reject(new SendfileError(gone ? 'ERR_STREAM_PREMATURE_CLOSE' : code, `sendfile stopped after ${sent} of ${length} bytes: ${code}`));
+      reject(new SendfileError(gone ? 'ERR_STREAM_PREMATURE_CLOSE' : code, `sendfile stopped after ${sent} of ${length} bytes: ${code}`, sent));
     });
     socket.once('close', onClose);
   });

@@ -124,9 +124,14 @@ export class BootEventRepo {
     return n;
   }
 
-  /** Records an event; with only a MAC, the node holding that NIC (if any) gets it. */
-  record(e: { event: BootEventKind; nodeId?: number | null; mac?: Mac | null; detail?: Record<string, unknown> }): void {
-    this.insert.run(this.nodeFor(e), e.mac ?? null, e.event, JSON.stringify(e.detail ?? {}), this.now());
+  /**
+   * Records an event; with only a MAC, the node holding that NIC (if any) gets it. `at` is the
+   * event's time when it is not now: an HTTP step is appended when its response ends but dated
+   * at its request's arrival (its `detail.ms` gives the end), so ids stay in append order and
+   * a reader that wants time order sorts by `at`.
+   */
+  record(e: { event: BootEventKind; nodeId?: number | null; mac?: Mac | null; detail?: Record<string, unknown>; at?: number }): void {
+    this.insert.run(this.nodeFor(e), e.mac ?? null, e.event, JSON.stringify(e.detail ?? {}), e.at ?? this.now());
   }
 
   /** Records several events (call inside a transaction); same rules as `record`. */
