@@ -91,6 +91,7 @@ export class HeadNode {
       apiToken: this.apiTokenOf,
       nodeContribution: nodeConfigProvider(keys),
       counters: () => this.counters(),
+      dhcpPackets: () => this.dhcp?.packets ?? null,
       // A check-in may be the boot a rollout waits for: judge it now rather than at the next poll.
       onCheckin: () => this.rollouts.kick(),
       onRolloutChange: () => this.rollouts.kick(),

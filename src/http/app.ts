@@ -13,7 +13,8 @@ import { adminApi, type HeadNodeCounters } from './admin-api.ts';
 import { requireBearer } from './auth.ts';
 import { bootRoutes } from './boot-routes.ts';
 import { ipxeRoutes } from './ipxe-routes.ts';
-import { metricsRoutes } from './metrics.ts';
+import { BootDurations, metricsRoutes } from './metrics.ts';
+import type { DhcpPacketCounts } from '../dhcp/server.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { nodeAdminRoutes, nodeRoutes } from './node-api.ts';
 import { rateLimit } from './rate-limit.ts';
@@ -38,6 +39,8 @@ export interface HttpDeps {
   counters?: () => HeadNodeCounters;
   /** Told after every accepted check-in (the rollout service judges boots then). */
   onCheckin?: (nodeId: number) => void;
+  /** The DHCP server's packets by type and outcome, for GET /metrics; null when DHCP is off. */
+  dhcpPackets?: () => DhcpPacketCounts | null;
   /** Told after a rollout verb wrote the journal, so the rollout service acts on it now. */
   onRolloutChange?: () => void;
   /** The dashboard's live feed; the dashboard is served at `/` when given. */
@@ -73,10 +76,31 @@ export function createApp(deps: HttpDeps): Express {
   const platformSentBytes = new Map<string, number>();
   app.use(platformFileRoutes({ ...deps, sentBytes: platformSentBytes }));
   app.use(ipxeRoutes(deps));
-  app.use(metricsRoutes({ store: deps.store, platformSentBytes, apiToken: deps.apiToken, networks: deps.config.networks.map((n) => n.name), ...(deps.counters ? { counters: deps.counters } : {}) }));
+  // Observed at each check-in from the node's timeline, exposed by GET /metrics.
+  const bootDurations = new BootDurations(deps.store);
+  app.use(
+    metricsRoutes({
+      store: deps.store,
+      platformSentBytes,
+      apiToken: deps.apiToken,
+      networks: deps.config.networks.map((n) => n.name),
+      bootDurations,
+      ...(deps.counters ? { counters: deps.counters } : {}),
+      ...(deps.dhcpPackets ? { dhcpPackets: deps.dhcpPackets } : {}),
+    }),
+  );
   // Node-facing routes (agent, config modules, check-in) before the bearer-token admin API.
   const nodeKeys = nodeKeysIn(deps.config.dataDir);
-  app.use(nodeRoutes(deps, nodeKeys));
+  const onCheckin = (nodeId: number): void => {
+    try {
+      bootDurations.checkedIn(nodeId);
+    } catch (err) {
+      // A metric never fails a check-in that is already recorded.
+      deps.log.warn({ err, event: 'boot_duration', node: nodeId }, 'could not time the boot this check-in ended');
+    }
+    deps.onCheckin?.(nodeId);
+  };
+  app.use(nodeRoutes({ ...deps, onCheckin }, nodeKeys));
   // The API description is no secret and tooling fetches it before it has a token: no bearer.
   const apiDocument = openApiDocument('1');
   app.get('/api/v1/openapi.json', (_req, res) => {

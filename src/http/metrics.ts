@@ -1,18 +1,21 @@
 // GET /metrics: the head node's counters in the Prometheus text exposition format, version
 // 0.0.4 (prometheus/docs content/docs/instrumenting/exposition_formats.md). Every value is
-// read at scrape time from what the services already keep (HeadNodeCounters, the registry):
-// nothing is counted twice and no work is added per packet. Names follow the Prometheus naming
+// read at scrape time from what the services already keep (HeadNodeCounters, the DHCP
+// server's packet counts, the registry): nothing is counted twice, and a packet costs one
+// array increment (DhcpPacketCounts). The one metric fed as things happen is the boot-duration
+// histogram (BootDurations), observed at each check-in. Names follow the Prometheus naming
 // guide (content/docs/practices/naming.md): a `fleetboot_` prefix, base units in the name,
 // `_total` on counters. Labels are bounded: per network, state, outcome or reason, never per MAC.
 // docs/metrics.md lists every metric and where it comes from.
 import { statSync } from 'node:fs';
 import { Router } from 'express';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
+import { waterfalls } from '../boot/waterfall.ts';
 import { finishedStepStates, stepStates, type RolloutState } from '../rollout/journal.ts';
 import { nodeStates } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
 import type { HeadNodeCounters } from './admin-api.ts';
-import type { DhcpStats } from '../dhcp/server.ts';
+import { dhcpPacketOutcomes, dhcpPacketTypes, type DhcpPacketCounts, type DhcpPacketOutcome, type DhcpPacketType, type DhcpStats } from '../dhcp/server.ts';
 import type { TftpStats } from '../tftp/server.ts';
 import { requireBearer } from './auth.ts';
 
@@ -25,6 +28,10 @@ export interface MetricsDeps {
   platformSentBytes?: ReadonlyMap<string, number>;
   /** The configured networks' names: each gets a lease gauge, zero when it holds no lease. */
   networks: readonly string[];
+  /** The DHCP server's packets by type and outcome; null (or absent) when DHCP is off. */
+  dhcpPackets?: () => DhcpPacketCounts | null;
+  /** Boot durations observed at check-ins; absent, the histogram is exposed empty. */
+  bootDurations?: BootDurations;
   now?: () => number;
 }
 
@@ -59,6 +66,89 @@ const activeRolloutStates: ReadonlySet<RolloutState> = new Set(['running', 'wait
 
 /** Bucket bounds (seconds) for reboot-to-verified: a ramdisk boot takes seconds to minutes. */
 const bootBuckets = [5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 1200];
+
+/**
+ * Bucket bounds (seconds) for a whole boot from the timeline, power-on or first DISCOVER to
+ * check-in: a ramdisk boot takes from seconds (a VM) to tens of minutes (a server's firmware
+ * and memory test, a slow image over a busy link).
+ */
+const wholeBootBuckets = [10, 20, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1200, 1800, 2700, 3600];
+
+/** Events of a node's timeline read at check-in: a boot's DHCP, fetches and modules fit many times over. */
+const BOOT_TIMELINE_EVENTS = 200;
+
+/**
+ * The (type, outcome) pairs the DHCP server can produce (dhcp/server.ts), exposed at 0 before
+ * they happen (Prometheus instrumentation practices, "Avoid missing metrics"); a pair not
+ * listed here still shows once counted.
+ */
+const dhcpPacketPairs: Readonly<Record<DhcpPacketType, readonly DhcpPacketOutcome[]>> = {
+  discover: ['offered', 'ignored', 'capped', 'exhausted', 'failed'],
+  request: ['acked', 'naked', 'recorded', 'ignored', 'capped', 'failed'],
+  decline: ['recorded', 'ignored', 'failed'],
+  release: ['recorded', 'ignored', 'failed'],
+  inform: ['acked', 'ignored', 'capped', 'failed'],
+  other: ['ignored', 'failed'],
+  malformed: ['dropped'],
+  unknown: ['dropped'],
+};
+
+/**
+ * `fleetboot_boot_duration_seconds`: how long each boot took, from the node's timeline
+ * (boot/waterfall.ts, docs/timeline.md), observed when the check-in that ends it arrives. The
+ * check-in route calls checkedIn; GET /metrics exposes the histogram.
+ */
+export class BootDurations {
+  readonly histogram = new Histogram({
+    name: 'fleetboot_boot_duration_seconds',
+    help: 'Boots from the timeline, power-on or first DHCP DISCOVER to the check-in that ends them, observed at that check-in.',
+    buckets: wholeBootBuckets,
+    registers: [],
+  });
+
+  constructor(private readonly store: Store) {}
+
+  /** Observes the boot the node's newest check-in (already recorded) ended; returns its seconds, or null when it ended none. */
+  checkedIn(nodeId: number): number | null {
+    const events = this.store.events.timeline(nodeId, BOOT_TIMELINE_EVENTS);
+    const checkin = events.findLast((e) => e.event === 'checkin');
+    const boot = waterfalls(events).at(-1);
+    // A segment holds its event's own detail object (waterfall.ts toWaterfall): the newest boot
+    // ends at this check-in only if its last segment is that event. A check-in with no boot
+    // since the last one (the agent reporting again) ends none.
+    if (!checkin || !boot?.complete || boot.totalMs === null || boot.segments.at(-1)?.detail !== checkin.detail) return null;
+    const seconds = boot.totalMs / 1000;
+    this.histogram.observe(seconds);
+    return seconds;
+  }
+}
+
+/**
+ * A summary without quantiles (`_sum` and `_count` only, exposition_formats.md "Histograms and
+ * summaries") whose figures are read at scrape time: prom-client's Summary counts only its own
+ * observe calls, and these come from another thread's reports.
+ */
+class SummaryOf extends Summary<'mode'> {
+  constructor(
+    private readonly metricName: string,
+    help: string,
+    registry: Registry,
+    private readonly read: () => readonly { mode: string; sum: number; count: number }[],
+  ) {
+    super({ name: metricName, help, labelNames: ['mode'], percentiles: [], registers: [registry] });
+  }
+
+  override async get(): ReturnType<Summary<'mode'>['get']> {
+    const base = await super.get();
+    return {
+      ...base,
+      values: this.read().flatMap(({ mode, sum, count }) => [
+        { metricName: `${this.metricName}_sum`, labels: { mode }, value: sum },
+        { metricName: `${this.metricName}_count`, labels: { mode }, value: count },
+      ]),
+    };
+  }
+}
 
 /** A Registry (not prom-client's global one) whose values come from the head node at collect time. */
 export function metricsRegistry(deps: MetricsDeps): Registry {
@@ -105,6 +195,23 @@ export function metricsRegistry(deps: MetricsDeps): Registry {
   };
 
   counterOf('fleetboot_dhcp_received_packets_total', 'DHCP datagrams received, including malformed ones and those the kernel dropped.', (c) => c.dhcp?.received);
+  new Counter({
+    name: 'fleetboot_dhcp_packets_total',
+    help: 'DHCP datagrams received, by message type and what the server decided (offered, acked, naked, recorded, ignored, capped, exhausted, dropped, failed).',
+    labelNames: ['type', 'outcome'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const counts = deps.dhcpPackets?.() ?? null;
+      for (const type of dhcpPacketTypes) {
+        const expected = dhcpPacketPairs[type];
+        for (const outcome of dhcpPacketOutcomes) {
+          const n = counts?.get(type, outcome) ?? 0;
+          if (n > 0 || expected.includes(outcome)) this.inc({ type, outcome }, n);
+        }
+      }
+    },
+  });
   countsOf('fleetboot_dhcp_unanswered_packets_total', 'DHCP datagrams left unanswered, by why.', 'outcome', (c) =>
     dhcpOutcomes.map(([key, outcome]) => [outcome, c.dhcp?.[key] ?? 0]),
   );
@@ -164,6 +271,7 @@ export function metricsRegistry(deps: MetricsDeps): Registry {
       for (const n of deps.store.nodes.list()) this.inc({ state: n.state });
     },
   });
+  registry.registerMetric((deps.bootDurations ?? new BootDurations(deps.store)).histogram);
   new Gauge({
     name: 'fleetboot_boots_in_flight',
     help: 'Nodes on their way up now (state setting_up or rebooting).',
@@ -176,7 +284,7 @@ export function metricsRegistry(deps: MetricsDeps): Registry {
   // a verified step's power cycle to the check-in that verified it.
   new Histogram({
     name: 'fleetboot_rollout_boot_duration_seconds',
-    help: 'Reboot-to-verified time of rollout steps, from the rollout journal.',
+    help: 'Reboot-to-verified time of rollout steps, from the rollout journal (every boot, from the timeline: fleetboot_boot_duration_seconds).',
     buckets: bootBuckets,
     registers: [registry],
     collect() {
@@ -237,6 +345,17 @@ export function metricsRegistry(deps: MetricsDeps): Registry {
   });
   counterOf('fleetboot_store_checkpointed_frames_total', 'WAL frames copied back into the database by checkpoints.', (c) => c.store.checkpointedFrames);
   counterOf('fleetboot_store_wal_restarts_total', 'Checkpoints that restarted the WAL from its beginning.', (c) => c.store.walRestarts);
+  new SummaryOf('fleetboot_store_checkpoint_seconds', 'Time spent in WAL checkpoints by the store worker, by checkpoint mode (a pass is PASSIVE, then RESTART when the WAL grew too long).', registry, () => {
+    const s = counters()?.store;
+    return [
+      { mode: 'passive', sum: s?.checkpointSeconds ?? 0, count: s?.checkpoints ?? 0 },
+      { mode: 'restart', sum: s?.restartCheckpointSeconds ?? 0, count: s?.restartCheckpoints ?? 0 },
+    ];
+  });
+  gaugeOf('fleetboot_store_last_checkpoint_duration_seconds', 'How long the last WAL checkpoint pass took, RESTART included; 0 before the first.', (c) => c.store.lastCheckpointSeconds ?? 0);
+  gaugeOf('fleetboot_store_last_checkpoint_timestamp_seconds', 'When the last WAL checkpoint pass ended, in seconds since the Unix epoch; 0 before the first.', (c) =>
+    c.store.lastCheckpointAt === null ? 0 : Date.parse(c.store.lastCheckpointAt) / 1000,
+  );
   counterOf('fleetboot_store_indexed_boot_events_total', 'Boot events moved into the per-node index.', (c) => c.store.indexedEvents);
   counterOf('fleetboot_store_pruned_boot_events_total', 'Boot events deleted by retention.', (c) => c.store.prunedEvents);
   new Gauge({
