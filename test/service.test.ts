@@ -128,6 +128,9 @@ describe('the generated unit under systemd (systemd-nspawn, systemd as PID 1)', 
     writeFileSync(cfg, JSON.stringify({
       dataDir: '/var/lib/fleetboot/var', platformImagesDir: '/var/lib/fleetboot/platform-images', apiTokenFile: '/var/lib/fleetboot/var/api-token',
       http: { listen: '0.0.0.0', port: 80 }, tftp: { enabled: true },
+      // DHCP on 67 bound to a veth inside the container (made below, before the unit starts).
+      dhcp: { mode: 'full' },
+      networks: [{ name: 'admin', interface: 'fbsv0', subnet: '10.98.0.0/24', serverAddress: '10.98.0.1', range: { start: '10.98.0.100', end: '10.98.0.110' } }],
     }));
     assert.ok(!userExists(testUser), `test user ${testUser} already exists: a run before this one left it`);
     // The unit names the install's own bin/fleetboot.js, and PrivateTmp= hides /tmp from the
@@ -160,7 +163,15 @@ describe('the generated unit under systemd (systemd-nspawn, systemd as PID 1)', 
     for (let i = 0; i < 300; i++) {
       // is-system-running exits 1 for "degraded" (systemctl(1)): read its output, not its exit code.
       const state = spawnSync('nsenter', ['-t', String(pid1), '-a', 'systemctl', 'is-system-running'], { encoding: 'utf8' }).stdout?.trim();
-      if (state === 'running' || state === 'degraded' || state === 'starting') return;
+      if (state === 'running' || state === 'degraded' || state === 'starting') {
+        // The container's private network has only lo: a veth pair in it carries DHCP, the
+        // head node on fbsv0 and a client (udhcpc) on fbsv1; nothing leaves the container.
+        inside(['ip', 'link', 'add', 'fbsv0', 'type', 'veth', 'peer', 'name', 'fbsv1']);
+        inside(['ip', 'addr', 'add', '10.98.0.1/24', 'dev', 'fbsv0']);
+        inside(['ip', 'link', 'set', 'fbsv0', 'up']);
+        inside(['ip', 'link', 'set', 'fbsv1', 'up']);
+        return;
+      }
       await sleep(200);
     }
     assert.fail(`systemd in the container did not finish booting: ${err}`);
@@ -181,7 +192,7 @@ describe('the generated unit under systemd (systemd-nspawn, systemd as PID 1)', 
     // Type=notify: `systemctl start` returns once the head node said READY=1, with every service listening.
     const health = tryInside(['curl', '-sf', 'http://127.0.0.1:80/healthz']) ?? '';
     assert.ok(health !== '', `/healthz did not answer on port 80 as soon as systemctl start returned: ${tryInside(['journalctl', '-u', 'fleetboot', '--no-pager']) ?? ''}`);
-    assert.match(inside(['systemctl', 'show', '-p', 'StatusText', '--value', 'fleetboot']), /^serving: DHCP off, TFTP on, HTTP port 80$/m);
+    assert.match(inside(['systemctl', 'show', '-p', 'StatusText', '--value', 'fleetboot']), /^serving: DHCP full, TFTP on, HTTP port 80$/m);
     const pid = mainPid();
     const status = inside(['cat', `/proc/${pid}/status`]);
     const uid = execFileSync('id', ['-u', testUser], { encoding: 'utf8' }).trim();
@@ -192,6 +203,11 @@ describe('the generated unit under systemd (systemd-nspawn, systemd as PID 1)', 
     const socks = inside(['ss', '-lntupH']);
     assert.match(socks, /0\.0\.0\.0:80 /);
     assert.match(socks, /0\.0\.0\.0:69 /);
+    assert.match(socks, /:67 /);
+    // A real DHCP client gets a lease from the service user's socket on 67 (CAP_NET_BIND_SERVICE,
+    // and SO_BINDTODEVICE to fbsv0).
+    const dhcp = spawnSync('nsenter', ['-t', String(pid1), '-a', 'udhcpc', '-i', 'fbsv1', '-n', '-q', '-f', '-t', '5', '-T', '1', '-s', '/bin/true'], { encoding: 'utf8', timeout: 30_000 });
+    assert.match(`${dhcp.stdout}${dhcp.stderr}`, /lease of 10\.98\.0\.1\d\d obtained/);
     const journal = inside(['journalctl', '-u', 'fleetboot', '-o', 'json', '--no-pager'])
       .trim().split('\n').map((l) => JSON.parse(l) as { MESSAGE?: string | number[] });
     const pino = journal.map((e) => (typeof e.MESSAGE === 'string' ? e.MESSAGE : '')).filter((m) => m.startsWith('{'))
@@ -219,7 +235,7 @@ describe('the generated unit under systemd (systemd-nspawn, systemd as PID 1)', 
   test('the head node pings the watchdog, and one that cannot listen fails `systemctl start` itself', async () => {
     // A drop-in (in the container's /run) shortens WatchdogSec= so the pings show within seconds.
     inside(['sh', '-c', 'mkdir -p /run/systemd/system/fleetboot.service.d && printf "[Service]\\nWatchdogSec=2s\\n" > /run/systemd/system/fleetboot.service.d/watchdog.conf && systemctl daemon-reload']);
-    inside(['systemctl', 'start', 'fleetboot'], 60_000);
+    inside(['systemctl', 'restart', 'fleetboot'], 60_000);
     const restarts = inside(['systemctl', 'show', '-p', 'NRestarts', '--value', 'fleetboot']).trim();
     const pinged = (): bigint => BigInt(inside(['systemctl', 'show', '-p', 'WatchdogTimestampMonotonic', '--value', 'fleetboot']).trim() || '0');
     await sleep(1500);
