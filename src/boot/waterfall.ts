@@ -7,10 +7,11 @@
 // from the booted OS, RFC 2131 §4.4.5) join no boot.
 // A boot that a new start interrupts before its check-in is kept with `complete: false`.
 //
-// Durations: `tftp_get` records `ms` when the transfer ends (its event time is the end). An event
-// that carries no duration (today's HTTP fetches and the boot script, recorded when the request
-// arrives) gets a segment that starts at its event and lasts until the next event of the same
-// boot; `measured: false` says so.
+// Durations: `tftp_get` records `ms` when the transfer ends (its event time is the end). HTTP
+// steps (the boot script, kernel, initrd, modules, files) are recorded when their response ends,
+// dated at the request's arrival, with `ms` (the end is at + ms). An event that carries no
+// duration (older journals) gets a segment that starts at its event and lasts until the next
+// event of the same boot; `measured: false` says so.
 import type { BootEvent, BootEventKind } from '../store/events.ts';
 
 export type WaterfallStep = 'power' | 'dhcp' | 'tftp' | 'script' | 'kernel' | 'initrd' | 'module' | 'file' | 'checkin';
