@@ -1,6 +1,10 @@
 // One head node: the registry plus every server, started and stopped together. The CLI's
 // `serve` runs one; tests run one in-process on ephemeral ports.
+import type { BootSlots } from './boot/boot-slots.ts';
+import { bootSlotsFor } from './http/app.ts';
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { installDir } from './config/load.ts';
 import { BootTemplates } from './boot/templates.ts';
 import type { FleetbootConfig } from './config/schema.ts';
 import { followTokenFile } from './config/token.ts';
@@ -58,6 +62,8 @@ export class HeadNode {
   private readonly services: Service[] = [];
   private startedAt = Date.now();
   private started: Service[] = [];
+  /** Boot storm admission (boot/boot-slots.ts), shared by the script and file routes. */
+  readonly bootSlots: BootSlots;
 
   constructor(
     readonly config: FleetbootConfig,
@@ -67,7 +73,8 @@ export class HeadNode {
     mkdirSync(config.platformImagesDir, { recursive: true });
     this.apiTokenOf = followTokenFile(config.apiTokenFile);
     this.store = Store.open(Store.fileIn(config.dataDir), options.now ? { now: options.now } : {});
-    this.templates = new BootTemplates(config.templatesDir ?? 'boot-templates');
+    // A template an operator's folder lacks comes from the install's own.
+    this.templates = new BootTemplates(config.templatesDir ?? join(installDir, 'boot-templates'), join(installDir, 'boot-templates'));
     // Leftovers of an interrupted platform import (kill -9) go before anything serves them.
     sweepPlatformFolders(this.store, config.platformImagesDir, options.log);
     // A `token rotate node-key` cut short is finished or undone before any token is derived.
@@ -80,6 +87,7 @@ export class HeadNode {
       log: options.log,
     });
     this.rollouts = new RolloutService(this.store, options.log, { ports, ...(options.rolloutPollMs !== undefined ? { pollMs: options.rolloutPollMs } : {}) });
+    this.bootSlots = bootSlotsFor(config, this.store.now);
     this.live = new LiveFeed({ store: this.store, log: options.log, counters: () => this.counters() });
     this.http = new HttpServer({
       config,
@@ -97,6 +105,7 @@ export class HeadNode {
       onRolloutChange: () => this.rollouts.kick(),
       // Built below: under ProxyDHCP it knows which MAC claimed an address, as TFTP asks too.
       proxyMacOf: (ip) => this.dhcp?.proxyAddresses.macOf(ip),
+      bootSlots: this.bootSlots,
     });
     // First in, last out: checkpoints and the boot-event index run off the event loop while the servers write.
     this.storeWorker = new StoreWorker(this.store.db, options.log, { bootEventDays: config.store.bootEventDays, bootEventsPerNode: config.store.bootEventsPerNode });
@@ -150,6 +159,7 @@ export class HeadNode {
       dhcp: this.dhcp ? { ...this.dhcp.stats } : null,
       tftp: this.config.tftp.enabled ? { ...this.tftp.stats, refused: { ...this.tftp.stats.refused } } : null,
       store: this.storeWorker.counters,
+      bootSlots: this.bootSlots.stats(),
     };
   }
 

@@ -50,3 +50,18 @@ export function renderBootScript(templates: BootTemplates, plan: BootPlan, baseU
     entries: plan.entries.map((e) => ({ label: e.label, title: e.title, script: renderEntry(templates, e, baseUrl, plan.mac) })),
   });
 }
+
+export interface WaitScript {
+  inFlight: number;
+  limit: number;
+  position: number;
+  waiting: number;
+  waitSeconds: number;
+  /** The node.ipxe URL to ask again, as the node asked it. */
+  retryUrl: string;
+}
+
+/** The script a node over the boot-slot limit gets (boot/boot-slots.ts): wait, then ask again. */
+export function renderWaitScript(templates: BootTemplates, w: WaitScript): string {
+  return templates.render('wait.ipxe', { ...w });
+}

@@ -15,7 +15,8 @@ import { parseMac, type Mac } from '../mac.ts';
 import type { NodeRecord } from '../store/nodes.ts';
 import type { Store } from '../store/store.ts';
 import { bootPlanFor, type NodeBootContribution, type NodeContributionProvider } from './plan.ts';
-import { renderBootScript } from './render.ts';
+import { largeFilesOf, type BootSlots } from './boot-slots.ts';
+import { renderBootScript, renderWaitScript } from './render.ts';
 import type { BootTemplates } from './templates.ts';
 
 // iPXE sends an empty string for a setting it does not have (${serial} on most VMs).
@@ -49,6 +50,8 @@ export interface NodeScriptDeps {
   nodeContribution: NodeContributionProvider;
   /** Under ProxyDHCP: the MAC the proxy exchange saw claim an address (dhcp/proxy-addresses.ts). */
   proxyMacOf?: (ip: string) => Mac | undefined;
+  /** Boot storm admission: a node over the limit gets a script that waits and asks again. */
+  bootSlots?: BootSlots;
 }
 
 /**
@@ -106,14 +109,24 @@ export function nodeScriptRoutes(deps: NodeScriptDeps): Router {
       firmware: q.platform,
       ...(admission.admitted ? {} : { refusal: admission.reason }),
     });
-    const script = renderBootScript(deps.templates, plan, baseUrl);
-    const detail = {
-      action: plan.action,
-      ...(plan.action === 'boot' ? { mode: plan.mode, stamp: plan.entries[0]!.stamp, rescue: plan.entries[1]?.stamp ?? null } : { reason: plan.reason }),
-      uuid: q.uuid,
-      arch: q.arch,
-      created,
-    };
+    const slot = plan.action === 'boot' && deps.bootSlots ? deps.bootSlots.request(q.mac, node?.id ?? null, largeFilesOf(plan.entries[0]!)) : null;
+    let script: string;
+    let detail: Record<string, unknown>;
+    if (slot && !slot.admitted) {
+      // Over the limit: wait and ask again (the same URL, so the same plan), keeping its place.
+      const wait = { inFlight: slot.inFlight, limit: deps.bootSlots!.limit, position: slot.position, waiting: slot.waiting, waitSeconds: slot.waitSeconds };
+      script = renderWaitScript(deps.templates, { ...wait, retryUrl: `${baseUrl}${req.originalUrl}` });
+      detail = { action: 'wait', ...wait, uuid: q.uuid, arch: q.arch, created };
+    } else {
+      script = renderBootScript(deps.templates, plan, baseUrl);
+      detail = {
+        action: plan.action,
+        ...(plan.action === 'boot' ? { mode: plan.mode, stamp: plan.entries[0]!.stamp, rescue: plan.entries[1]?.stamp ?? null } : { reason: plan.reason }),
+        uuid: q.uuid,
+        arch: q.arch,
+        created,
+      };
+    }
     // Recorded when the response ends, dated at the request's arrival; `ms` spans the two.
     whenResponseEnds(
       res,

@@ -155,6 +155,23 @@ export const configSchema = z
         /** Serial console nodes boot with: ttya = COM1 on SmartOS. */
         console: z.string().default('ttya'),
         consoleSpeed: z.number().int().positive().default(115200),
+        /**
+         * Boot storm admission (boot/boot-slots.ts, docs/storm.md): nodes fetching their platform
+         * at once. Past it a node's iPXE waits and asks again, in the order nodes first asked.
+         */
+        admission: z
+          .object({
+            /** A number (0: no limit), or `auto`: the served interfaces' link speed / `perBootMbps`. */
+            maxConcurrentBoots: z.union([z.literal('auto'), z.number().int().min(0)]).default('auto'),
+            /** The share of the link one booting node should get, for `auto`. */
+            perBootMbps: z.number().int().min(10).default(400),
+            /** A slot whose node fetched nothing for this long is taken back. */
+            holdSeconds: z.number().int().min(10).max(3600).default(300),
+            retryMinSeconds: z.number().int().min(1).max(600).default(5),
+            retryMaxSeconds: z.number().int().min(1).max(600).default(20),
+          })
+          .refine((a) => a.retryMaxSeconds >= a.retryMinSeconds, { message: 'retryMaxSeconds must be at least retryMinSeconds', path: ['retryMaxSeconds'] })
+          .prefault({}),
       })
       .prefault({}),
     nodes: z

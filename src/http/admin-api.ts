@@ -1,5 +1,6 @@
 // The admin API: what `fleetboot` CLI verbs and operators' scripts read. Every route here
 // sits behind the bearer token.
+import type { BootSlotStats } from '../boot/boot-slots.ts';
 import { Router } from 'express';
 import type { Store } from '../store/store.ts';
 import type { NodeRecord } from '../store/nodes.ts';
@@ -15,6 +16,8 @@ export interface HeadNodeCounters {
   dhcp: DhcpStats | null;
   tftp: TftpStats | null;
   store: StoreWorkerCounters;
+  /** Boot storm admission: slots in use, nodes waiting, what was admitted and deferred. */
+  bootSlots?: BootSlotStats;
 }
 
 /** The public shape of a node: timestamps as ISO strings, no secrets. */

@@ -2,6 +2,8 @@
 // parses, calls and formats; decisions live in the modules it calls.
 import express, { type Express } from 'express';
 import { noContribution, type NodeContributionProvider } from '../boot/plan.ts';
+import { readFileSync } from 'node:fs';
+import { BootSlots, resolveSlotLimit } from '../boot/boot-slots.ts';
 import { nodeScriptRoutes } from '../boot/script-route.ts';
 import type { BootTemplates } from '../boot/templates.ts';
 import { platformFileRoutes } from '../platforms/file-routes.ts';
@@ -52,6 +54,16 @@ export interface HttpDeps {
    * HTTP boot steps attributed by source address ask it after static addresses and leases.
    */
   proxyMacOf?: (ip: string) => Mac | undefined;
+  /** Boot storm admission (boot/boot-slots.ts); made from `boot.admission` when not given. */
+  bootSlots?: BootSlots;
+}
+
+/** The boot slots `boot.admission` asks for, the `auto` limit read from the DHCP interfaces' link speed. */
+export function bootSlotsFor(config: FleetbootConfig, now: () => number): BootSlots {
+  const a = config.boot.admission;
+  const interfaces = config.networks.flatMap((n) => (n.interface ? [n.interface] : []));
+  const { limit } = resolveSlotLimit(a, interfaces, (path) => readFileSync(path, 'utf8'));
+  return new BootSlots({ limit, holdSeconds: a.holdSeconds, retryMinSeconds: a.retryMinSeconds, retryMaxSeconds: a.retryMaxSeconds, now });
 }
 
 export function createApp(deps: HttpDeps): Express {
@@ -71,10 +83,11 @@ export function createApp(deps: HttpDeps): Express {
     ),
   );
   app.use(bootRoutes(deps));
-  app.use(nodeScriptRoutes({ ...deps, nodeContribution: deps.nodeContribution ?? noContribution }));
+  const bootSlots = deps.bootSlots ?? bootSlotsFor(deps.config, deps.store.now);
+  app.use(nodeScriptRoutes({ ...deps, bootSlots, nodeContribution: deps.nodeContribution ?? noContribution }));
   // Counted once per response, read by GET /metrics.
   const platformSentBytes = new Map<string, number>();
-  app.use(platformFileRoutes({ ...deps, sentBytes: platformSentBytes }));
+  app.use(platformFileRoutes({ ...deps, bootSlots, sentBytes: platformSentBytes }));
   app.use(ipxeRoutes(deps));
   // Observed at each check-in from the node's timeline, exposed by GET /metrics.
   const bootDurations = new BootDurations(deps.store);
@@ -98,6 +111,7 @@ export function createApp(deps: HttpDeps): Express {
       // A metric never fails a check-in that is already recorded.
       deps.log.warn({ err, event: 'boot_duration', node: nodeId }, 'could not time the boot this check-in ended');
     }
+    bootSlots.checkedIn(nodeId);
     deps.onCheckin?.(nodeId);
   };
   app.use(nodeRoutes({ ...deps, onCheckin }, nodeKeys));

@@ -6,6 +6,7 @@
 // ceiling (docs/netboot-notes.md "Anchors"). Range and conditional requests follow RFC 9110 §13-14.
 // Each GET is one boot event (kernel, initrd, module, file), appended when the body is done or
 // the client went away, dated at the request's arrival, with `ms` and `complete` (docs/timeline.md).
+import type { BootSlots } from '../boot/boot-slots.ts';
 import { createReadStream, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Server } from 'node:http';
@@ -163,6 +164,8 @@ export interface PlatformFileDeps {
   sentBytes?: Map<string, number>;
   /** Under ProxyDHCP: the MAC the proxy exchange saw claim an address (dhcp/proxy-addresses.ts). */
   proxyMacOf?: (ip: string) => Mac | undefined;
+  /** Boot storm admission: told when a node has fetched a file its boot script names. */
+  bootSlots?: BootSlots;
 }
 
 export function platformFileRoutes(deps: PlatformFileDeps): Router {
@@ -302,7 +305,7 @@ export function platformFileRoutes(deps: PlatformFileDeps): Router {
  * logged, never the download's error.
  */
 function recordFetch(
-  deps: { store: Store; log: Logger; proxyMacOf?: (ip: string) => Mac | undefined },
+  deps: { store: Store; log: Logger; proxyMacOf?: (ip: string) => Mac | undefined; bootSlots?: BootSlots },
   req: Request,
   f: { stamp: string; file: PlatformFile; start: number; length: number; arrivedAt: number; address: string },
   outcome: { ms: number; complete: boolean; sent: number },
@@ -334,6 +337,8 @@ function recordFetch(
       ...(outcome.complete ? {} : { sent: outcome.sent }),
     };
     deps.store.events.record({ event, nodeId, mac, detail, at: f.arrivedAt });
+    // The last byte of the file reached the node (a whole GET, or the range that ends it).
+    if (mac) deps.bootSlots?.fetched(mac, `/os/${f.stamp}/${f.file.path}`, outcome.complete && f.start + f.length === f.file.size);
     deps.log.info({ event, mac, node: nodeId, ...detail }, outcome.complete ? 'platform file fetched' : 'platform file fetch cut short');
   } catch (err) {
     deps.log.error({ event, stamp: f.stamp, path: f.file.path, err }, 'could not record the platform file fetch');
