@@ -262,3 +262,15 @@ test('rollout plan output shows the limits, every wave in order, what is left ou
     ].join('\n'),
   );
 });
+
+test('waves are no larger than the head node admits at once (boot slots), with a warning saying so', () => {
+  const fleet = Array.from({ length: 10 }, (_, i) => node(i + 1));
+  const capped = planRollout(spec({ canary: 0, maxInFlight: '50%' }), fleet, platforms, { bootSlotLimit: 3 });
+  assert.equal(capped.maxInFlight, 3);
+  assert.deepEqual(capped.waves.map((w) => w.nodes.length), [3, 3, 3, 1]);
+  assert.ok(capped.warnings.some((w) => /max in flight 5 is above the head node's 3 concurrent boots/.test(w)), capped.warnings.join('\n'));
+  const under = planRollout(spec({ canary: 0, maxInFlight: 2 }), fleet, platforms, { bootSlotLimit: 3 });
+  assert.equal(under.maxInFlight, 2);
+  assert.ok(!under.warnings.some((w) => /concurrent boots/.test(w)));
+  assert.equal(planRollout(spec({ canary: 0, maxInFlight: 8 }), fleet, platforms, { bootSlotLimit: 0 }).maxInFlight, 8);
+});

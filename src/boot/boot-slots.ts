@@ -2,13 +2,14 @@
 // files (kernel, boot archive, initrds) at once. A node over the limit is not refused: its
 // boot script tells iPXE to wait and ask again (boot-templates/wait.ipxe.hbs), which firmware
 // PXE cannot do but iPXE can, so a storm queues instead of timing out downloads (the failure
-// mode of a saturated link: a 250 MB ramdisk over a shared 1 GbE). docs/storm.md has the model.
+// mode of a saturated link: a 250 MB ramdisk over a shared 1 GbE). docs/admission.md has the model.
 //
 // A slot is taken when a node is given its boot script and freed when it has fetched every
 // platform file that script names, when it checks in, or when it has shown no activity for
 // `holdSeconds` (it died or went elsewhere). Waiting nodes are served in the order they first
 // asked: a slot that frees goes to the longest waiter even when another node's retry happens
 // to land first, so no node keeps losing the race (the "capture effect" of plain retries).
+import { readFileSync } from 'node:fs';
 import type { Mac } from '../mac.ts';
 
 export interface BootSlotOptions {
@@ -191,4 +192,13 @@ export function resolveSlotLimit(
   const speeds = [...new Set(interfaces)].map((i) => linkSpeedMbps(i, read) ?? unknownLinkMbps);
   const linkMbps = speeds.length > 0 ? speeds.reduce((a, b) => a + b, 0) : unknownLinkMbps;
   return { limit: Math.max(4, Math.floor(linkMbps / admission.perBootMbps)), linkMbps };
+}
+
+/** The limit a head node with this config uses: `auto` reads the DHCP interfaces' link speed from sysfs. */
+export function configuredSlotLimit(config: {
+  boot: { admission: { maxConcurrentBoots: number | 'auto'; perBootMbps: number } };
+  networks: readonly { interface?: string | undefined }[];
+}): number {
+  const interfaces = config.networks.flatMap((n) => (n.interface ? [n.interface] : []));
+  return resolveSlotLimit(config.boot.admission, interfaces, (path) => readFileSync(path, 'utf8')).limit;
 }

@@ -27,6 +27,7 @@ interface UpOptions {
   usbKey?: string;
   dhcp: string;
   loss?: string;
+  maxConcurrentBoots?: string;
 }
 
 function requireRoot(): void {
@@ -83,10 +84,11 @@ export function registerLab(program: Command): void {
     .option('--usb-key <file>', 'every VM boots this USB key image first (fleetboot usb-image), its NIC without the iPXE ROM so the key is the only way in')
     .option('--dhcp <mode>', "full, or off: the head node serves no DHCP on the lab network (for a --static USB key)", 'full')
     .option('--loss <percent>', 'drop this percentage (1-99) of UDP and TCP packets on the lab bridge, both ways (nftables in the lab namespace): a lossy link')
+    .option('--max-concurrent-boots <n>', 'the head node lets at most N VMs fetch their platform at once; the others wait in iPXE and ask again (boot.admission)')
     .option('--detach', 'return once the VMs are started; `lab down` ends them')
     .addHelpText(
       'after',
-      '\nExamples:\n  sudo fleetboot lab up --nodes 2                      # boots test platform A, building it first if needed\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach\n  sudo fleetboot lab up --nodes 1 --bmc ipmi --detach         # lab status --json: each VM\'s power spec\n  sudo fleetboot lab up --nodes 1 --firmware uefi --usb-key netboot.img\n  sudo fleetboot lab up --nodes 2 --loss 10 --detach              # lab status --json: the drops so far\n  sudo fleetboot lab up --platform platform-20240101T000000Z.tgz --platform lab-build/platforms/fleetboot-test-B',
+      '\nExamples:\n  sudo fleetboot lab up --nodes 2                      # boots test platform A, building it first if needed\n  sudo fleetboot lab up --nodes 1 --firmware uefi --chainload --detach\n  sudo fleetboot lab up --nodes 1 --bmc ipmi --detach         # lab status --json: each VM\'s power spec\n  sudo fleetboot lab up --nodes 1 --firmware uefi --usb-key netboot.img\n  sudo fleetboot lab up --nodes 2 --loss 10 --detach              # lab status --json: the drops so far\n  sudo fleetboot lab up --nodes 3 --max-concurrent-boots 1        # one boots, two wait their turn\n  sudo fleetboot lab up --platform platform-20240101T000000Z.tgz --platform lab-build/platforms/fleetboot-test-B',
     )
     .action(async (opts: UpOptions) => {
       requireRoot();
@@ -117,6 +119,7 @@ export function registerLab(program: Command): void {
           dhcp: opts.dhcp as LabDhcpMode,
           ...(opts.usbKey !== undefined ? { usbKey: opts.usbKey } : {}),
           ...(opts.loss !== undefined ? { loss: intOption('--loss', opts.loss, 1, 99) } : {}),
+          ...(opts.maxConcurrentBoots !== undefined ? { admission: { maxConcurrentBoots: intOption('--max-concurrent-boots', opts.maxConcurrentBoots, 1, 100_000) } } : {}),
           ...(opts.templates ? { templatesDir: opts.templates } : {}),
           progress: (line) => process.stderr.write(`${line}\n`),
         });

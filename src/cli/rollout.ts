@@ -1,6 +1,7 @@
 // `fleetboot rollout <verb>`: plan, start, watch and steer rolling upgrades. The CLI runs in
 // its own process against the registry file: its verbs only write the rollout journal, and
 // the running head node's rollout service picks them up on its next tick.
+import { configuredSlotLimit } from '../boot/boot-slots.ts';
 import type { Command } from 'commander';
 import { failedStepStates, type RolloutRecord, type RolloutStep } from '../rollout/journal.ts';
 import { cancelRollout, pauseRollout, promoteRollout, resumeRollout, rolloutActive, RolloutStateError } from '../rollout/orchestrator.ts';
@@ -145,8 +146,8 @@ export function registerRollout(program: Command): void {
       '\nExamples:\n  fleetboot rollout plan --target 20240601T000000Z\n  fleetboot rollout plan --target 20240601T000000Z --nodes cn1,cn2,cn3 --canary 1 --max-in-flight 2 --soak 10m --deadline 20m --budget 1',
     )
     .action(async (o: SpecFlags, cmd: Command) => {
-      await withStore(cmd, (store) => {
-        const plan = asUsage(() => planFromRegistry(store, specFromFlags(o)));
+      await withStore(cmd, (store, loaded) => {
+        const plan = asUsage(() => planFromRegistry(store, specFromFlags(o), { bootSlotLimit: configuredSlotLimit(loaded.config) }));
         if (o.json) return printJson({ plan });
         process.stdout.write(formatRolloutPlan(plan));
       });
@@ -155,8 +156,8 @@ export function registerRollout(program: Command): void {
   addSpecFlags(rollout.command('start').description('store a rollout; the running head node starts it within seconds'))
     .addHelpText('after', '\nExamples:\n  fleetboot rollout start --target 20240601T000000Z --nodes rack=b12 --canary 1 --max-in-flight 2 --domain rack --promote')
     .action(async (o: SpecFlags, cmd: Command) => {
-      await withStore(cmd, (store) => {
-        const { rollout: r, plan } = asUsage(() => startFromRegistry(store, specFromFlags(o)));
+      await withStore(cmd, (store, loaded) => {
+        const { rollout: r, plan } = asUsage(() => startFromRegistry(store, specFromFlags(o), { bootSlotLimit: configuredSlotLimit(loaded.config) }));
         if (o.json) return printJson({ rollout: rolloutView(r, store.rollouts.steps(r.id), store.now()), plan });
         const nodes = plan.waves.reduce((n, w) => n + w.nodes.length, 0);
         process.stdout.write(

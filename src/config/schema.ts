@@ -156,7 +156,7 @@ export const configSchema = z
         console: z.string().default('ttya'),
         consoleSpeed: z.number().int().positive().default(115200),
         /**
-         * Boot storm admission (boot/boot-slots.ts, docs/storm.md): nodes fetching their platform
+         * Boot storm admission (boot/boot-slots.ts, docs/admission.md): nodes fetching their platform
          * at once. Past it a node's iPXE waits and asks again, in the order nodes first asked.
          */
         admission: z

@@ -2,8 +2,7 @@
 // parses, calls and formats; decisions live in the modules it calls.
 import express, { type Express } from 'express';
 import { noContribution, type NodeContributionProvider } from '../boot/plan.ts';
-import { readFileSync } from 'node:fs';
-import { BootSlots, resolveSlotLimit } from '../boot/boot-slots.ts';
+import { BootSlots, configuredSlotLimit } from '../boot/boot-slots.ts';
 import { nodeScriptRoutes } from '../boot/script-route.ts';
 import type { BootTemplates } from '../boot/templates.ts';
 import { platformFileRoutes } from '../platforms/file-routes.ts';
@@ -61,9 +60,7 @@ export interface HttpDeps {
 /** The boot slots `boot.admission` asks for, the `auto` limit read from the DHCP interfaces' link speed. */
 export function bootSlotsFor(config: FleetbootConfig, now: () => number): BootSlots {
   const a = config.boot.admission;
-  const interfaces = config.networks.flatMap((n) => (n.interface ? [n.interface] : []));
-  const { limit } = resolveSlotLimit(a, interfaces, (path) => readFileSync(path, 'utf8'));
-  return new BootSlots({ limit, holdSeconds: a.holdSeconds, retryMinSeconds: a.retryMinSeconds, retryMaxSeconds: a.retryMaxSeconds, now });
+  return new BootSlots({ limit: configuredSlotLimit(config), holdSeconds: a.holdSeconds, retryMinSeconds: a.retryMinSeconds, retryMaxSeconds: a.retryMaxSeconds, now });
 }
 
 export function createApp(deps: HttpDeps): Express {
@@ -126,7 +123,7 @@ export function createApp(deps: HttpDeps): Express {
     requireBearer(deps.apiToken),
     adminApi(deps.store, deps.counters),
     nodeAdminRoutes(deps, nodeKeys),
-    rolloutRoutes({ store: deps.store, log: deps.log, ...(deps.onRolloutChange ? { onChange: deps.onRolloutChange } : {}) }),
+    rolloutRoutes({ store: deps.store, log: deps.log, bootSlotLimit: bootSlots.limit, ...(deps.onRolloutChange ? { onChange: deps.onRolloutChange } : {}) }),
   );
   if (deps.live) {
     const apiToken = typeof deps.apiToken === 'string' ? ((t: string) => () => t)(deps.apiToken) : deps.apiToken;

@@ -12,6 +12,8 @@ import { HttpError } from './errors.ts';
 
 export interface RolloutApiDeps {
   store: Store;
+  /** The head node's concurrent boot limit: plans size their waves to it (rollout/plan.ts). */
+  bootSlotLimit?: number;
   log: Logger;
   onChange?: () => void;
 }
@@ -36,6 +38,7 @@ function answered<T>(fn: () => T): T {
 
 export function rolloutRoutes(deps: RolloutApiDeps): Router {
   const { store, log } = deps;
+  const slots = deps.bootSlotLimit !== undefined ? { bootSlotLimit: deps.bootSlotLimit } : {};
   const r = Router();
   const rolloutOr404 = (ref: string): RolloutRecord => {
     const rollout = /^\d+$/.test(ref) ? store.rollouts.get(Number(ref)) : undefined;
@@ -49,11 +52,11 @@ export function rolloutRoutes(deps: RolloutApiDeps): Router {
   });
 
   r.post('/rollouts/plan', (req, res) => {
-    res.json({ plan: answered(() => planFromRegistry(store, req.body)) });
+    res.json({ plan: answered(() => planFromRegistry(store, req.body, slots)) });
   });
 
   r.post('/rollouts', (req, res) => {
-    const { rollout, plan } = answered(() => startFromRegistry(store, req.body));
+    const { rollout, plan } = answered(() => startFromRegistry(store, req.body, slots));
     log.info({ event: 'rollout_started', rollout: rollout.id, target: rollout.target, nodes: plan.waves.flatMap((w) => w.nodes.map((n) => n.nodeId)) }, 'rollout started');
     deps.onChange?.();
     res.status(201).json({ rollout: view(rollout), plan });

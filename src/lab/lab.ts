@@ -53,6 +53,8 @@ export interface LabUpOptions {
   usbKey?: string;
   /** Drop this percentage (1-99) of UDP and TCP packets on the lab bridge, both ways (src/lab/network.ts lossRuleset). */
   loss?: number;
+  /** Boot storm admission for the lab head node (`boot.admission`, boot/boot-slots.ts); its defaults otherwise. */
+  admission?: { maxConcurrentBoots: number; retryMinSeconds?: number; retryMaxSeconds?: number };
   /** Progress lines for people (`lab up` prints them). */
   progress: (line: string) => void;
 }
@@ -87,9 +89,18 @@ export function labAddresses(subnet: string): { address: string; prefix: number;
 }
 
 /** The generated head-node config: full DHCP on br0, TFTP on, HTTP on the lab address. */
-export function labConfig(dir: string, subnet: string, httpPort: number, logLevel: string, templatesDir?: string, dhcp: LabDhcpMode = 'full'): Record<string, unknown> {
+export function labConfig(
+  dir: string,
+  subnet: string,
+  httpPort: number,
+  logLevel: string,
+  templatesDir?: string,
+  dhcp: LabDhcpMode = 'full',
+  admission?: LabUpOptions['admission'],
+): Record<string, unknown> {
   const a = labAddresses(subnet);
   return {
+    ...(admission ? { boot: { admission } } : {}),
     ...(templatesDir ? { templatesDir: resolve(templatesDir) } : {}),
     dataDir: join(dir, 'var'),
     apiTokenFile: join(dir, 'var', 'api-token'),
@@ -146,7 +157,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   mkdirSync(dir, { recursive: true });
   const a = labAddresses(o.subnet);
   const configFile = join(dir, 'fleetboot.json');
-  writeFileSync(configFile, `${JSON.stringify(labConfig(dir, o.subnet, o.httpPort, o.logLevel, o.templatesDir, o.dhcp), null, 2)}\n`);
+  writeFileSync(configFile, `${JSON.stringify(labConfig(dir, o.subnet, o.httpPort, o.logLevel, o.templatesDir, o.dhcp, o.admission), null, 2)}\n`);
   const state: LabState = {
     version: 1,
     namespace: o.namespace,

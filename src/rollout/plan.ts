@@ -171,6 +171,8 @@ export interface RolloutEstimate {
 export interface PlanOptions {
   /** A typical boot (reboot to check-in), e.g. a median from boot timelines; default: the deadline. */
   typicalBootSeconds?: number;
+  /** The head node's concurrent boot limit (0: none): waves are no larger. */
+  bootSlotLimit?: number;
 }
 
 /** What the planner reads of a node: a NodeRecord is one. */
@@ -330,7 +332,12 @@ export function planRollout(
   if (spec.canary > toUpgrade.length) {
     throw new RolloutPlanError('canary', `${spec.canary} canaries but only ${toUpgrade.length} node${toUpgrade.length === 1 ? '' : 's'} to upgrade`);
   }
-  const maxInFlight = resolveMaxInFlight(spec.maxInFlight, toUpgrade.length);
+  const asked = resolveMaxInFlight(spec.maxInFlight, toUpgrade.length);
+  // A wave larger than the head node's boot slots (boot/boot-slots.ts) would only queue in
+  // iPXE and run into its boot deadline: waves are sized to what the head node admits at once.
+  const slots = options.bootSlotLimit ?? 0;
+  const maxInFlight = slots > 0 && asked > slots ? slots : asked;
+  if (maxInFlight < asked) warnings.push(`max in flight ${asked} is above the head node's ${slots} concurrent boots (boot.admission.maxConcurrentBoots): waves of ${slots}`);
   const perDomain = spec.failureDomain ? spec.failureDomain.maxInFlight : maxInFlight;
   if (domainTrait !== null) {
     const unlabelled = toUpgrade.filter((n) => n.domain === noDomain).length;

@@ -25,14 +25,14 @@ export function typicalBootSeconds(store: Store, sample = 50): number | null {
 }
 
 /** A plan for `input` (a spec as JSON) against the fleet and platforms as they are now; throws RolloutPlanError. */
-export function planFromRegistry(store: Store, input: unknown): RolloutPlan {
+export function planFromRegistry(store: Store, input: unknown, options: { bootSlotLimit?: number } = {}): RolloutPlan {
   const typical = typicalBootSeconds(store);
-  return planRollout(parseRolloutSpec(input), store.nodes.list(), store.platforms.list(), typical === null ? {} : { typicalBootSeconds: typical });
+  return planRollout(parseRolloutSpec(input), store.nodes.list(), store.platforms.list(), { ...options, ...(typical === null ? {} : { typicalBootSeconds: typical }) });
 }
 
 /** Plans and stores a rollout in one go; throws RolloutPlanError or RolloutStateError (a node is in another rollout). */
-export function startFromRegistry(store: Store, input: unknown): { rollout: RolloutRecord; plan: RolloutPlan } {
-  const plan = planFromRegistry(store, input);
+export function startFromRegistry(store: Store, input: unknown, options: { bootSlotLimit?: number } = {}): { rollout: RolloutRecord; plan: RolloutPlan } {
+  const plan = planFromRegistry(store, input, options);
   return { rollout: startRollout(store.rollouts, plan, store.now()), plan };
 }
 
