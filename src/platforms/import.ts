@@ -14,8 +14,8 @@ import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { z } from 'zod';
 import type { Store } from '../store/store.ts';
-import type { PlatformFile, PlatformFileRole, PlatformRecord } from '../store/platforms.ts';
-import { PlatformExistsError } from '../store/platforms.ts';
+import type { PlatformFile, PlatformFileRole, PlatformOs, PlatformRecord } from '../store/platforms.ts';
+import { IMPORT_HEARTBEAT_MS, PlatformExistsError } from '../store/platforms.ts';
 import { newPlatformFolder, newWorkFolder, platformsRoot, sweepPlatformFolders } from './layout.ts';
 
 /** An import refused for a reason the operator can fix; nothing was left behind. */
@@ -81,6 +81,107 @@ class DigestingSink {
 function within(root: string, path: string): boolean {
   const rel = relative(root, path);
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel) && rel.split(sep)[0] !== '..');
+}
+
+/** Progress rows are written at most this often while bytes stream (plus the heartbeat). */
+const REPORT_EVERY_MS = 200;
+
+/**
+ * The import's progress row in the registry (store platform_imports), which the head node's
+ * dashboard reads while the import runs in another process: the stage, the bytes, a heartbeat
+ * every IMPORT_HEARTBEAT_MS so a live import that waits on a slow pipe is not taken for dead,
+ * and the error that ended it. `done` is written by the commit itself (store insert). Progress
+ * is best effort: a report the registry cannot take right now is skipped, the import goes on.
+ */
+class ImportTracker {
+  readonly id: number;
+  private lastReport: number;
+  private readonly heartbeat: NodeJS.Timeout;
+  /** The newest byte count not written yet, and the timer that will write it. */
+  private latest: { bytesDone: number; bytesTotal: number | null } | null = null;
+  private trailing: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly store: Store,
+    begin: { source: string; os: PlatformOs; bytesTotal: number | null; stage: 'unpacking' | 'hashing' },
+  ) {
+    this.id = store.platforms.beginImport(begin);
+    this.lastReport = Date.now();
+    this.heartbeat = setInterval(() => {
+      if (Date.now() - this.lastReport >= IMPORT_HEARTBEAT_MS / 2) this.report({});
+    }, IMPORT_HEARTBEAT_MS / 2);
+    this.heartbeat.unref();
+  }
+
+  /**
+   * Bytes done out of `total` (0: unknown), written at most every REPORT_EVERY_MS; the last
+   * count of a burst is written when the interval is up, so a stream that pauses (a pipe
+   * waiting for its writer) still shows how far it got.
+   */
+  bytes(done: number, total: number): void {
+    this.latest = { bytesDone: done, bytesTotal: total > 0 ? total : null };
+    if (this.trailing) return;
+    const wait = REPORT_EVERY_MS - (Date.now() - this.lastReport);
+    if (wait <= 0) {
+      this.flush();
+      return;
+    }
+    this.trailing = setTimeout(() => this.flush(), wait);
+    this.trailing.unref();
+  }
+
+  private flush(): void {
+    this.trailing = null;
+    if (this.latest) this.report(this.latest);
+  }
+
+  report(p: Parameters<Store['platforms']['reportImport']>[1]): void {
+    this.lastReport = Date.now();
+    if (p.bytesDone !== undefined) this.latest = null;
+    try {
+      this.store.platforms.reportImport(this.id, p);
+    } catch {
+      // The registry is busy past its busy_timeout: the next report or the heartbeat catches up.
+    }
+  }
+
+  /** The import did not commit: the row says why (a no-op once the commit marked it done). */
+  fail(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    try {
+      this.store.platforms.failImport(this.id, message);
+    } catch {
+      // Nothing more to do: the row stays active and goes stale once the heartbeat stops.
+    }
+  }
+
+  end(): void {
+    clearInterval(this.heartbeat);
+    if (this.trailing) clearTimeout(this.trailing);
+  }
+}
+
+/** Runs one import with its progress row: failed with the error when it throws. */
+async function tracked<T>(store: Store, begin: ConstructorParameters<typeof ImportTracker>[1], run: (tracker: ImportTracker) => Promise<T>): Promise<T> {
+  const tracker = new ImportTracker(store, begin);
+  try {
+    return await run(tracker);
+  } catch (err) {
+    tracker.fail(err);
+    throw err;
+  } finally {
+    tracker.end();
+  }
+}
+
+/** A regular file's size; null for a pipe or what cannot be read (the import says why). */
+function sizeOf(file: string): number | null {
+  try {
+    const st = statSync(file);
+    return st.isFile() ? st.size : null;
+  } catch {
+    return null;
+  }
 }
 
 // ---------------------------------------------------------------- SmartOS tarballs
@@ -301,10 +402,14 @@ function writeEntry(entry: ReadEntry, dest: string, key: string, files: Map<stri
   });
 }
 
-/** Imports `platform-<STAMP>.tgz`; returns the registry row. */
+/** Imports `platform-<STAMP>.tgz`; returns the registry row. Stages: unpacking (bytes of the tarball read), hashing, writing. */
 export async function importSmartosTarball(file: string, options: ImportOptions): Promise<PlatformRecord> {
-  const root = platformsRoot(options.platformImagesDir);
   sweepPlatformFolders(options.store, options.platformImagesDir);
+  return tracked(options.store, { source: file, os: 'smartos', bytesTotal: sizeOf(file), stage: 'unpacking' }, (tracker) => smartosImport(file, options, tracker));
+}
+
+async function smartosImport(file: string, options: ImportOptions, tracker: ImportTracker): Promise<PlatformRecord> {
+  const root = platformsRoot(options.platformImagesDir);
   // A FIFO is fine too: `curl -s URL | fleetboot platform import /dev/stdin` streams straight in.
   if (!existsSync(file) || !(statSync(file).isFile() || statSync(file).isFIFO())) throw new ImportError(`${file} is not a file`);
   const named = /^platform-(.+)\.t(?:ar\.)?gz$/.exec(basename(file))?.[1] ?? null;
@@ -313,7 +418,11 @@ export async function importSmartosTarball(file: string, options: ImportOptions)
   const staging = newWorkFolder(root, 'import');
   mkdirSync(staging);
   try {
-    const { stamp, files } = await extractPlatformTarball(file, staging, options.onProgress);
+    const { stamp, files } = await extractPlatformTarball(file, staging, (done, total) => {
+      tracker.bytes(done, total);
+      options.onProgress?.(done, total);
+    });
+    tracker.report({ stage: 'hashing', stamp });
     if (named !== null && named !== stamp) throw new ImportError(`${basename(file)} holds platform-${stamp}/, not platform-${named}/`);
     refuseIfImported(options, stamp);
     for (const required of [smartosFiles.kernel, smartosFiles.bootArchive, smartosFiles.bootArchiveHash]) {
@@ -330,7 +439,8 @@ export async function importSmartosTarball(file: string, options: ImportOptions)
     const platformFiles: PlatformFile[] = [...files.entries()]
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([path, d]) => ({ path, size: d.size, role: smartosRole(path), sha1: d.sha1, sha256: d.sha256 }));
-    return commit(options, staging, {
+    tracker.report({ stage: 'writing' });
+    return commit(options, tracker.id, staging, {
       stamp,
       os: 'smartos',
       version,
@@ -356,7 +466,7 @@ function refuseIfImported(options: ImportOptions, stamp: string): void {
  * folder is deleted only after the commit; a crash first leaves it for the sweep, since no
  * row names it any more.
  */
-function commit(options: ImportOptions, staging: string, record: Omit<PlatformRecord, 'importedAt' | 'isDefault'>): PlatformRecord {
+function commit(options: ImportOptions, importId: number, staging: string, record: Omit<PlatformRecord, 'importedAt' | 'isDefault'>): PlatformRecord {
   const root = platformsRoot(options.platformImagesDir);
   let folder: string | null = null;
   let replaced: string | null = null;
@@ -377,7 +487,7 @@ function commit(options: ImportOptions, staging: string, record: Omit<PlatformRe
         folder = null;
         replaced = null;
       },
-      { replace: options.force === true },
+      { replace: options.force === true, importId },
     );
   } catch (err) {
     if (err instanceof PlatformExistsError) throw new ImportError(err.message);
@@ -439,10 +549,14 @@ export function parseLinuxManifest(raw: unknown, source: string): LinuxManifest 
   return parsed.data;
 }
 
-/** Imports a Linux platform: the manifest's files are copied (and hashed) from `dir`. */
+/** Imports a Linux platform: the manifest's files are copied (and hashed) from `dir`. Stages: hashing (bytes copied), writing. */
 export async function importLinuxPlatform(manifest: LinuxManifest, dir: string, options: ImportOptions): Promise<PlatformRecord> {
-  const root = platformsRoot(options.platformImagesDir);
   sweepPlatformFolders(options.store, options.platformImagesDir);
+  return tracked(options.store, { source: dir, os: 'linux', bytesTotal: null, stage: 'hashing' }, (tracker) => linuxImport(manifest, dir, options, tracker));
+}
+
+async function linuxImport(manifest: LinuxManifest, dir: string, options: ImportOptions, tracker: ImportTracker): Promise<PlatformRecord> {
+  const root = platformsRoot(options.platformImagesDir);
   refuseIfImported(options, manifest.stamp);
   const wanted: { path: string; role: PlatformFileRole }[] = [
     { path: manifest.kernel, role: 'kernel' },
@@ -465,6 +579,7 @@ export async function importLinuxPlatform(manifest: LinuxManifest, dir: string, 
     if (!seen.has(posix.normalize(key))) throw new ImportError(`sha256 names ${key}, which is neither the kernel nor an initrd`);
   }
   const total = sources.reduce((n, s) => n + s.size, 0);
+  tracker.report({ stamp: manifest.stamp, bytesTotal: total });
   let done = 0;
   const staging = newWorkFolder(root, 'import');
   mkdirSync(staging);
@@ -478,6 +593,7 @@ export async function importLinuxPlatform(manifest: LinuxManifest, dir: string, 
       source.on('data', (chunk) => {
         sink.update(chunk as Buffer);
         done += chunk.length;
+        tracker.bytes(done, total);
         options.onProgress?.(done, total);
       });
       await pipeline(source, createWriteStream(dest, { flags: 'wx', mode: 0o644 }));
@@ -488,7 +604,8 @@ export async function importLinuxPlatform(manifest: LinuxManifest, dir: string, 
       }
       files.push({ path: s.path, size: d.size, role: s.role, sha256: d.sha256 });
     }
-    return commit(options, staging, {
+    tracker.report({ stage: 'writing' });
+    return commit(options, tracker.id, staging, {
       stamp: manifest.stamp,
       os: 'linux',
       version: manifest.version ?? manifest.stamp,

@@ -1,6 +1,8 @@
 // Imported platform images (docs/design.md "The registry": platforms). A row exists only for a
 // folder that was verified and renamed into place in the same transaction (src/platforms/import.ts),
 // and names that folder: a forced re-import commits a row naming a new folder (migration 008).
+// Imports in progress keep a row of their own in platform_imports (migration 010).
+import { hostname } from 'node:os';
 import { writeTransaction, type Db } from './db.ts';
 
 export type PlatformOs = 'smartos' | 'linux';
@@ -66,6 +68,72 @@ const fromRow = (r: PlatformRow): StoredPlatform => ({
   folder: r.folder ?? r.stamp,
 });
 
+/** Where an import is: the active stages, then `done` or `failed`. */
+export type ImportStage = 'unpacking' | 'hashing' | 'writing' | 'done' | 'failed';
+
+/** An import's progress row, as the importing process last wrote it. */
+export interface PlatformImportRecord {
+  id: number;
+  source: string;
+  os: PlatformOs | null;
+  stamp: string | null;
+  stage: ImportStage;
+  bytesDone: number;
+  /** Null when unknown (a pipe). */
+  bytesTotal: number | null;
+  startedAt: number;
+  /** The importing process's last report (its heartbeat). */
+  updatedAt: number;
+  finishedAt: number | null;
+  pid: number;
+  host: string;
+  error: string | null;
+  /**
+   * In an active stage, but its process is gone (same host, pid not alive) or has not
+   * reported for IMPORT_STALE_MS: an import killed mid-way, whose row nobody will finish.
+   */
+  stale: boolean;
+}
+
+/** An active import reports at least this often (src/platforms/import.ts heartbeat). */
+export const IMPORT_HEARTBEAT_MS = 5000;
+/** An active import silent for this long is taken for dead, wherever it ran. */
+export const IMPORT_STALE_MS = 30_000;
+/** Finished import rows kept; older ones go when a new import begins. */
+const IMPORTS_KEPT = 100;
+
+interface ImportRow {
+  id: number;
+  source: string;
+  os: PlatformOs | null;
+  stamp: string | null;
+  stage: ImportStage;
+  bytes_done: number;
+  bytes_total: number | null;
+  started_at: number;
+  updated_at: number;
+  finished_at: number | null;
+  pid: number;
+  host: string;
+  error: string | null;
+}
+
+const ACTIVE_STAGES = "('unpacking', 'hashing', 'writing')";
+
+/** Whether the process that wrote an import row may still be running it. */
+function importerAlive(r: ImportRow, now: number): boolean {
+  if (now - r.updated_at > IMPORT_STALE_MS) return false;
+  if (r.host !== hostname()) return true; // another machine's pid says nothing here: the heartbeat decides
+  if (r.pid === process.pid) return true;
+  try {
+    process.kill(r.pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to another user (the head node's service user).
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export class PlatformInUseError extends Error {
   override readonly name = 'PlatformInUseError';
 }
@@ -79,6 +147,13 @@ export class PlatformRepo {
   private readonly markDefault;
   private readonly usageStmt;
   private readonly rolloutsOf;
+  private readonly importInsert;
+  private readonly importReport;
+  private readonly importById;
+  private readonly importsRecent;
+  private readonly importsActive;
+  private readonly importFinish;
+  private readonly importsPrune;
 
   constructor(
     private readonly db: Db,
@@ -109,6 +184,39 @@ export class PlatformRepo {
                     OR EXISTS (SELECT 1 FROM rollout_steps s WHERE s.rollout_id = r.id AND s.state IN ${inFlight})))
            OR EXISTS (SELECT 1 FROM rollout_steps s WHERE s.rollout_id = r.id AND s.previous_platform = @stamp AND s.state IN ${inFlight})
         ORDER BY r.id LIMIT 1`,
+    );
+    this.importInsert = db.prepare<{ source: string; os: PlatformOs | null; stage: ImportStage; bytes_total: number | null; now: number; pid: number; host: string }>(
+      `INSERT INTO platform_imports (source, os, stage, bytes_total, started_at, updated_at, pid, host)
+       VALUES (@source, @os, @stage, @bytes_total, @now, @now, @pid, @host)`,
+    );
+    this.importReport = db.prepare<{
+      id: number;
+      now: number;
+      stage: ImportStage | null;
+      bytes_done: number | null;
+      set_total: number;
+      bytes_total: number | null;
+      stamp: string | null;
+      os: PlatformOs | null;
+    }>(
+      `UPDATE platform_imports
+          SET updated_at = @now, stage = coalesce(@stage, stage), bytes_done = coalesce(@bytes_done, bytes_done),
+              bytes_total = CASE WHEN @set_total = 1 THEN @bytes_total ELSE bytes_total END,
+              stamp = coalesce(@stamp, stamp), os = coalesce(@os, os)
+        WHERE id = @id AND stage IN ${ACTIVE_STAGES}`,
+    );
+    this.importById = db.prepare<[number], ImportRow>('SELECT * FROM platform_imports WHERE id = ?');
+    this.importsRecent = db.prepare<[number], ImportRow>('SELECT * FROM platform_imports ORDER BY id DESC LIMIT ?');
+    this.importsActive = db.prepare<[], ImportRow>(`SELECT * FROM platform_imports WHERE stage IN ${ACTIVE_STAGES}`);
+    this.importFinish = db.prepare<{ id: number; stage: 'done' | 'failed'; stamp: string | null; error: string | null; now: number }>(
+      `UPDATE platform_imports
+          SET stage = @stage, stamp = coalesce(@stamp, stamp), error = @error, updated_at = @now, finished_at = @now,
+              bytes_done = CASE WHEN @stage = 'done' THEN coalesce(bytes_total, bytes_done) ELSE bytes_done END
+        WHERE id = @id AND stage IN ${ACTIVE_STAGES}`,
+    );
+    this.importsPrune = db.prepare<[number]>(
+      `DELETE FROM platform_imports WHERE stage IN ('done', 'failed')
+          AND id NOT IN (SELECT id FROM platform_imports WHERE stage IN ('done', 'failed') ORDER BY id DESC LIMIT ?)`,
     );
   }
 
@@ -141,7 +249,7 @@ export class PlatformRepo {
     p: Omit<PlatformRecord, 'importedAt' | 'isDefault'> & { makeDefault?: boolean },
     placeFiles: (replaced: StoredPlatform | undefined) => string | void,
     undoPlace: () => void,
-    options: { replace?: boolean } = {},
+    options: { replace?: boolean; importId?: number } = {},
   ): StoredPlatform {
     const run = writeTransaction(this.db, () => {
       const existing = this.byStamp.get(p.stamp);
@@ -167,6 +275,8 @@ export class PlatformRepo {
         imported_at: this.now(),
         folder,
       });
+      // The progress row says done in the commit that makes the platform exist, never before or after.
+      if (options.importId !== undefined) this.importFinish.run({ id: options.importId, stage: 'done', stamp: p.stamp, error: null, now: this.now() });
     });
     try {
       run();
@@ -210,6 +320,81 @@ export class PlatformRepo {
       removeFiles(fromRow(row).folder);
       return { unassigned };
     })();
+  }
+
+  /**
+   * Starts an import's progress row for the calling process. Rows of imports whose process died are marked failed first, and
+   * finished rows past the newest IMPORTS_KEPT are dropped.
+   */
+  beginImport(p: { source: string; os: PlatformOs | null; bytesTotal: number | null; stage: 'unpacking' | 'hashing' }): number {
+    return writeTransaction(this.db, () => {
+      const now = this.now();
+      this.failStale(now);
+      this.importsPrune.run(IMPORTS_KEPT);
+      return Number(this.importInsert.run({ source: p.source, os: p.os, stage: p.stage, bytes_total: p.bytesTotal, now, pid: process.pid, host: hostname() }).lastInsertRowid);
+    })();
+  }
+
+  /** The importer's report: a stage, bytes done (and total), the stamp once known. Also its heartbeat. */
+  reportImport(id: number, p: { stage?: 'unpacking' | 'hashing' | 'writing'; bytesDone?: number; bytesTotal?: number | null; stamp?: string; os?: PlatformOs }): void {
+    writeTransaction(this.db, () => {
+      this.importReport.run({
+        id,
+        now: this.now(),
+        stage: p.stage ?? null,
+        bytes_done: p.bytesDone ?? null,
+        set_total: p.bytesTotal !== undefined ? 1 : 0,
+        bytes_total: p.bytesTotal ?? null,
+        stamp: p.stamp ?? null,
+        os: p.os ?? null,
+      });
+    })();
+  }
+
+  /** Ends an import that did not commit: stage `failed` with what went wrong. */
+  failImport(id: number, error: string): void {
+    writeTransaction(this.db, () => {
+      this.importFinish.run({ id, stage: 'failed', stamp: null, error, now: this.now() });
+    })();
+  }
+
+  getImport(id: number): PlatformImportRecord | undefined {
+    const row = this.importById.get(id);
+    return row && this.importOf(row, this.now());
+  }
+
+  /** The newest imports first, active and finished, at most `limit`. */
+  imports(limit = 20): PlatformImportRecord[] {
+    const now = this.now();
+    return this.importsRecent.all(limit).map((r) => this.importOf(r, now));
+  }
+
+  private importOf(r: ImportRow, now: number): PlatformImportRecord {
+    const active = r.stage !== 'done' && r.stage !== 'failed';
+    return {
+      id: r.id,
+      source: r.source,
+      os: r.os,
+      stamp: r.stamp,
+      stage: r.stage,
+      bytesDone: r.bytes_done,
+      bytesTotal: r.bytes_total,
+      startedAt: r.started_at,
+      updatedAt: r.updated_at,
+      finishedAt: r.finished_at,
+      pid: r.pid,
+      host: r.host,
+      error: r.error,
+      stale: active && !importerAlive(r, now),
+    };
+  }
+
+  /** Marks failed every active row whose process is gone (inside the caller's transaction). */
+  private failStale(now: number): void {
+    for (const r of this.importsActive.all()) {
+      if (importerAlive(r, now)) continue;
+      this.importFinish.run({ id: r.id, stage: 'failed', stamp: null, error: `interrupted: the importing process (pid ${r.pid} on ${r.host}) stopped during ${r.stage}`, now });
+    }
   }
 
   /**
