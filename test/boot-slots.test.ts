@@ -123,6 +123,17 @@ test('a head node at its boot limit hands the next node a wait script that asks 
   assert.match(await script(mac(2)), /^kernel http/m);
   const now = await counters();
   assert.deepEqual([now.inFlight, now.waiting], [1, 1]);
+  const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+  for (const [series, value] of [
+    ['fleetboot_boot_slots_limit', 1],
+    ['fleetboot_boot_slots_in_use', 1],
+    ['fleetboot_boot_slot_waiting_nodes', 1],
+    ['fleetboot_boot_admissions_total{outcome="admitted"}', 2],
+    ['fleetboot_boot_admissions_total{outcome="deferred"}', 3],
+    ['fleetboot_boot_slots_freed_total{reason="downloaded"}', 1],
+  ] as const) {
+    assert.ok(metrics.split('\n').includes(`${series} ${value}`), `${series} ${value} in\n${metrics.split('\n').filter((l) => l.includes('boot_slot') || l.includes('admissions')).join('\n')}`);
+  }
   const waited = head.store.events.timeline(head.store.nodes.findByMac(mac(2))!.id).filter((e) => e.event === 'script').map((e) => e.detail['action']);
   assert.deepEqual(waited, ['wait', 'boot']);
 });

@@ -144,6 +144,8 @@ test('DHCP, TFTP, a platform download and a check-in move the metrics, and promt
     'fleetboot_tftp_sent_bytes_total',
     'fleetboot_http_platform_sent_bytes_total',
     'fleetboot_boots_in_flight',
+    'fleetboot_boot_slots_in_use',
+    'fleetboot_boot_admissions_total',
     'fleetboot_boot_duration_seconds',
     'fleetboot_nodes',
     'fleetboot_rollout_progress_ratio',

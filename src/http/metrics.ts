@@ -280,6 +280,19 @@ export function metricsRegistry(deps: MetricsDeps): Registry {
       this.set(deps.store.nodes.list().filter((n) => n.state === 'setting_up' || n.state === 'rebooting').length);
     },
   });
+  // Boot storm admission (boot/boot-slots.ts): how full the slots are, who waits, and why slots freed.
+  gaugeOf('fleetboot_boot_slots_limit', 'Nodes allowed to fetch their platform at once (boot.admission; 0: no limit).', (c) => c.bootSlots?.limit);
+  gaugeOf('fleetboot_boot_slots_in_use', 'Nodes holding a boot slot now (fetching their platform files).', (c) => c.bootSlots?.inFlight);
+  gaugeOf('fleetboot_boot_slot_waiting_nodes', 'Nodes told to wait for a boot slot that are still asking.', (c) => c.bootSlots?.waiting);
+  countsOf('fleetboot_boot_admissions_total', 'Boot script requests, by whether the node got its boot script or the wait script.', 'outcome', (c) => [
+    ['admitted', c.bootSlots?.admitted ?? 0],
+    ['deferred', c.bootSlots?.deferred ?? 0],
+  ]);
+  countsOf('fleetboot_boot_slots_freed_total', 'Boot slots freed, by why: the files were sent, the node checked in, or it went idle.', 'reason', (c) => [
+    ['downloaded', c.bootSlots?.freedDownloaded ?? 0],
+    ['checked_in', c.bootSlots?.freedCheckedIn ?? 0],
+    ['idle', c.bootSlots?.freedIdle ?? 0],
+  ]);
   // The same measure the rollout planner estimates from (rollout/verbs.ts typicalBootSeconds):
   // a verified step's power cycle to the check-in that verified it.
   new Histogram({
