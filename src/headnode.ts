@@ -64,6 +64,8 @@ export class HeadNode {
   private started: Service[] = [];
   /** Boot storm admission (boot/boot-slots.ts), shared by the script and file routes. */
   readonly bootSlots: BootSlots;
+  /** Platform file bytes sent by HTTP, by stamp (written by platforms/file-routes.ts). */
+  private readonly platformSentBytes = new Map<string, number>();
 
   constructor(
     readonly config: FleetbootConfig,
@@ -106,6 +108,7 @@ export class HeadNode {
       // Built below: under ProxyDHCP it knows which MAC claimed an address, as TFTP asks too.
       proxyMacOf: (ip) => this.dhcp?.proxyAddresses.macOf(ip),
       bootSlots: this.bootSlots,
+      platformSentBytes: this.platformSentBytes,
     });
     // First in, last out: checkpoints and the boot-event index run off the event loop while the servers write.
     this.storeWorker = new StoreWorker(this.store.db, options.log, { bootEventDays: config.store.bootEventDays, bootEventsPerNode: config.store.bootEventsPerNode });
@@ -160,6 +163,7 @@ export class HeadNode {
       tftp: this.config.tftp.enabled ? { ...this.tftp.stats, refused: { ...this.tftp.stats.refused } } : null,
       store: this.storeWorker.counters,
       bootSlots: this.bootSlots.stats(),
+      http: { platformBytesSent: [...this.platformSentBytes.values()].reduce((a, b) => a + b, 0) },
     };
   }
 

@@ -18,6 +18,8 @@ export interface HeadNodeCounters {
   store: StoreWorkerCounters;
   /** Boot storm admission: slots in use, nodes waiting, what was admitted and deferred. */
   bootSlots?: BootSlotStats;
+  /** HTTP: bytes of platform files (/os/...) sent in responses that finished, all platforms together. */
+  http?: { platformBytesSent: number };
 }
 
 /** The public shape of a node: timestamps as ISO strings, no secrets. */

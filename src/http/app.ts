@@ -55,6 +55,8 @@ export interface HttpDeps {
   proxyMacOf?: (ip: string) => Mac | undefined;
   /** Boot storm admission (boot/boot-slots.ts); made from `boot.admission` when not given. */
   bootSlots?: BootSlots;
+  /** Bytes of /os responses sent whole, by platform stamp; the head node's counters read it too. */
+  platformSentBytes?: Map<string, number>;
 }
 
 /** The boot slots `boot.admission` asks for, the `auto` limit read from the DHCP interfaces' link speed. */
@@ -83,7 +85,7 @@ export function createApp(deps: HttpDeps): Express {
   const bootSlots = deps.bootSlots ?? bootSlotsFor(deps.config, deps.store.now);
   app.use(nodeScriptRoutes({ ...deps, bootSlots, nodeContribution: deps.nodeContribution ?? noContribution }));
   // Counted once per response, read by GET /metrics.
-  const platformSentBytes = new Map<string, number>();
+  const platformSentBytes = deps.platformSentBytes ?? new Map<string, number>();
   app.use(platformFileRoutes({ ...deps, bootSlots, sentBytes: platformSentBytes }));
   app.use(ipxeRoutes(deps));
   // Observed at each check-in from the node's timeline, exposed by GET /metrics.
