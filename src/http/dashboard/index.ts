@@ -1,4 +1,5 @@
 // The dashboard at `/` on the HTTP port: login, then the session-guarded pages and the live feed.
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { Router, type Request } from 'express';
@@ -13,6 +14,13 @@ import { rolloutsPages } from './rollouts-page.ts';
 import { checkCsrf, clearSessionCookie, cookieOf, defaultSessionLimits, requireSession, sameOrigin, SESSION_COOKIE, SessionStore, setSessionCookie } from './session.ts';
 
 const ASSETS = join(dirname(fileURLToPath(import.meta.url)), 'assets');
+// uPlot (npm `uplot`) for the head node's rate charts: its browser build, found through the
+// package wherever npm put it, served as it ships.
+const requireHere = createRequire(import.meta.url);
+const UPLOT: ReadonlyMap<string, string> = new Map([
+  ['uPlot.iife.min.js', requireHere.resolve('uplot/dist/uPlot.iife.min.js')],
+  ['uPlot.min.css', requireHere.resolve('uplot/dist/uPlot.min.css')],
+]);
 
 /** Only a local path may follow a login: `//host` or a scheme would be an open redirect. */
 function safeNext(next: unknown): string {
@@ -36,6 +44,11 @@ ${error ? html`<p class="error">${error}</p>` : null}
 export function dashboardRoutes(deps: DashboardDeps): Router {
   const sessions = deps.sessions ?? new SessionStore(deps.apiToken);
   const r = Router();
+  r.get('/ui/assets/uplot/:file', (req, res, next) => {
+    const file = UPLOT.get(String(req.params['file']));
+    if (file) res.sendFile(file, { maxAge: '1h' });
+    else next();
+  });
   r.use('/ui/assets', express.static(ASSETS, { index: false, fallthrough: false, maxAge: '1h' }));
   r.get('/ui/login', (req, res) => {
     res.type('html').send(loginPage(safeNext(req.query['next'])));
