@@ -74,3 +74,22 @@ test('a platform is held by a rollout only while the rollout may still boot it: 
   assert.deepEqual(store.platforms.list(), []);
   assert.equal(store.rollouts.get(r.id)!.target, '20240601T000000Z');
 });
+
+test('the change stamp moves on every step write, two in one millisecond too, and is index lookups rather than scans', () => {
+  const store = Store.open(':memory:');
+  try {
+    const r = store.rollouts.create(sampleRollout(1_000));
+    const stamps = [store.rollouts.changeStamp()];
+    assert.equal(store.rollouts.updateStep(r.id, 7, 'pending', { state: 'assigned', at: 2_000, startedAt: 2_000, previousPlatform: null, previousRunning: null }), true);
+    stamps.push(store.rollouts.changeStamp());
+    // Another step written in the same millisecond.
+    assert.equal(store.rollouts.updateStep(r.id, 3, 'pending', { state: 'assigned', at: 2_000, startedAt: 2_000, previousPlatform: null, previousRunning: null }), true);
+    stamps.push(store.rollouts.changeStamp());
+    assert.equal(new Set(stamps).size, 3, stamps.join(' '));
+    const plan = (sql: string): string => store.db.prepare<[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`).all().map((p) => p.detail).join('; ');
+    assert.match(plan('SELECT max(updated_at) FROM rollout_steps'), /USING COVERING INDEX rollout_steps_updated_at/);
+    assert.match(plan('SELECT count(*) FROM rollout_steps WHERE updated_at = 5'), /USING COVERING INDEX rollout_steps_updated_at/);
+  } finally {
+    store.close();
+  }
+});

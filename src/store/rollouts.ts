@@ -129,8 +129,12 @@ export class RolloutRepo implements RolloutJournal {
     );
     // The dashboard's live feed polls this: two aggregates, no rows.
     this.changeStampQuery = db.prepare<[], string>(
+      // The newest write and how many rows carry its time: two writes in one millisecond still
+      // change the stamp. Both are lookups on the updated_at indexes (migration 011), not scans;
+      // the rollout count catches a new rollout (its steps are written with it).
       `SELECT (SELECT coalesce(max(updated_at), 0) || ':' || count(*) FROM rollouts) || '/' ||
-              (SELECT coalesce(max(updated_at), 0) || ':' || count(*) FROM rollout_steps)`,
+              (SELECT coalesce(m, 0) || ':' || (SELECT count(*) FROM rollout_steps WHERE updated_at = m)
+                 FROM (SELECT max(updated_at) AS m FROM rollout_steps))`,
     ).pluck();
     this.changedSinceQuery = db.prepare<[number, number], { id: number; state: string }>(
       `SELECT r.id, r.state FROM rollouts r
