@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
+import { parseMac } from '../src/mac.ts';
 import { importSmartosTarball } from '../src/platforms/import.ts';
 import { Store } from '../src/store/store.ts';
 import { requires } from './requires.ts';
@@ -107,6 +108,15 @@ test('in chromium: the platforms page follows an import, and the head node page 
   await page.waitForSelector('#imports table.imports.done tr[data-stage="done"]', { timeout: 15_000 });
   await page.waitForSelector(`#platforms-table tr[data-stamp="${stamp}"]`, { timeout: 15_000 });
   assert.equal(await page.locator('#imports table.imports.active').count(), 0);
+  // A node assigned the platform: the `node` event brings the table back with it counted.
+  const { node } = h.head.store.nodes.discover({ mac: parseMac('52:54:00:dd:00:01')! });
+  const assigned = await fetch(`${h.url}/api/v1/nodes/${node.id}/platform`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${h.token}` },
+    body: JSON.stringify({ stamp }),
+  });
+  assert.equal(assigned.status, 200);
+  await page.waitForFunction(`document.querySelector('#platforms-table tr[data-stamp="${stamp}"] td:nth-child(5) strong')?.textContent === '1'`, null, { timeout: 15_000 });
   assert.equal(await page.evaluate('window.fbMarker'), 1, 'no reload');
   await screenshot(page, 'platforms-imported');
 

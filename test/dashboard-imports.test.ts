@@ -103,6 +103,38 @@ test('an import keeps a progress row: stage and bytes as it goes, done in the co
   assert.equal(dead.stale, true);
 });
 
+test('an import waiting on a stalled pipe keeps its row alive with a heartbeat, and shows the bytes it got so far', async (t) => {
+  const dir = tempDir(t);
+  const store = Store.open(join(dir, 'fleetboot.db'));
+  t.after(() => store.close());
+  const fifo = join(dir, `platform-${stamp}.tgz`);
+  await execa('mkfifo', [fifo]);
+  const importing = importSmartosTarball(fifo, { store, platformImagesDir: join(dir, 'platform-images') });
+  importing.catch(() => undefined); // ended below by closing the pipe early
+  const writer = createWriteStream(fifo);
+  writer.on('error', () => undefined);
+  const whole = bigTarball();
+  const part = whole.subarray(0, 200_000);
+  writer.write(part);
+  // Every byte written is reported, though the stream then stalls (the last count of a burst).
+  const first = await until('the bytes written so far', () => {
+    const row = store.platforms.imports(1)[0];
+    return row && row.bytesDone === part.length ? row : undefined;
+  });
+  const beat = await until('a heartbeat', () => {
+    const row = store.platforms.getImport(first.id)!;
+    return row.updatedAt > first.updatedAt ? row : undefined;
+  }, 10_000);
+  assert.equal(beat.bytesDone, part.length);
+  assert.equal(beat.stage, 'unpacking');
+  assert.equal(beat.stale, false);
+  writer.end();
+  await assert.rejects(importing, /truncated/);
+  const ended = store.platforms.getImport(first.id)!;
+  assert.equal(ended.stage, 'failed');
+  assert.match(ended.error ?? '', /truncated/);
+});
+
 interface CliImport {
   child: ResultPromise;
   writer: WriteStream;
