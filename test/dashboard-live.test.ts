@@ -201,9 +201,11 @@ test('a page carries the feed position it was rendered at, and its stream replay
   const a = await sse.until((m) => m.event === 'boot');
   const b = await sse.until((m) => m.event === 'boot');
   assert.deepEqual([(a.data as { event: string }).event, (b.data as { event: string }).event], ['dhcp_offer', 'dhcp_request']);
-  for (const path of ['/', '/ui/rollouts']) {
+  for (const path of ['/', '/ui/rollouts', '/ui/platforms', '/ui/headnode']) {
     const page = await (await fetch(`${url}${path}`, { headers: { cookie, accept: 'text/html' } })).text();
     assert.match(page, /<meta name="fb-live-since" content="\d+">/, path);
+    // The head node page lists the boot slots with the other counters, patched live like them.
+    if (path === '/ui/headnode') assert.match(page, /<td data-counter="bootSlots\.waiting">0<\/td>/);
   }
 });
 

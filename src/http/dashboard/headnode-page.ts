@@ -51,13 +51,14 @@ function rateCharts(seed: object): Html {
 export function headnodePages(deps: DashboardDeps): Router {
   const r = Router();
   r.get('/ui/headnode', (_req, res) => {
+    const liveSince = deps.live.sentUpTo;
     const now = Date.now();
     const c = deps.counters?.();
     const body = html`<h1>Head node</h1>
 ${c
   ? html`<p>Started at <time datetime="${c.startedAt}">${c.startedAt}</time></p>
 ${rateCharts({ at: new Date(now).toISOString(), ...c })}
-${counterTable('DHCP', 'dhcp', c.dhcp)}${counterTable('TFTP', 'tftp', c.tftp)}${c.http ? counterTable('HTTP', 'http', c.http) : null}${counterTable('Store', 'store', c.store)}`
+${counterTable('DHCP', 'dhcp', c.dhcp)}${counterTable('TFTP', 'tftp', c.tftp)}${c.http ? counterTable('HTTP', 'http', c.http) : null}${c.bootSlots ? counterTable('Boot slots', 'bootSlots', c.bootSlots) : null}${counterTable('Store', 'store', c.store)}`
   : html`<p class="empty">This head node reports no counters.</p>`}
 <h2>Boots in flight</h2>
 <div id="inflight">${inFlightTable(deps.store.nodes.list(), now)}</div>
@@ -66,7 +67,7 @@ ${counterTable('DHCP', 'dhcp', c.dhcp)}${counterTable('TFTP', 'tftp', c.tftp)}${
 <link rel="stylesheet" href="/ui/assets/uplot/uPlot.min.css">
 <script src="/ui/assets/uplot/uPlot.iife.min.js" defer></script>
 <script src="/ui/assets/headnode.js" defer></script>`;
-    res.type('html').send(page({ title: 'Head node', section: 'headnode', csrfToken: sessionOf(res).csrfToken }, body));
+    res.type('html').send(page({ title: 'Head node', section: 'headnode', csrfToken: sessionOf(res).csrfToken, liveSince }, body));
   });
   // The boots-in-flight fragment, re-fetched by headnode.js on the live feed's boot and node events.
   r.get('/ui/headnode/inflight', (_req, res) => {

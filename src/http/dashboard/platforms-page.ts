@@ -107,10 +107,11 @@ export function platformsPages(deps: DashboardDeps): Router {
   const r = Router();
   const imports = (): Html => importsSection(deps.store.platforms.imports(IMPORTS_READ), deps.store.now());
   r.get('/ui/platforms', (_req, res) => {
+    const liveSince = deps.live.sentUpTo;
     const body = html`<h1>Platforms</h1>
 <div id="platforms-table">${platformsTable(deps)}</div>
 <section id="imports">${imports()}</section>`;
-    res.type('html').send(page({ title: 'Platforms', section: 'platforms', csrfToken: sessionOf(res).csrfToken, script: 'platforms.js' }, body));
+    res.type('html').send(page({ title: 'Platforms', section: 'platforms', csrfToken: sessionOf(res).csrfToken, script: 'platforms.js', liveSince }, body));
   });
   // Fragments for platforms.js: the table on a node's change, the imports while they run.
   r.get('/ui/platforms/table', (_req, res) => {
