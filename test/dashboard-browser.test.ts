@@ -97,11 +97,14 @@ test('in chromium: the platforms page follows an import, and the head node page 
   const cli = Store.open(Store.fileIn(h.head.config.dataDir));
   t.after(() => cli.close());
   const importing = importSmartosTarball(fifo, { store: cli, platformImagesDir: h.head.config.platformImagesDir });
+  // If the test fails before the import is awaited, its rejection is not left unhandled.
+  importing.catch(() => undefined);
   const writer = createWriteStream(fifo);
   t.after(() => writer.destroy());
   writer.write(whole.subarray(0, whole.length >> 1));
   await page.waitForSelector('#imports table.imports.active tr[data-stage="unpacking"] progress', { timeout: 15_000 });
-  assert.match(await page.locator('#imports table.imports.active').innerText(), /unpacking[\s\S]*MiB/);
+  // The row appears at 0 B and fills in as the import reports progress.
+  await page.waitForFunction(`/unpacking[\\s\\S]*MiB/.test(document.querySelector('#imports table.imports.active')?.innerText ?? '')`, null, { timeout: 15_000 });
   await screenshot(page, 'platforms-import');
   writer.end(whole.subarray(whole.length >> 1));
   assert.equal((await importing).stamp, stamp);

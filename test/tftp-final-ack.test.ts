@@ -55,3 +55,46 @@ for (const native of [true, false]) {
     assert.equal(gets.length, 1, 'a transfer abandoned before its last block is no tftp_get');
   });
 }
+
+/** Fetches `file` with windowsize 4 (RFC 7440), ACKing each full window except the last, then goes quiet. */
+async function fetchWindowedWithoutFinalAck(port: number, file: string, lastBlock: number): Promise<number> {
+  const c = await RawClient.open();
+  try {
+    await c.send(request(file, 'octet', { windowsize: '4' }), port);
+    let received = 0;
+    for (;;) {
+      const d = await c.next(5000).catch(() => null);
+      if (!d || d.msg.readUInt16BE(0) === 5) return received;
+      const op = d.msg.readUInt16BE(0);
+      // RFC 2347: the OACK is acknowledged with block 0.
+      if (op === 6) {
+        await c.send(ack(0), d.rinfo.port);
+        continue;
+      }
+      assert.equal(op, 3, 'DATA');
+      const block = d.msg.readUInt16BE(2);
+      if (block !== received + 1) continue; // a retransmitted window
+      received = block;
+      // The end of each window is acknowledged (RFC 7440 §4), except the final one: that ACK is "lost".
+      if (block % 4 === 0 && block < lastBlock) await c.send(ack(block), d.rinfo.port);
+    }
+  } finally {
+    c.close();
+  }
+}
+
+for (const native of [true, false]) {
+  test(`${native ? 'native' : 'JS'} data path: with windowsize 4, a transfer whose final window is never acknowledged is a tftp_get with finalAck false`, async (t) => {
+    const dir = tempDir(t);
+    writeFileSync(join(dir, 'ten-blocks.bin'), Buffer.alloc(9 * 512 + 100, 7)); // blocks 1-9 full, 10 short
+    const { port, store, server } = await startTftp(t, dir, { native, minRetransmitMs: 50, defaultTimeoutMs: 100, retries: 3 });
+    const mac = parseMac('52:54:00:12:34:58')!;
+    const { node } = store.nodes.discover({ mac });
+    store.nodes.upsertNic(node.id, { mac, ip: '127.0.0.1' });
+    assert.equal(await fetchWindowedWithoutFinalAck(port, 'ten-blocks.bin', 10), 10, 'the client got every block');
+    await server.whenIdle();
+    const gets = store.events.timeline(node.id).filter((e) => e.event === 'tftp_get');
+    assert.equal(gets.length, 1, `one tftp_get: ${JSON.stringify(gets.map((e) => e.detail))}`);
+    assert.deepEqual([gets[0]!.detail.finalAck, gets[0]!.detail.windowsize], [false, 4]);
+  });
+}

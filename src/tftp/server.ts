@@ -344,10 +344,13 @@ export class TftpServer {
           { event: 'tftp_timeout', block: outcome.block, cause: outcome.cause, ...base },
           outcome.cause === 'lifetime' ? 'tftp transfer outlived its time limit' : 'tftp transfer timed out',
         );
-        // Only the ACK of the last block missing: RFC 1350 §6 lets the client end its side once
-        // it has sent that ACK, so on a lossy link it may have the whole file (and OVMF boots
-        // it). The timeline keeps the transfer, marked as unconfirmed.
-        if (outcome.cause === 'retries' && outcome.block === Math.floor(t.size / t.params.blksize) + 1) this.recordGet(t, who, ms, false);
+        // Only the ACK of the last window missing: RFC 1350 §6 (and RFC 7440 §4 for windows)
+        // lets the client end its side once it has sent its final ACK, so on a lossy link it
+        // may have the whole file (and OVMF boots it). `block` is the first unacknowledged
+        // block; with a window of W the last block went out if it is within W of it. The
+        // timeline keeps the transfer, marked as unconfirmed.
+        const last = Math.floor(t.size / t.params.blksize) + 1;
+        if (outcome.cause === 'retries' && outcome.block <= last && last < outcome.block + t.params.windowsize) this.recordGet(t, who, ms, false);
         break;
       case 'failed':
         this.stats.failed++;
