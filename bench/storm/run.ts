@@ -13,10 +13,12 @@
 // bridge br0 (10.77.0.1/16) where the servers run, and one nodes namespace wired to br0 by a veth
 // pair. Every simulated node is a MAC in chaddr and, once leased, one of the pool's addresses,
 // all of which sit on the nodes' veth end (added before the storm, `ip -batch`): one namespace
-// and one veth for 1,000 nodes instead of 1,000 of each. A veth pair and a namespace per node
-// cost ~30 ms of `ip` each to create and ~9 KB of kernel memory apiece; what a node needs of
-// its own is its MAC in DHCP (chaddr, option 61, option 97) and its own source address for TFTP
-// and HTTP (so fleetboot's per-address rate limit and lease lookups see one machine each),
+// and one veth for 1,000 nodes instead of 1,000 of each. A namespace and a veth pair per node
+// would cost `ip` calls per node at setup (the bench prints what its own setup took; one
+// namespace with a veth is measured beside it, so the per-node cost can be multiplied out) and
+// a kernel neighbour entry per node on the head. What a node needs of its own is its MAC in
+// DHCP (chaddr, option 61, option 97) and its own source address for TFTP and HTTP (so
+// fleetboot's per-address rate limit and lease lookups see one machine each),
 // and that is what it gets. Nothing leaves the two namespaces.
 //
 // Before each storm, a bandwidth probe: 4 TCP streams for 3 s from the nodes' namespace to a
@@ -29,6 +31,7 @@ import { randomBytes, randomUUID, createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { execa, execaSync, type ResultPromise } from 'execa';
 import { steps, type NodeResult, type PlanNode, type ProbeResult, type Step, type StormPlan, type StormResult } from './nodes.ts';
@@ -303,20 +306,26 @@ interface Lan {
   nodes: string;
 }
 
+/** What setting up the topology took, ms: the nodes' namespace with its veth (what one node would cost with a namespace each), and all pool addresses. */
+const setupMs: { namespaceAndVeth: number[]; addresses: number[] } = { namespaceAndVeth: [], addresses: [] };
+
 async function lanUp(stack: string): Promise<Lan> {
   const lan = { head: `fbstorm-${process.pid}-${stack}-h`, nodes: `fbstorm-${process.pid}-${stack}-n` };
-  for (const ns of [lan.head, lan.nodes]) {
-    await execa('ip', ['netns', 'add', ns]);
-    namespaces.push(ns);
-    await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-  }
+  await execa('ip', ['netns', 'add', lan.head]);
+  namespaces.push(lan.head);
+  await execa('ip', ['-n', lan.head, 'link', 'set', 'lo', 'up']);
   await execa('ip', ['-n', lan.head, 'link', 'add', 'br0', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
   await execa('ip', ['-n', lan.head, 'addr', 'add', `${head}/16`, 'dev', 'br0']);
   await execa('ip', ['-n', lan.head, 'link', 'set', 'br0', 'up']);
+  const t0 = performance.now();
+  await execa('ip', ['netns', 'add', lan.nodes]);
+  namespaces.push(lan.nodes);
+  await execa('ip', ['-n', lan.nodes, 'link', 'set', 'lo', 'up']);
   await execa('ip', ['link', 'add', 'p0', 'netns', lan.head, 'type', 'veth', 'peer', 'name', 'c0', 'netns', lan.nodes]);
   await execa('ip', ['-n', lan.head, 'link', 'set', 'p0', 'master', 'br0', 'up']);
   await execa('ip', ['-n', lan.nodes, 'addr', 'add', '10.77.0.2/16', 'dev', 'c0']);
   await execa('ip', ['-n', lan.nodes, 'link', 'set', 'c0', 'up']);
+  setupMs.namespaceAndVeth.push(performance.now() - t0);
   // The kernel's ARP table is one for every namespace (gc_thresh3, 1,024 entries by default,
   // can be set in the initial namespace only): 1,000 node addresses resolved one by one would
   // overflow it for the whole machine. All of them sit behind the same MAC anyway, so the
@@ -329,7 +338,9 @@ async function lanUp(stack: string): Promise<Lan> {
   for (let n = ipToInt(pool.start); n <= ipToInt(pool.end); n++) lines.push(`addr add ${intToIp(n)}/32 dev c0`);
   const batch = join(work, `${stack}-addrs.batch`);
   writeFileSync(batch, `${lines.join('\n')}\n`);
+  const t1 = performance.now();
   await execa('ip', ['-n', lan.nodes, '-batch', batch]);
+  setupMs.addresses.push(performance.now() - t1);
   return lan;
 }
 
@@ -591,6 +602,10 @@ function stepMedians(s: StackResult): string {
 function print(results: StackResult[], plan: StormPlan, t: Template): void {
   const uefi = plan.nodes.filter((n) => n.firmware === 'uefi').length;
   console.log(`\nboot storm: ${plan.nodes.length} nodes (${plan.nodes.length - uefi} BIOS, ${uefi} UEFI), platform ${platformKind} ${t.stamp} (kernel ${kernelMiB} MiB, ${platformKind === 'smartos' ? 'boot_archive' : 'initrd'} ${ramdiskMiB} MiB), timeout ${timeoutS} s`);
+  const perNode = median(setupMs.namespaceAndVeth);
+  console.log(
+    `topology: the nodes' namespace with its veth took ${perNode.toFixed(0)} ms (a namespace each: ~${((perNode * plan.nodes.length) / 1000).toFixed(0)} s for ${plan.nodes.length} nodes); all ${ipToInt(pool.end) - ipToInt(pool.start) + 1} pool addresses on its veth ${median(setupMs.addresses).toFixed(0)} ms (median over stacks)`,
+  );
   const f = results.map(figures);
   const fmt = (v: number, d = 1): string => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
   const rows: [string, (x: Figures) => number, number][] = [
@@ -607,12 +622,16 @@ function print(results: StackResult[], plan: StormPlan, t: Template): void {
     ['head-node max RSS (MiB)', (x) => x.rssMiB, 0],
     ['store writes (MB/s, write_bytes)', (x) => x.storeMBs, 2],
   ];
-  const both = results.length === 2 && results[0]!.stack === 'fleetboot';
+  const fb = results.findIndex((r) => r.stack === 'fleetboot');
+  const cl = results.findIndex((r) => r.stack === 'classic');
+  const both = fb >= 0 && cl >= 0;
   console.log(`\n| figure | ${results.map((r) => r.stack).join(' | ')} |${both ? ' fleetboot / classic |' : ''}`);
   console.log(`|---|${results.map(() => '---').join('|')}|${both ? '---|' : ''}`);
   for (const [label, get, d] of rows) {
     const v = f.map(get);
-    console.log(`| ${label} | ${v.map((x) => fmt(x, d)).join(' | ')} |${both ? ` ${fmt(v[0]! / v[1]!, 2)} |` : ''}`);
+    // A ratio over a figure that rounds to zero says nothing.
+    const ratio = both && Math.abs(v[cl]!) >= 10 ** -d ? fmt(v[fb]! / v[cl]!, 2) : 'n/a';
+    console.log(`| ${label} | ${v.map((x) => fmt(x, d)).join(' | ')} |${both ? ` ${ratio} |` : ''}`);
   }
   for (const r of results) {
     console.log(`\n${r.stack}: failures by step: ${failuresByStep(r)}`);
