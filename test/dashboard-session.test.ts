@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { execa } from 'execa';
 import { join } from 'node:path';
 import { writeTokenFile } from '../src/config/token.ts';
 import { parseMac } from '../src/mac.ts';
@@ -128,4 +130,34 @@ test('fleetboot dashboard-url asks the running head node for a one-time link tha
   const down = await runCli(['dashboard-url'], dir);
   assert.equal(down.exitCode, 1);
   assert.match(String(down.stderr), /does not answer/);
+});
+
+test('with http.unixSocket the head node serves on it too, and dashboard-url asks through it (a head node in another namespace)', async (t) => {
+  const dir = tempDir(t);
+  const socket = join(dir, 'http.sock');
+  // A socket file left by a head node that was killed (-9): replaced, not an EADDRINUSE.
+  await execa(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socket)}, () => process.kill(process.pid, 'SIGKILL'))`], { reject: false });
+  assert.ok(statSync(socket).isSocket(), 'a stale socket file is there');
+  const { head } = await startHeadNode(t, dir, { http: { listen: '127.0.0.1', port: 0, unixSocket: socket } });
+  const port = head.http.address()!.port;
+  const health = await new Promise<string>((resolve, reject) => {
+    request({ socketPath: socket, path: '/healthz' }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject).end();
+  });
+  assert.deepEqual(JSON.parse(health), { status: 'ok' });
+  // The config a CLI reads gives a TCP port nobody listens on: only the socket reaches the head node.
+  writeFileSync(join(dir, 'fleetboot.json'), JSON.stringify({ http: { listen: '127.0.0.1', port: 9, unixSocket: socket } }));
+  const r = await runCli(['dashboard-url', '--base-url', `http://127.0.0.1:${port}`, '--json'], dir);
+  assert.equal(r.exitCode, 0, String(r.stderr));
+  const { url } = JSON.parse(String(r.stdout)) as { url: string };
+  assert.match(url, new RegExp(`^http://127\\.0\\.0\\.1:${port}/ui/login/[A-Za-z0-9_-]{43}$`));
+  assert.equal((await fetch(url, { redirect: 'manual' })).status, 303);
+  const bad = await runCli(['dashboard-url', '--base-url', 'http://h:1/path'], dir);
+  assert.equal(bad.exitCode, 2);
+  assert.match(String(bad.stderr), /--base-url "http:\/\/h:1\/path": expected http\(s\):\/\/HOST\[:PORT\] with no path/);
+  await head.stop();
+  assert.ok(!existsSync(socket), 'the socket file goes with the head node');
 });

@@ -28,6 +28,7 @@ interface UpOptions {
   dhcp: string;
   loss?: string;
   maxConcurrentBoots?: string;
+  dashboardPort?: string;
 }
 
 function requireRoot(): void {
@@ -84,6 +85,7 @@ export function registerLab(program: Command): void {
     .option('--usb-key <file>', 'every VM boots this USB key image first (fleetboot usb-image), its NIC without the iPXE ROM so the key is the only way in')
     .option('--dhcp <mode>', "full, or off: the head node serves no DHCP on the lab network (for a --static USB key)", 'full')
     .option('--loss <percent>', 'drop this percentage (1-99) of UDP and TCP packets on the lab bridge, both ways (nftables in the lab namespace): a lossy link')
+    .option('--dashboard-port <port>', 'host port of the dashboard forward (127.0.0.1; default: --port, or a free one when taken)')
     .option('--max-concurrent-boots <n>', 'the head node lets at most N VMs fetch their platform at once; the others wait in iPXE and ask again (boot.admission)')
     .option('--detach', 'return once the VMs are started; `lab down` ends them')
     .addHelpText(
@@ -119,6 +121,7 @@ export function registerLab(program: Command): void {
           dhcp: opts.dhcp as LabDhcpMode,
           ...(opts.usbKey !== undefined ? { usbKey: opts.usbKey } : {}),
           ...(opts.loss !== undefined ? { loss: intOption('--loss', opts.loss, 1, 99) } : {}),
+          ...(opts.dashboardPort !== undefined ? { dashboardPort: intOption('--dashboard-port', opts.dashboardPort, 1, 65535) } : {}),
           ...(opts.maxConcurrentBoots !== undefined ? { admission: { maxConcurrentBoots: intOption('--max-concurrent-boots', opts.maxConcurrentBoots, 1, 100_000) } } : {}),
           ...(opts.templates ? { templatesDir: opts.templates } : {}),
           progress: (line) => process.stderr.write(`${line}\n`),
@@ -176,10 +179,13 @@ export function registerLab(program: Command): void {
       if (!state) throw new UsageError(`no lab in ${dir} (start one with 'fleetboot lab up')`);
       if (opts.json) {
         const loss = state.loss ? { percent: state.loss.percent, dropped: await readLossCounters(state.namespace) } : null;
-        printJson({ namespace: state.namespace, headNode: `http://${state.address}:${state.httpPort}`, loss, vms: labStatus(state) });
+        printJson({ namespace: state.namespace, headNode: `http://${state.address}:${state.httpPort}`, dashboard: state.dashboard ? `http://127.0.0.1:${state.dashboard.port}/` : null, loss, vms: labStatus(state) });
         return;
       }
       process.stdout.write(`namespace ${state.namespace}, head node http://${state.address}:${state.httpPort}${state.loss ? `, ${state.loss.percent}% packet loss on br0` : ''}\n`);
+      if (state.dashboard) {
+        process.stdout.write(`dashboard http://127.0.0.1:${state.dashboard.port}/ (a login link: fleetboot --config ${state.configFile} dashboard-url --base-url http://127.0.0.1:${state.dashboard.port})\n`);
+      }
       printStatusTable(dir);
     });
 

@@ -45,6 +45,7 @@ function absolutize(c: FleetbootConfig, baseDir: string): FleetbootConfig {
     ipxeDir: abs(c.ipxeDir),
     templatesDir: abs(c.templatesDir ?? resolve(installDir, 'boot-templates')),
     apiTokenFile: abs(c.apiTokenFile),
+    http: { ...c.http, ...(c.http.unixSocket ? { unixSocket: abs(c.http.unixSocket) } : {}) },
   };
 }
 

@@ -72,6 +72,11 @@ export const configSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
         /** Base URL nodes use to reach this head node; derived from the network's serverAddress when absent. */
         publicUrl: z.url().optional(),
+        /**
+         * Also serve HTTP on this unix socket (for a reverse proxy on the same host, or the
+         * lab's dashboard forward from the host into its namespace); relative to the config.
+         */
+        unixSocket: z.string().min(1).max(100).optional(),
         /** A request's headers must arrive within this many seconds, or 408 (slowloris; docs/hardening.md "HTTP"). */
         headersTimeoutSeconds: z.number().int().min(1).max(600).default(10),
         /** A whole request (headers and body) must arrive within this many seconds, or 408. */

@@ -53,6 +53,8 @@ export interface LabUpOptions {
   usbKey?: string;
   /** Drop this percentage (1-99) of UDP and TCP packets on the lab bridge, both ways (src/lab/network.ts lossRuleset). */
   loss?: number;
+  /** The host port of the dashboard forward (default: httpPort; a free one when that is taken). */
+  dashboardPort?: number;
   /** Boot storm admission for the lab head node (`boot.admission`, boot/boot-slots.ts); its defaults otherwise. */
   admission?: { maxConcurrentBoots: number; retryMinSeconds?: number; retryMaxSeconds?: number };
   /** Progress lines for people (`lab up` prints them). */
@@ -105,7 +107,9 @@ export function labConfig(
     dataDir: join(dir, 'var'),
     apiTokenFile: join(dir, 'var', 'api-token'),
     platformImagesDir: join(dir, 'platform-images'),
-    http: { listen: a.address, port: httpPort, publicUrl: `http://${a.address}:${httpPort}` },
+    // The unix socket is the host's way in (the dashboard forward, dashboard-url): the HTTP
+    // address lives in the lab namespace only.
+    http: { listen: a.address, port: httpPort, publicUrl: `http://${a.address}:${httpPort}`, unixSocket: join(dir, 'http.sock') },
     dhcp: { mode: dhcp },
     tftp: { enabled: true },
     networks: [
@@ -195,6 +199,9 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
     state.headNode = spawnDetached(['ip', 'netns', 'exec', o.namespace, process.execPath, cliPath, '--config', configFile, 'serve'], headLog);
     writeLabState(state);
     await waitForHeadNode(state, headLog, 30_000);
+    state.dashboard = await startDashboardForward(state, o.dashboardPort ?? o.httpPort);
+    writeLabState(state);
+    o.progress(`lab: dashboard at http://127.0.0.1:${state.dashboard.port}/ (from this host; a login link: fleetboot --config ${configFile} dashboard-url --base-url http://127.0.0.1:${state.dashboard.port})`);
 
     for (const [i, source] of platforms.entries()) {
       o.progress(`lab: importing platform ${source}`);
@@ -209,6 +216,27 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   } catch (err) {
     await labDown(dir, { keepFiles: true }).catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * Starts the host side of the lab's dashboard (src/lab/dashboard-forward.mjs): 127.0.0.1:PORT on
+ * the host carried to the head node's unix socket, and waits for it to say which port it got.
+ */
+async function startDashboardForward(state: LabState, port: number): Promise<NonNullable<LabState['dashboard']>> {
+  const log = join(state.dir, 'dashboard-forward.log');
+  const socket = join(state.dir, 'http.sock');
+  const process_ = spawnDetached([process.execPath, join(installDir, 'src', 'lab', 'dashboard-forward.mjs'), socket, String(port)], log);
+  // Recorded at once so `lab down` ends it even if the wait below fails.
+  state.dashboard = { port: 0, process: process_ };
+  writeLabState(state);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
+    const m = /^listening (\d+)$/m.exec(text);
+    if (m) return { port: Number(m[1]), process: process_ };
+    if (!isAlive(process_) || Date.now() > deadline) throw new LabError(`the dashboard forward did not start: ${text.trim() || 'no output'} (${log})`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -269,6 +297,7 @@ export async function labDown(dirArg: string, options: { keepFiles?: boolean } =
   if (!state) return { found: false, namespace: null };
   await Promise.all(state.vms.map((vm) => stopProcess(vm.process, 5000)));
   await Promise.all(state.vms.map((vm) => stopProcess(vm.bmc?.process ?? null, 5000)));
+  await stopProcess(state.dashboard?.process ?? null, 3000);
   await stopProcess(state.headNode, 10_000);
   await stopProcess(state.radvd, 3000);
   if (state.loss && (await namespaceExists(state.namespace))) await removeLoss(state.namespace);

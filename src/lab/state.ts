@@ -71,6 +71,8 @@ export const labStateSchema = z.object({
   radvd: labProcessSchema.nullable(),
   /** `lab up --loss`: the nftables table (bridge family) dropping this share of UDP and TCP on br0. */
   loss: z.object({ percent: z.number().int().min(1).max(99), table: z.string() }).nullish(),
+  /** The host's way to the lab dashboard: 127.0.0.1:port forwarded to the head node's unix socket (src/lab/dashboard-forward.mjs). */
+  dashboard: z.object({ port: z.number().int().min(0).max(65535), process: labProcessSchema.nullable() }).nullish(),
   vms: z.array(labVmSchema),
 });
 export type LabState = z.infer<typeof labStateSchema>;

@@ -38,4 +38,21 @@ test('lab up without --platform imports test platform A as the default and a VM 
     }
     await new Promise((r) => setTimeout(r, 500));
   }
+
+  // The dashboard, from the host: 127.0.0.1:PORT is forwarded to the head node in the lab
+  // namespace, and dashboard-url reaches it through its unix socket.
+  assert.match(String(up.stderr), /lab: dashboard at http:\/\/127\.0\.0\.1:\d+\//);
+  const port = readLabState(labDir)!.dashboard!.port;
+  const status = await runCli(['lab', 'status', '--dir', labDir], dir);
+  assert.match(String(status.stdout), new RegExp(`^dashboard http://127\\.0\\.0\\.1:${port}/ `, 'm'));
+  const link = await runCli(['--config', state.configFile, 'dashboard-url', '--base-url', `http://127.0.0.1:${port}`, '--json'], dir);
+  assert.equal(link.exitCode, 0, String(link.stderr));
+  const { url } = JSON.parse(String(link.stdout)) as { url: string };
+  const login = await fetch(url, { redirect: 'manual' });
+  assert.equal(login.status, 303);
+  const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
+  assert.match(cookie, /^fleetboot_session=/);
+  const nodes = await fetch(`http://127.0.0.1:${port}/`, { headers: { cookie, accept: 'text/html' } });
+  assert.equal(nodes.status, 200);
+  assert.ok((await nodes.text()).includes(state.vms[0]!.mac), 'the lab VM is on the dashboard seen from the host');
 });
