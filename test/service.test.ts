@@ -63,9 +63,9 @@ describe('fleetboot service install', () => {
     const dir = mkdtempSync('/run/fbsvc-cfg-');
     try {
       const cfg = join(dir, 'fleetboot.json');
-      writeFileSync(cfg, JSON.stringify({ platformImagesDir: '/srv/images', http: { stopGraceSeconds: 30 } }));
+      writeFileSync(cfg, JSON.stringify({ platformImagesDir: '/srv/images', http: { stopGraceSeconds: 30, unixSocket: '/run/fleetboot/http.sock' } }));
       const plan = planUnit({ unitDir: dir, user: 'root', stateDir: '/var/lib/fleetboot', configFile: cfg, createUser: false });
-      assert.deepEqual(plan.extraWritePaths, ['/var/lib/fleetboot', join(dir, 'var'), '/srv/images']);
+      assert.deepEqual(plan.extraWritePaths, ['/var/lib/fleetboot', join(dir, 'var'), '/srv/images', '/run/fleetboot']);
       // The unit for an install at /opt/fleetboot (this checkout may sit under /tmp, which the unit refuses).
       const text = renderUnit({ ...plan, fleetbootJs: '/opt/fleetboot/bin/fleetboot.js' });
       assert.match(text, /^TimeoutStopSec=40s$/m);

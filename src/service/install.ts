@@ -43,7 +43,7 @@ export function planUnit(o: InstallOptions): UnitOptions {
   // working directory, which the unit sets to the state dir (config/load.ts).
   const loaded = loadConfig(o.configFile ?? undefined, o.stateDir);
   const c = loaded.config;
-  const extra = [c.dataDir, c.platformImagesDir, dirname(c.apiTokenFile)].filter((p) => !inside(o.stateDir, p));
+  const extra = [c.dataDir, c.platformImagesDir, dirname(c.apiTokenFile), ...(c.http.unixSocket ? [dirname(c.http.unixSocket)] : [])].filter((p) => !inside(o.stateDir, p));
   return {
     ...defaultUnitOptions(),
     user: o.user,
