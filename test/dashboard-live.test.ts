@@ -69,6 +69,21 @@ async function open(url: string, cookie: string, lastEventId?: string): Promise<
   return new SseReader(res.body!, abort);
 }
 
+/** A LiveFeed alone on an express server (no head node), closed after the test. */
+async function feedServer(t: TestContext, feed: LiveFeed): Promise<string> {
+  const app = express();
+  app.get('/ui/events', feed.handler());
+  const server = createServer(app).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  feed.start();
+  t.after(() => {
+    feed.stop();
+    server.closeAllConnections();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
 test('the SSE stream delivers a boot event recorded after connecting, and the node row it changed', async (t) => {
   const { url, token, head } = await startHeadNode(t, tempDir(t));
   const mac = parseMac('52:54:00:aa:00:01')!;
@@ -134,17 +149,7 @@ test('a client that stops reading is dropped once its socket buffer is full', as
   const store = Store.open(':memory:');
   t.after(() => store.close());
   const feed = new LiveFeed({ store, log: silentLogger, pollMs: 20, batch: 200, maxBufferedBytes: 64 * 1024 });
-  const app = express();
-  app.get('/ui/events', feed.handler());
-  const server = createServer(app).listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  feed.start();
-  t.after(() => {
-    feed.stop();
-    server.closeAllConnections();
-    server.close();
-  });
-  const port = (server.address() as { port: number }).port;
+  const port = Number(new URL(await feedServer(t, feed)).port);
   const sock = connect(port, '127.0.0.1');
   t.after(() => sock.destroy());
   sock.write('GET /ui/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n');
@@ -163,20 +168,6 @@ test('a client that stops reading is dropped once its socket buffer is full', as
   assert.equal(feed.clientCount, 0);
 });
 
-/** A LiveFeed alone on an express server (no head node), closed after the test. */
-async function feedServer(t: TestContext, feed: LiveFeed): Promise<string> {
-  const app = express();
-  app.get('/ui/events', feed.handler());
-  const server = createServer(app).listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  feed.start();
-  t.after(() => {
-    feed.stop();
-    server.closeAllConnections();
-    server.close();
-  });
-  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-}
 
 test('a page carries the feed position it was rendered at, and its stream replays what came between', async (t) => {
   const { url, token, head } = await startHeadNode(t, tempDir(t));

@@ -4,10 +4,8 @@
 // packet received and a syscall per reply, a third of the server's CPU at boot-storm rates
 // (bench/dhcp). The socket is also bound to its device here (SO_BINDTODEVICE), which dgram
 // cannot do at all (docs/netboot-notes.md pitfall 8).
+import { loadNativeAddon } from '../native.ts';
 import type { RemoteInfo } from 'node:dgram';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { installDir } from '../config/load.ts';
 import { ipv4ToInt } from '../config/schema.ts';
 
 interface DhcpIoAddon {
@@ -24,18 +22,7 @@ interface DhcpIoAddon {
   close(id: number): void;
 }
 
-let addon: DhcpIoAddon | null = null;
-
-function loadAddon(): DhcpIoAddon {
-  if (addon) return addon;
-  const file = join(installDir, 'build', 'Release', 'fleetboot_dhcp_io.node');
-  try {
-    addon = createRequire(import.meta.url)(file) as DhcpIoAddon;
-  } catch (err) {
-    throw new Error(`cannot load ${file} (${(err as Error).message}); run \`npm ci\` or \`npm run install\` to build it (needs make, g++, python3)`);
-  }
-  return addon;
-}
+const loadAddon = (): DhcpIoAddon => loadNativeAddon<DhcpIoAddon>('fleetboot_dhcp_io');
 
 export interface DhcpSocketOptions {
   address: string;

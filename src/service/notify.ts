@@ -1,27 +1,14 @@
 // Readiness, status and watchdog pings to systemd when it started us with Type=notify
 // (sd_notify(3), systemd.service(5) Type=notify, WatchdogSec=). Outside systemd ($NOTIFY_SOCKET
 // unset) every call is a no-op, so `fleetboot serve` behaves the same from a shell.
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { installDir } from '../config/load.ts';
 import type { Logger } from '../log.ts';
+import { loadNativeAddon } from '../native.ts';
 
 interface NotifyAddon {
   notify(socketPath: string, message: string): number;
 }
 
-let addon: NotifyAddon | null = null;
-
-function loadAddon(): NotifyAddon {
-  if (addon) return addon;
-  const file = join(installDir, 'build', 'Release', 'fleetboot_notify.node');
-  try {
-    addon = createRequire(import.meta.url)(file) as NotifyAddon;
-  } catch (err) {
-    throw new Error(`cannot load ${file} (${(err as Error).message}); run \`npm ci\` or \`npm run install\` to build it (needs make, g++, python3)`);
-  }
-  return addon;
-}
+const loadAddon = (): NotifyAddon => loadNativeAddon<NotifyAddon>('fleetboot_notify');
 
 /** One sd_notify(3) datagram to `socketPath`; returns the errno, 0 when sent. */
 export function sdNotify(socketPath: string, assignments: Record<string, string | number>): number {
