@@ -25,6 +25,8 @@ test('the generated head-node config is one fleetboot accepts: full DHCP on br0,
   assert.deepEqual(config.networks[0]?.range, { start: '10.99.0.100', end: '10.99.0.199' });
   assert.equal(config.networks[0]?.interface, 'br0');
   assert.deepEqual(labAddresses('10.50.0.0/26'), { address: '10.50.0.1', prefix: 26, rangeStart: '10.50.0.32', rangeEnd: '10.50.0.62' });
+  assert.deepEqual(labAddresses('10.99.0.0/24'), { address: '10.99.0.1', prefix: 24, rangeStart: '10.99.0.100', rangeEnd: '10.99.0.199' });
+  assert.deepEqual(labAddresses('10.96.0.0/22'), { address: '10.96.0.1', prefix: 22, rangeStart: '10.96.0.100', rangeEnd: '10.96.3.254' });
 });
 
 test('lab up refuses bad flags with exit code 2 and creates nothing', { skip: requires({ root: 'lab up makes a network namespace', commands: ['ip'] }) }, async (t) => {

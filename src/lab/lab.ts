@@ -86,7 +86,8 @@ export function labAddresses(subnet: string): { address: string; prefix: number;
     address: intToIpv4(network + 1),
     prefix,
     rangeStart: intToIpv4(network + start),
-    rangeEnd: intToIpv4(network + Math.min(start + 99, size - 2)),
+    // 100 leases on a /24 or smaller; a larger subnet (a storm beside the VMs) leases the rest of it.
+    rangeEnd: intToIpv4(network + (size > 256 ? size - 2 : Math.min(start + 99, size - 2))),
   };
 }
 
