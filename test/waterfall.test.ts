@@ -97,3 +97,25 @@ test('the booted OS asking DHCP for itself stays in its boot; iPXE starting over
   assert.deepEqual(boots[1]!.segments.map((s) => s.step), ['dhcp', 'dhcp', 'script', 'kernel', 'checkin'], 'the DHCP before the new script is the new boot\'s');
   assert.equal(boots[1]!.complete, true);
 });
+
+test('a node turned away by boot admission shows its wait, from the wait script to its next ask; events are taken in time order', () => {
+  const t0 = 50_000;
+  const events = [
+    ev('dhcp_discover', t0),
+    ev('dhcp_ack', t0 + 10),
+    ev('tftp_get', t0 + 400, { file: 'undionly.kpxe', size: 70000, ms: 300 }),
+    ev('script', t0 + 500, { action: 'wait', position: 3, waiting: 7, waitSeconds: 12, ms: 2 }),
+    ev('script', t0 + 12_600, { action: 'boot', stamp: 's1', ms: 3 }),
+    // Appended when its response ended, after the initrd's own event: the journal order is not time order.
+    ev('initrd', t0 + 13_000, { path: 'initrd.img', bytes: 40_000_000, ms: 2000 }),
+    ev('kernel', t0 + 12_700, { path: 'vmlinuz', bytes: 8_000_000, ms: 250 }),
+    ev('checkin', t0 + 30_000),
+  ];
+  const [w] = waterfalls(events);
+  const wait = w!.segments.find((s) => s.label.startsWith('waiting'))!;
+  assert.deepEqual([wait.label, wait.startMs, wait.endMs, wait.measured], ['waiting for a boot slot (3 of 7 waiting)', t0 + 500, t0 + 12_600, true]);
+  assert.deepEqual(w!.segments.map((s) => s.step), ['dhcp', 'dhcp', 'tftp', 'script', 'script', 'kernel', 'initrd', 'checkin']);
+  // A wait script that is the last event: the wait it was told.
+  const [open] = waterfalls(events.slice(0, 4));
+  assert.equal(open!.segments.at(-1)!.endMs, t0 + 500 + 12_000);
+});

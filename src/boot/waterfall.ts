@@ -68,14 +68,23 @@ function labelOf(e: BootEvent, step: WaterfallStep): string {
   if (step === 'dhcp') return e.event.slice('dhcp_'.length).toUpperCase();
   if (step === 'tftp') return str(d['file']) ?? 'tftp';
   if (step === 'power') return `power ${str(d['action']) ?? ''}`.trim();
+  if (isWait(e)) return `waiting for a boot slot (${num(d['position']) ?? '?'} of ${num(d['waiting']) ?? '?'} waiting)`;
   return str(d['path']) ?? str(d['file']) ?? step;
+}
+
+/** A wait script (boot/boot-slots.ts): the node sleeps, then asks again; the wait lasts until it does. */
+function isWait(e: BootEvent): boolean {
+  return e.event === 'script' && e.detail['action'] === 'wait';
 }
 
 /** Boots of one node's timeline (events oldest first), newest last. */
 export function waterfalls(events: readonly BootEvent[]): BootWaterfall[] {
   const boots: { events: BootEvent[]; complete: boolean }[] = [];
   let current: { events: BootEvent[]; complete: boolean } | null = null;
-  for (const e of events) {
+  // Journal order is append order; an HTTP step is appended when its response ends but dated at
+  // its arrival, so time order is `at` (id breaks ties).
+  const ordered = [...events].sort((a, b) => a.at - b.at || a.id - b.id);
+  for (const e of ordered) {
     const step = stepOf[e.event];
     if (!step) continue;
     const sawDhcp = current?.events.some((x) => x.event === 'dhcp_discover') ?? false;
@@ -125,6 +134,8 @@ function toWaterfall(b: { events: BootEvent[]; complete: boolean }): BootWaterfa
     let endMs = e.at;
     let measured = true;
     if (step === 'tftp' && ms !== undefined) startMs = e.at - ms;
+    // The wait runs from the wait script to the node's next request (or the wait it was told).
+    else if (isWait(e)) endMs = next ? Math.max(e.at, next.at) : e.at + (num(e.detail['waitSeconds']) ?? 0) * 1000;
     else if (ms !== undefined) endMs = e.at + ms;
     else if (step !== 'dhcp' && step !== 'checkin' && step !== 'power') {
       endMs = next ? Math.max(e.at, next.at) : e.at;
