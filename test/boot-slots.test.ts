@@ -40,9 +40,13 @@ test('slots: the limit admits, the rest wait in the order they first asked, and 
   // A check-in frees what the node holds.
   slots.checkedIn(2);
   assert.equal(slots.request(mac(4), 4, files).admitted, true);
-  // A script with no platform files (an exit) needs no slot.
+  // A script with no platform files (an exit) needs no slot, and gives up a place in line.
+  assert.equal(slots.request(mac(8), 8, files).admitted, false);
+  assert.equal(slots.stats().waiting, 1);
+  assert.equal(slots.request(mac(8), 8, []).admitted, true);
+  assert.equal(slots.stats().waiting, 0);
   assert.equal(slots.request(mac(9), 9, []).admitted, true);
-  assert.deepEqual(slots.stats(), { limit: 2, inFlight: 2, waiting: 0, admitted: 6, deferred: 4, freedDownloaded: 1, freedCheckedIn: 1, freedIdle: 0 });
+  assert.deepEqual(slots.stats(), { limit: 2, inFlight: 2, waiting: 0, admitted: 7, deferred: 5, freedDownloaded: 1, freedCheckedIn: 1, freedIdle: 0 });
 });
 
 test('slots: an idle holder is taken back, a waiter that stopped asking loses its place, jitter spans the window, 0 is no limit', () => {

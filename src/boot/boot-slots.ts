@@ -107,6 +107,7 @@ export class BootSlots {
     }
     if (files.length === 0) {
       // Nothing large to fetch (an exit script, a node with no platform): no slot needed.
+      this.waiters.delete(mac);
       this.counts.admitted++;
       return { admitted: true, inFlight: this.holders.size };
     }
