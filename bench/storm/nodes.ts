@@ -67,6 +67,8 @@ export interface StormResult {
   wallMs: number;
   /** Datagrams the kernel dropped on the nodes' DHCP socket (/proc/net/udp "drops"). */
   dhcpSocketDrops: number;
+  /** CPU the simulated nodes' process used (user + system), seconds: it shares the machine with the head node. */
+  clientCpuS: number;
 }
 
 export interface ProbeResult {
@@ -315,6 +317,9 @@ function http(agent: Agent, localIp: string, url: string, deadline: number, opts
       (res: IncomingMessage) => {
         let bytes = 0;
         const chunks: Buffer[] = [];
+        const began = performance.now();
+        // A connection the server closed mid-body: how far it got says whether it stalled.
+        res.on('aborted', () => reject(new Error(`${u.pathname}: closed by the server after ${bytes} of ${res.headers['content-length'] ?? '?'} bytes, ${((performance.now() - began) / 1000).toFixed(0)} s`)));
         res.on('data', (c: Buffer) => {
           bytes += c.length;
           if (opts.keep) chunks.push(c);
@@ -515,7 +520,8 @@ async function storm(planFile: string): Promise<StormResult> {
   const wallMs = Math.round(performance.now() - t0);
   const drops = dhcpDrops();
   port.socket.close();
-  return { nodes, wallMs, dhcpSocketDrops: drops };
+  const cpu = process.cpuUsage();
+  return { nodes, wallMs, dhcpSocketDrops: drops, clientCpuS: (cpu.user + cpu.system) / 1e6 };
 }
 
 /** STREAMS parallel TCP connections reading for SECONDS what the probe server sends: the path's bound. */

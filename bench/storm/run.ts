@@ -638,7 +638,7 @@ function print(results: StackResult[], plan: StormPlan, t: Template): void {
     console.log(`${r.stack}: step medians: ${stepMedians(r)}`);
     const retries = r.storm.nodes.reduce((a, n) => a + Math.max(0, n.dhcpSent - 4), 0);
     const tftpRetries = r.storm.nodes.reduce((a, n) => a + n.tftpRetries, 0);
-    console.log(`${r.stack}: DHCP retransmissions ${retries}, TFTP retransmissions ${tftpRetries}, drops on the nodes' DHCP socket ${r.storm.dhcpSocketDrops}`);
+    console.log(`${r.stack}: DHCP retransmissions ${retries}, TFTP retransmissions ${tftpRetries}, drops on the nodes' DHCP socket ${r.storm.dhcpSocketDrops}; the nodes' process used ${r.storm.clientCpuS?.toFixed(1) ?? '?'} s of CPU`);
     const waited = r.storm.nodes.filter((n) => n.scriptWaits > 0);
     if (waited.length) console.log(`${r.stack}: ${waited.length} nodes were told to wait (${waited.reduce((a, n) => a + n.scriptWaits, 0)} wait scripts), median wait ${median(waited.map((n) => n.waitedMs / 1000)).toFixed(0)} s per waiting node`);
     for (const [k, v] of Object.entries(r.extra)) console.log(`${r.stack}: ${k}: ${v}`);
