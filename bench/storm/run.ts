@@ -393,6 +393,7 @@ async function startFleetboot(lan: Lan, t: Template, dir: string): Promise<Runni
         'WAL after the storm': `${(metric('fleetboot_store_wal_bytes') / 2 ** 20).toFixed(1)} MiB (metric), ${existsSync(wal) ? (statSync(wal).size / 2 ** 20).toFixed(1) : 0} MiB (file)`,
         'registry file': `${existsSync(db) ? (statSync(db).size / 2 ** 20).toFixed(1) : 0} MiB`,
         'WAL frames checkpointed': String(metric('fleetboot_store_checkpointed_frames_total')),
+        'warnings and errors it logged': loggedEvents(join(dir, 'fleetboot.log')),
         'DHCP counters': dhcpCounters(String(m.stdout)),
         'boot slots (admission)': `limit ${metric('fleetboot_boot_slots_limit')}, ${[...String(m.stdout).matchAll(/^fleetboot_boot_admissions_total\{outcome="(\w+)"\} (\S+)$/gm)].map((x) => `${x[1]} ${x[2]}`).join(', ') || 'no admissions counted'}`,
       };
@@ -401,10 +402,37 @@ async function startFleetboot(lan: Lan, t: Template, dir: string): Promise<Runni
   };
 }
 
+/** fleetboot's log lines at warn and above (the level it runs at), counted by `event`. */
+function loggedEvents(file: string): string {
+  const counts = new Map<string, number>();
+  for (const line of existsSync(file) ? readFileSync(file, 'utf8').split('\n') : []) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const e = (JSON.parse(line) as { event?: unknown }).event;
+      counts.set(String(e ?? '(no event)'), (counts.get(String(e ?? '(no event)')) ?? 0) + 1);
+    } catch {
+      // a line cut by the stop
+    }
+  }
+  return [...counts.entries()].map(([e, n]) => `${e} ${n}`).join(', ') || 'none';
+}
+
 function dhcpCounters(metrics: string): string {
   const out: string[] = [];
   for (const m of metrics.matchAll(/^(fleetboot_dhcp_[a-z_]+)(\{[^}]*\})? (\S+)$/gm)) if (Number(m[3]) > 0) out.push(`${m[1]!.replace('fleetboot_dhcp_', '')}${m[2] ?? ''} ${m[3]}`);
   return out.join(', ') || '(none)';
+}
+
+function nginxEvents(file: string): string {
+  const counts = new Map<string, number>();
+  for (const line of existsSync(file) ? readFileSync(file, 'utf8').split('\n') : []) {
+    // "2026/12/02 15:00:00 [info] 12#12: *34 client timed out (110: Connection timed out) while sending response..."
+    const m = /\[(info|warn|error|crit|alert|emerg)\] \d+#\d+: (?:\*\d+ )?([^(,]+)/.exec(line);
+    if (!m) continue;
+    const what = `${m[1]} ${m[2]!.replace(/\d+(\.\d+){0,3}/g, 'N').trim()}`;
+    counts.set(what, (counts.get(what) ?? 0) + 1);
+  }
+  return [...counts.entries()].map(([e, n]) => `${e}: ${n}`).join(', ') || 'empty';
 }
 
 async function startClassic(lan: Lan, t: Template, dir: string, plan: StormPlan, planFile: string): Promise<Running> {
@@ -452,7 +480,7 @@ master_process on;
 worker_processes auto;
 user root;
 pid ${dir}/run/nginx.pid;
-error_log ${dir}/nginx-error.log warn;
+error_log ${dir}/nginx-error.log info;
 events { worker_connections 8192; }
 http {
   access_log off;
@@ -486,6 +514,8 @@ http {
     pids: () => [k.pid!, tf.pid!, ...withChildren(ng.pid!)],
     storePid: k.pid!,
     after: async () => ({
+      // At info, nginx logs a client that timed out (send_timeout, 60 s) or closed early.
+      'nginx error log': nginxEvents(join(dir, 'nginx-error.log')),
       'lease file after the storm': `${existsSync(leases) ? (statSync(leases).size / 2 ** 20).toFixed(2) : 0} MiB, ${existsSync(leases) ? readFileSync(leases, 'utf8').split('\n').length - 2 : 0} lines`,
     }),
     stop: () => stopAll([ng, tf, k]),
