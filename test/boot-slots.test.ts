@@ -23,8 +23,8 @@ test('slots: the limit admits, the rest wait in the order they first asked, and 
   const slots = book(2, clock);
   assert.deepEqual(slots.request(mac(1), 1, files), { admitted: true, inFlight: 1 });
   assert.deepEqual(slots.request(mac(2), 2, files), { admitted: true, inFlight: 2 });
-  assert.deepEqual(slots.request(mac(3), 3, files), { admitted: false, waitSeconds: 10, position: 1, waiting: 1, inFlight: 2 });
-  assert.deepEqual(slots.request(mac(4), 4, files), { admitted: false, waitSeconds: 10, position: 2, waiting: 2, inFlight: 2 });
+  assert.deepEqual(slots.request(mac(3), 3, files), { admitted: false, waitSeconds: 5, position: 1, waiting: 1, inFlight: 2 });
+  assert.deepEqual(slots.request(mac(4), 4, files), { admitted: false, waitSeconds: 5, position: 2, waiting: 2, inFlight: 2 });
   // A holder asking again (a retried chain) keeps its slot.
   assert.equal(slots.request(mac(1), 1, files).admitted, true);
   // mac 1 gets its kernel, then loses the archive half way: still holding.
@@ -36,7 +36,7 @@ test('slots: the limit admits, the rest wait in the order they first asked, and 
   // mac 4's retry lands first, but mac 3 asked first: the slot waits for it.
   assert.equal(slots.request(mac(4), 4, files).admitted, false);
   assert.equal(slots.request(mac(3), 3, files).admitted, true);
-  assert.deepEqual(slots.request(mac(4), 4, files), { admitted: false, waitSeconds: 10, position: 1, waiting: 1, inFlight: 2 });
+  assert.deepEqual(slots.request(mac(4), 4, files), { admitted: false, waitSeconds: 5, position: 1, waiting: 1, inFlight: 2 });
   // A check-in frees what the node holds.
   slots.checkedIn(2);
   assert.equal(slots.request(mac(4), 4, files).admitted, true);
@@ -57,7 +57,8 @@ test('slots: an idle holder is taken back, a waiter that stopped asking loses it
     b.request(mac(1), 1, files);
     return (b.request(mac(2), 2, files) as { waitSeconds: number }).waitSeconds;
   });
-  assert.deepEqual(waits, [5, 15]);
+  // No turnover seen yet: the shortest wait, jittered by x0.75..x1.25 and kept in the window.
+  assert.deepEqual(waits, [5, 6]);
   assert.equal(slots.request(mac(3), 3, files).admitted, false);
   assert.equal(slots.request(mac(2), 2, files).admitted, false);
   clock.now = 30_000;
@@ -148,4 +149,33 @@ test('an operator templates folder without wait.ipxe falls back to the install\'
   const out = renderWaitScript(templates, { inFlight: 3, limit: 3, position: 1, waiting: 2, waitSeconds: 7, retryUrl: 'http://h/boot/node.ipxe?mac=x' });
   assert.match(out, /^sleep 7$/m);
   assert.throws(() => new BootTemplates(dir).render('wait.ipxe', {}), /wait\.ipxe\.hbs does not exist/);
+});
+
+test('slots: a wait is sized from how fast slots have been freeing, so a fast turnover is not met by long sleeps', () => {
+  const clock = { now: 0 };
+  const slots = new BootSlots({ limit: 10, holdSeconds: 60, retryMinSeconds: 1, retryMaxSeconds: 20, now: () => clock.now, random: () => 0.5 });
+  for (let i = 1; i <= 10; i++) slots.request(mac(i), i, files);
+  const waiters = Array.from({ length: 40 }, (_, i) => mac(100 + i));
+  waiters.forEach((m, i) => slots.request(m, 100 + i, files));
+  // Ten slots turn over in one second: 10 freed per second.
+  for (let i = 1; i <= 10; i++) {
+    clock.now += 100;
+    slots.fetched(mac(i), '/os/S/kernel', true);
+    slots.fetched(mac(i), '/os/S/boot_archive', true);
+  }
+  // The first 10 waiters take the freed slots; the 30 behind them are told waits in proportion to their place.
+  waiters.slice(0, 10).forEach((m, i) => assert.equal(slots.request(m, 100 + i, files).admitted, true));
+  const waits = waiters.slice(10).map((m, i) => (slots.request(m, 110 + i, files) as { waitSeconds: number; position: number }));
+  assert.deepEqual([waits[0]!.position, waits[0]!.waitSeconds], [1, 1]);
+  assert.deepEqual([waits[19]!.position, waits[19]!.waitSeconds], [20, 2]);
+  assert.deepEqual([waits[29]!.position, waits[29]!.waitSeconds], [30, 3]);
+  // A slow turnover (one every 10 s) keeps waits long, up to the window's end.
+  const slow = new BootSlots({ limit: 1, holdSeconds: 600, retryMinSeconds: 1, retryMaxSeconds: 20, now: () => clock.now, random: () => 0.5 });
+  for (let i = 0; i < 3; i++) {
+    slow.request(mac(200 + i), 200 + i, ['/os/S/k']);
+    clock.now += 10_000;
+    slow.fetched(mac(200 + i), '/os/S/k', true);
+  }
+  slow.request(mac(210), 210, ['/os/S/k']);
+  assert.deepEqual([(slow.request(mac(211), 211, ['/os/S/k']) as { waitSeconds: number }).waitSeconds, (slow.request(mac(212), 212, ['/os/S/k']) as { waitSeconds: number }).waitSeconds], [10, 20]);
 });

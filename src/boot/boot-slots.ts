@@ -17,7 +17,10 @@ export interface BootSlotOptions {
   limit: number;
   /** A slot with no download activity this long is taken back. */
   holdSeconds: number;
-  /** A waiting node asks again after a random wait in [retryMinSeconds, retryMaxSeconds]. */
+  /**
+   * A waiting node asks again after about the time its place in line should take to come up,
+   * from the rate slots have been freeing, jittered, kept within [retryMinSeconds, retryMaxSeconds].
+   */
   retryMinSeconds: number;
   retryMaxSeconds: number;
   now: () => number;
@@ -59,6 +62,8 @@ export class BootSlots {
   /** In the order they first asked (Map keeps insertion order). */
   private readonly waiters = new Map<Mac, Waiter>();
   private readonly counts = { admitted: 0, deferred: 0, freedDownloaded: 0, freedCheckedIn: 0, freedIdle: 0 };
+  /** When the last slots were freed (ms), oldest first: the turnover a wait is sized from. */
+  private readonly freedAt: number[] = [];
   private readonly random: () => number;
 
   constructor(private readonly options: BootSlotOptions) {
@@ -114,10 +119,34 @@ export class BootSlots {
     if (waiter) waiter.lastSeen = now;
     else this.waiters.set(mac, { firstAt: now, lastSeen: now });
     this.counts.deferred++;
+    return { admitted: false, waitSeconds: this.waitFor(position + 1, now), position: position + 1, waiting: this.waiters.size, inFlight: this.holders.size };
+  }
+
+  /**
+   * Seconds until a node `position` in line should ask again: its place divided by the rate at
+   * which slots have been freeing (a small platform turns slots over many times a second, a
+   * 250 MB ramdisk every few seconds), so neither does a freed slot wait long for its waiter nor
+   * does every waiter ask every second. With no turnover seen yet: the shortest wait, the head
+   * of the line soonest. Jitter (x0.75 to x1.25) spreads the asks so a freed slot is not met by
+   * a burst (RFC 2131 §4.1 randomizes DHCP retransmissions for the same reason).
+   */
+  private waitFor(position: number, now: number): number {
     const { retryMinSeconds: lo, retryMaxSeconds: hi } = this.options;
-    // Jitter spreads the retries so freed slots are not met by a burst (RFC 2131 §4.1 randomizes its retransmissions for the same reason).
-    const waitSeconds = Math.round(lo + (hi - lo) * this.random());
-    return { admitted: false, waitSeconds, position: position + 1, waiting: this.waiters.size, inFlight: this.holders.size };
+    const recent = this.freedAt.filter((t) => now - t <= 60_000);
+    let base = lo + (position - 1) * 0.1;
+    if (recent.length >= 2) {
+      // Frees after the first, over the time since it: a turnover that stopped decays to slow.
+      const spanS = Math.max(0.001, (now - recent[0]!) / 1000);
+      const perSecond = (recent.length - 1) / spanS;
+      base = position / perSecond;
+    }
+    const jittered = base * (0.75 + 0.5 * this.random());
+    return Math.min(hi, Math.max(lo, Math.round(jittered)));
+  }
+
+  private freed(now: number): void {
+    this.freedAt.push(now);
+    if (this.freedAt.length > 256) this.freedAt.shift();
   }
 
   /** A platform file (`/os/STAMP/PATH`) was sent to `mac`: whole (`complete`) or cut short. */
@@ -130,6 +159,7 @@ export class BootSlots {
     if (h.pending.size === 0) {
       this.holders.delete(mac);
       this.counts.freedDownloaded++;
+      this.freed(h.lastActivity);
     }
   }
 
@@ -139,6 +169,7 @@ export class BootSlots {
       if (h.nodeId !== nodeId) continue;
       this.holders.delete(mac);
       this.counts.freedCheckedIn++;
+      this.freed(this.options.now());
     }
   }
 

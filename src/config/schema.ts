@@ -172,7 +172,8 @@ export const configSchema = z
             perBootMbps: z.number().int().min(10).default(400),
             /** A slot whose node fetched nothing for this long is taken back. */
             holdSeconds: z.number().int().min(10).max(3600).default(300),
-            retryMinSeconds: z.number().int().min(1).max(600).default(5),
+            /** A waiting node's wait is sized from the slots' turnover, within these bounds. */
+            retryMinSeconds: z.number().int().min(1).max(600).default(1),
             retryMaxSeconds: z.number().int().min(1).max(600).default(20),
           })
           .refine((a) => a.retryMaxSeconds >= a.retryMinSeconds, { message: 'retryMaxSeconds must be at least retryMinSeconds', path: ['retryMaxSeconds'] })
