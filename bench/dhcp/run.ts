@@ -243,7 +243,7 @@ async function main(): Promise<void> {
     console.log(`bytes written per DORA (median over steps, /proc/PID/io wchar): kea ${kb('kea')} KB, fleetboot ${kb('fleetboot')} KB`);
     console.log(`highest rate held with <1% drops: kea ${held.kea.toFixed(0)}/s, fleetboot ${held.fleetboot.toFixed(0)}/s, ratio fleetboot/kea ${(held.fleetboot / (held.kea || 1)).toFixed(2)}`);
   } finally {
-    for (const p of started) if (p.exitCode === undefined && p.pid) p.kill('SIGKILL');
+    for (const p of started) if (p.exitCode === null && p.signalCode === null && p.pid) p.kill('SIGKILL');
     await execa('ip', ['netns', 'del', ns], { reject: false });
     rmSync(dir, { recursive: true, force: true });
   }
