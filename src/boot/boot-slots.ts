@@ -126,14 +126,15 @@ export class BootSlots {
    * Seconds until a node `position` in line should ask again: its place divided by the rate at
    * which slots have been freeing (a small platform turns slots over many times a second, a
    * 250 MB ramdisk every few seconds), so neither does a freed slot wait long for its waiter nor
-   * does every waiter ask every second. With no turnover seen yet: the shortest wait, the head
-   * of the line soonest. Jitter (x0.75 to x1.25) spreads the asks so a freed slot is not met by
-   * a burst (RFC 2131 §4.1 randomizes DHCP retransmissions for the same reason).
+   * does every waiter ask every second. With no turnover seen yet (a storm's first seconds):
+   * the shortest wait, since the first downloads may end at once. Jitter (x0.75 to x1.25)
+   * spreads the asks so a freed slot is not met by a burst (RFC 2131 §4.1 randomizes DHCP
+   * retransmissions for the same reason).
    */
   private waitFor(position: number, now: number): number {
     const { retryMinSeconds: lo, retryMaxSeconds: hi } = this.options;
     const recent = this.freedAt.filter((t) => now - t <= 60_000);
-    let base = lo + (position - 1) * 0.1;
+    let base = lo;
     if (recent.length >= 2) {
       // Frees after the first, over the time since it: a turnover that stopped decays to slow.
       const spanS = Math.max(0.001, (now - recent[0]!) / 1000);
