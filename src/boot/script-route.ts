@@ -61,11 +61,8 @@ export interface NodeScriptDeps {
  */
 function addressOfAnotherNode(deps: NodeScriptDeps, node: NodeRecord, ip: string): boolean {
   if (deps.config.dhcp.mode !== 'proxy') return false;
-  const held = deps.store.nodes.findByAddress(ip);
-  if (held) return held.node.id !== node.id;
-  const mac = deps.proxyMacOf?.(ip);
-  const claimant = mac ? deps.store.nodes.findByMac(mac) : undefined;
-  return claimant !== undefined && claimant.id !== node.id;
+  const claimant = deps.store.nodes.requesterAt(ip, deps.proxyMacOf)?.node;
+  return claimant != null && claimant.id !== node.id;
 }
 
 export function nodeScriptRoutes(deps: NodeScriptDeps): Router {

@@ -317,13 +317,9 @@ function recordFetch(
     let nodeId: number | null = null;
     let mac = macParam;
     if (!mac && address) {
-      const hit = deps.store.nodes.findByAddress(address);
-      if (hit) {
-        nodeId = hit.node.id;
-        mac = hit.mac;
-      } else {
-        mac = deps.proxyMacOf?.(address) ?? null;
-      }
+      const who = deps.store.nodes.requesterAt(address, deps.proxyMacOf);
+      nodeId = who?.node?.id ?? null;
+      mac = who?.mac ?? null;
     }
     // `bytes` is what the request asked for; `sent` only when the client went away first.
     const detail = {

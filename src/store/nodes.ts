@@ -376,6 +376,18 @@ export class NodeRepo {
     return node && hit ? { node, mac: hit.mac as Mac } : undefined;
   }
 
+  /**
+   * Who sent a request from `ip`: a static NIC address or a bound lease first (the registry's
+   * own knowledge); else, under ProxyDHCP, the MAC `proxyMacOf` saw claim the address in the
+   * PXE exchange (dhcp/proxy-addresses.ts), with its node when that MAC is registered.
+   */
+  requesterAt(ip: string, proxyMacOf?: (ip: string) => Mac | undefined): { node: NodeRecord | null; mac: Mac } | undefined {
+    const held = this.findByAddress(ip);
+    if (held) return held;
+    const mac = proxyMacOf?.(ip);
+    return mac ? { node: this.findByMac(mac) ?? null, mac } : undefined;
+  }
+
   /** Resolves what an operator typed: numeric id, UUID, any NIC's MAC, or hostname. */
   find(ref: string): NodeRecord | undefined {
     if (/^\d+$/.test(ref)) return this.get(Number(ref));

@@ -364,12 +364,7 @@ export class TftpServer {
 
   private requester(address: string): Requester {
     try {
-      const store = this.options.store;
-      // A static address or a lease of fleetboot's own comes first; else what a proxy client claimed.
-      const hit = store?.nodes.findByAddress(address);
-      if (hit) return { node: hit.node, mac: hit.mac };
-      const mac = this.options.proxyMacOf?.(address);
-      return mac ? { node: store?.nodes.findByMac(mac) ?? null, mac } : { node: null, mac: null };
+      return this.options.store?.nodes.requesterAt(address, this.options.proxyMacOf) ?? { node: null, mac: null };
     } catch {
       return { node: null, mac: null };
     }
