@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the boot-storm bench (bench/storm) runs: the classic stack it
-# measures fleetboot against (ISC Kea's kea-dhcp4, tftpd-hpa's in.tftpd, nginx) and the iPXE
-# binaries both stacks serve. Root. Only what dpkg does not have, with one `apt-get update`.
+# Installs the Debian packages the benches run beside fleetboot: for the boot-storm bench
+# (bench/storm) the classic stack it measures fleetboot against (ISC Kea's kea-dhcp4, tftpd-hpa's
+# in.tftpd, nginx) and the iPXE binaries both stacks serve; for bench/http its load generator
+# (wrk); for bench/tftp dnsmasq's binary (dnsmasq-base, which has no service). Root. Only what
+# dpkg does not have, with one `apt-get update`.
 #
 # The packages' maintainer scripts would start kea-dhcp4, tftpd-hpa and nginx as host services
 # (policy-rc.d(8): invoke-rc.d asks /usr/sbin/policy-rc.d first). A policy-rc.d that exits 101
@@ -12,13 +14,13 @@
 #   bench/storm/install-deps.sh --check   list what is missing; exit 1 when something is
 set -euo pipefail
 
-packages=(kea-dhcp4-server tftpd-hpa nginx-light ipxe iproute2 procps)
+packages=(kea-dhcp4-server tftpd-hpa nginx-light ipxe iproute2 procps wrk dnsmasq-base)
 
 check_only=false
 case "${1:-}" in
   '') ;;
   --check) check_only=true ;;
-  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-deps: unknown argument '$1' (use --check)" >&2; exit 2 ;;
 esac
 
