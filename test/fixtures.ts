@@ -48,9 +48,14 @@ export function tempLab(t: { after: (fn: () => Promise<void>) => void }, namespa
   return { dir, labDir };
 }
 
-/** A config rooted in `dir`, HTTP on an ephemeral loopback port, DHCP and TFTP off unless overridden. */
+/**
+ * A config rooted in `dir`, HTTP on an ephemeral loopback port, DHCP and TFTP off unless overridden.
+ * An `http` override is merged into those defaults: replacing them would put the head node on the
+ * embedded default port 8080, which tests running in parallel would fight over.
+ */
 export function testConfig(dir: string, overrides: ConfigInput = {}): FleetbootConfig {
-  return parseConfig({ http: { listen: '127.0.0.1', port: 0 }, log: { level: 'silent' }, ...overrides }, dir, 'test');
+  const http = { listen: '127.0.0.1', port: 0, ...overrides.http };
+  return parseConfig({ log: { level: 'silent' }, ...overrides, http }, dir, 'test');
 }
 
 export interface RunningHeadNode {
