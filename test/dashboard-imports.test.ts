@@ -113,6 +113,8 @@ test('an import waiting on a stalled pipe keeps its row alive with a heartbeat, 
   importing.catch(() => undefined); // ended below by closing the pipe early
   const writer = createWriteStream(fifo);
   writer.on('error', () => undefined);
+  // A failed assertion must not leave the import waiting on the pipe: that keeps the file's process alive.
+  t.after(() => { writer.destroy(); });
   const whole = bigTarball();
   const part = whole.subarray(0, 200_000);
   writer.write(part);
@@ -141,7 +143,7 @@ interface CliImport {
 }
 
 /** `fleetboot platform import FIFO` in a process of its own, on the head node's data dir; the test feeds the FIFO. */
-async function cliImportFromFifo(h: RunningHeadNode, dir: string, name: string): Promise<CliImport> {
+async function cliImportFromFifo(t: { after: (fn: () => void) => void }, h: RunningHeadNode, dir: string, name: string): Promise<CliImport> {
   const config = join(dir, 'fleetboot.json');
   writeFileSync(config, JSON.stringify({ dataDir: h.head.config.dataDir, platformImagesDir: h.head.config.platformImagesDir, log: { level: 'silent' } }));
   const fifo = join(dir, name);
@@ -149,6 +151,8 @@ async function cliImportFromFifo(h: RunningHeadNode, dir: string, name: string):
   const child = execa(process.execPath, [cliPath, '--config', config, 'platform', 'import', fifo], { cwd: dir, reject: false });
   const writer = createWriteStream(fifo);
   writer.on('error', () => undefined); // EPIPE once a reader is killed: expected
+  // Passed or failed, neither the CLI nor the pipe outlives the test.
+  t.after(() => { writer.destroy(); child.kill('SIGKILL'); });
   return { child, writer };
 }
 
@@ -169,7 +173,7 @@ test('the platforms page shows an import running in the CLI with its bytes, then
 
   // In progress: half the tarball is through the FIFO.
   const whole = bigTarball();
-  const run = await cliImportFromFifo(h, dir, `platform-${stamp}.tgz`);
+  const run = await cliImportFromFifo(t, h, dir, `platform-${stamp}.tgz`);
   run.writer.write(whole.subarray(0, whole.length >> 1));
   const running = await until('the import to show its bytes', async () => {
     const body = await fragment('/ui/platforms/imports');
@@ -198,7 +202,7 @@ test('the platforms page shows an import running in the CLI with its bytes, then
 
   // Killed with SIGKILL mid-stream: interrupted on the page, nothing imported, and the next import marks it failed.
   const killedStamp = '20240503T000000Z';
-  const killed = await cliImportFromFifo(h, dir, `platform-${killedStamp}.tgz`);
+  const killed = await cliImportFromFifo(t, h, dir, `platform-${killedStamp}.tgz`);
   const big = bigTarball(killedStamp);
   killed.writer.write(big.subarray(0, big.length >> 1));
   await until('the second import to run', async () => (/data-stage="unpacking"/.test(await fragment('/ui/platforms/imports')) ? true : undefined));
